@@ -1,0 +1,176 @@
+import numpy as np
+import pytest
+
+from yt_bias import OracleFrequency, StreamingFrequencyEstimator, total_variation_error
+from yt_bias._keras import keras, tf
+
+
+def test_item_seen_every_k_steps_converges_to_one_over_k():
+    estimator = StreamingFrequencyEstimator(hash_size=4096, alpha=0.05)
+    update = tf.function(estimator.update)
+    for step in range(1, 2001):
+        ids = [f"other_{step}"]
+        if step % 4 == 0:
+            ids.append("every_4")
+        if step % 10 == 0:
+            ids.append("every_10")
+        update(tf.constant(ids))
+    p = estimator.probability(tf.constant(["every_4", "every_10"])).numpy()
+    np.testing.assert_allclose(p, [1 / 4, 1 / 10], rtol=0.02)
+
+
+def test_algorithm_2_by_hand():
+    estimator = StreamingFrequencyEstimator(hash_size=100, alpha=0.5, initial_interval=10.0)
+    estimator.update(tf.constant(["a"]))  # t=1: B = 0.5*10 + 0.5*(1-0) = 5.5
+    np.testing.assert_allclose(estimator.probability(tf.constant(["a"])).numpy(), [1 / 5.5], rtol=1e-6)
+    estimator.update(tf.constant(["b"]))  # t=2
+    estimator.update(tf.constant(["a"]))  # t=3: B = 0.5*5.5 + 0.5*(3-1) = 3.75
+    np.testing.assert_allclose(estimator.probability(tf.constant(["a"])).numpy(), [1 / 3.75], rtol=1e-6)
+    assert int(estimator.step.numpy()) == 3
+
+
+def test_duplicates_in_one_batch_count_once():
+    once = StreamingFrequencyEstimator(hash_size=100, alpha=0.5)
+    twice = StreamingFrequencyEstimator(hash_size=100, alpha=0.5)
+    for _ in range(5):
+        once.update(tf.constant(["a", "b"]))
+        twice.update(tf.constant(["a", "a", "a", "b"]))
+    np.testing.assert_allclose(once.probability(tf.constant(["a"])), twice.probability(tf.constant(["a"])))
+
+
+def test_integer_and_string_ids_hash_alike():
+    estimator = StreamingFrequencyEstimator(hash_size=1000, alpha=0.3)
+    for _ in range(20):
+        estimator.update(tf.constant([7, 8], tf.int64))
+    np.testing.assert_allclose(
+        estimator.probability(tf.constant([7], tf.int64)).numpy(), estimator.probability(tf.constant(["7"])).numpy()
+    )
+
+
+def _stream_error(hash_size, num_hashes, steps=400, num_items=400, batch=20, seed=0):
+    rng = np.random.default_rng(seed)
+    q = np.arange(1, num_items + 1, dtype=float) ** -1.0
+    q /= q.sum()
+    estimator = StreamingFrequencyEstimator(hash_size=hash_size, num_hashes=num_hashes, alpha=0.05, initial_interval=1.0)
+    hits = np.zeros(num_items)
+    update = tf.function(estimator.update)
+    for _ in range(steps):
+        items = rng.choice(num_items, size=batch, replace=False, p=q)
+        hits[items] += 1
+        update(tf.constant(items, tf.int64))
+    true = hits / steps
+    seen = true > 0
+    estimated = estimator.probability(tf.constant(np.arange(num_items), tf.int64)).numpy()
+    return total_variation_error(estimated[seen], true[seen], batch), estimated[seen], true[seen]
+
+
+def test_tiny_hash_overestimates_and_more_hashes_help_at_equal_memory():
+    error_big, _, _ = _stream_error(hash_size=8192, num_hashes=1)
+    error_one, estimated_one, true = _stream_error(hash_size=64, num_hashes=1)
+    error_four_same_per_hash, _, _ = _stream_error(hash_size=64, num_hashes=4)
+    # Collisions make buckets hit more often than their items: rare items are over-estimated.
+    rare = true < np.quantile(true, 0.5)
+    assert np.mean(estimated_one[rare] - true[rare]) > 0
+    assert error_one > 2 * error_big
+    # m hashes with the max of gaps undo part of it (the equal-memory study is in test_simulation).
+    assert error_four_same_per_hash < error_one
+
+
+def test_update_and_probability_work_inside_tf_function():
+    estimator = StreamingFrequencyEstimator(hash_size=128, num_hashes=2)
+
+    @tf.function
+    def step(ids):
+        estimator.update(ids)
+        return estimator.probability(ids)
+
+    for _ in range(3):
+        p = step(tf.constant(["x", "y"]))
+    assert p.shape == (2,)
+    assert int(estimator.step.numpy()) == 3
+
+
+def test_checkpoint_round_trip(tmp_path):
+    estimator = StreamingFrequencyEstimator(hash_size=256, num_hashes=2, alpha=0.2)
+    for i in range(30):
+        estimator.update(tf.constant([f"i{i % 7}", f"j{i % 3}"]))
+    path = tf.train.Checkpoint(estimator=estimator).save(str(tmp_path / "ckpt"))
+    restored = StreamingFrequencyEstimator(hash_size=256, num_hashes=2, alpha=0.2)
+    tf.train.Checkpoint(estimator=restored).restore(path).assert_consumed()
+    np.testing.assert_array_equal(restored.interval.numpy(), estimator.interval.numpy())
+    np.testing.assert_array_equal(restored.last_step.numpy(), estimator.last_step.numpy())
+    assert restored.step.numpy() == estimator.step.numpy() == 30
+
+
+def test_state_is_in_a_keras_model_checkpoint(tmp_path):
+    class Holder(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.frequency = StreamingFrequencyEstimator(hash_size=64)
+
+        def call(self, ids):
+            return self.frequency.probability(ids)
+
+    model = Holder()
+    for _ in range(5):
+        model.frequency.update(tf.constant(["a"]))
+    model.save_weights(str(tmp_path / "weights"))
+    other = Holder()
+    other.load_weights(str(tmp_path / "weights"))
+    np.testing.assert_array_equal(other.frequency.interval.numpy(), model.frequency.interval.numpy())
+    assert other.frequency.step.numpy() == 5
+    assert all(not v.trainable for v in model.frequency.weights)
+
+
+def test_get_config_round_trip():
+    estimator = StreamingFrequencyEstimator(hash_size=77, num_hashes=3, alpha=0.25, initial_interval=50.0, seed=9)
+    clone = StreamingFrequencyEstimator.from_config(estimator.get_config())
+    for field in ("hash_size", "num_hashes", "alpha", "initial_interval", "seed"):
+        assert getattr(clone, field) == getattr(estimator, field)
+    ids = tf.constant(["a", "b", "c"])
+    np.testing.assert_array_equal(clone.buckets(ids).numpy(), estimator.buckets(ids).numpy())
+    oracle = OracleFrequency(["a", "b"], [0.5, 0.25])
+    np.testing.assert_allclose(OracleFrequency.from_config(oracle.get_config()).probability(tf.constant(["b", "zz"])), [0.25, 1e-6])
+
+
+def test_independent_hashes_differ():
+    estimator = StreamingFrequencyEstimator(hash_size=1 << 20, num_hashes=3)
+    buckets = estimator.buckets(tf.constant([f"item{i}" for i in range(50)])).numpy()
+    assert not np.array_equal(buckets[0], buckets[1]) and not np.array_equal(buckets[1], buckets[2])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(hash_size=0), "hash_size must be an integer >= 1; received 0"),
+        (dict(hash_size=10, alpha=0.0), r"alpha must be in \(0, 1\]; received 0.0"),
+        (dict(hash_size=10, alpha=1.5), r"alpha must be in \(0, 1\]; received 1.5"),
+        (dict(hash_size=10, num_hashes=0), "num_hashes must be an integer >= 1"),
+        (dict(hash_size=10, initial_interval=-1.0), "initial_interval must be > 0"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        StreamingFrequencyEstimator(**kwargs)
+
+
+def test_bad_batches_raise_clear_errors():
+    estimator = StreamingFrequencyEstimator(hash_size=10)
+    with pytest.raises(ValueError, match="item_ids is empty"):
+        estimator.update(tf.constant([], tf.string))
+    with pytest.raises(ValueError, match="empty string"):
+        estimator.update(tf.constant(["a", ""]))
+    with pytest.raises(ValueError, match=r"1-D tensor \[batch_size\]"):
+        estimator.update(tf.constant([["a"]]))
+    with pytest.raises(TypeError, match="strings or integers; received dtype float32"):
+        estimator.update(tf.constant([1.5]))
+    update = tf.function(estimator.update)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="empty string"):
+        update(tf.constant(["", "b"]))
+
+
+def test_oracle_rejects_bad_tables():
+    with pytest.raises(ValueError, match="in \\(0, 1\\]"):
+        OracleFrequency(["a"], [0.0])
+    with pytest.raises(ValueError, match="one length"):
+        OracleFrequency(["a", "b"], [0.5])

@@ -1,0 +1,15 @@
+"""yt_bias: sampling-bias-corrected two-tower retrieval (Yi et al., RecSys 2019).
+
+Importing the package selects Keras 2 (tf-keras) for TensorFlow: see :mod:`yt_bias._keras`.
+"""
+
+from yt_bias import _keras  # noqa: F401  (must run before anything imports tensorflow)
+from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator, total_variation_error
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OracleFrequency",
+    "StreamingFrequencyEstimator",
+    "total_variation_error",
+]

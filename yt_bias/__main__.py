@@ -1,0 +1,5 @@
+import sys
+
+from yt_bias.cli import main
+
+sys.exit(main())

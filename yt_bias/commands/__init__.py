@@ -1,0 +1,1 @@
+"""One module per ``yt-bias`` subcommand; each exposes ``register(subparsers)``."""

@@ -1,0 +1,26 @@
+"""Arguments shared by the subcommands that build an :class:`~yt_bias.config.ExperimentConfig`."""
+
+from __future__ import annotations
+
+import argparse
+
+from yt_bias import config as config_lib
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="default", choices=sorted(config_lib.PRESETS), help="named configuration")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one config field, e.g. --set train.epochs=3 --set model.temperature=0.07 (repeatable)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> config_lib.ExperimentConfig:
+    config = config_lib.preset(args.preset)
+    for assignment in args.overrides:
+        config = config_lib.override(config, assignment)
+    return config

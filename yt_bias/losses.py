@@ -1,0 +1,178 @@
+"""The corrected sampled softmax (section 3 of the paper), general enough for every strategy.
+
+For query i with embedding u_i, candidates v_j (the batch's items, plus any extra negatives),
+temperature tau and per-candidate sampling log-probabilities log q_j:
+
+    s_c(i, j) = <u_i, v_j> / tau - log q_j                       (the logQ correction)
+    loss_i    = -[ s_c(i, pos_i) - log sum_j exp s_c(i, j) ]
+    L         = (1 / B) * sum_i r_i * loss_i                     (Eq. 4: reward-weighted mean)
+
+The correction is applied, as in the paper (and TFRS), to every logit, the positive included,
+after the division by tau. In-batch softmax is the special case ``candidates = the batch's
+items`` and ``positive_index = range(B)``; mixed, cross-batch and impression negatives append
+candidates (with their own log q) or restrict candidates per query with ``candidate_mask``.
+"""
+
+from __future__ import annotations
+
+from yt_bias._keras import tf
+
+_MASKED_LOGIT = -1e9
+MIN_PROBABILITY = 1e-12
+
+
+def log_probability(probabilities: tf.Tensor) -> tf.Tensor:
+    """``log(p)`` with p clipped to [1e-12, 1], so p = 0 or rounding above 1 gives no inf or NaN."""
+    p = tf.cast(probabilities, tf.float32)
+    return tf.math.log(tf.clip_by_value(p, MIN_PROBABILITY, 1.0))
+
+
+def _check_shapes(query, candidates, log_q, positive_index, candidate_ids, candidate_mask) -> None:
+    if query.shape.rank != 2:
+        raise ValueError(f"query_embeddings must be [batch_size, dim]; received shape {query.shape}.")
+    if candidates.shape.rank != 2:
+        raise ValueError(f"candidate_embeddings must be [num_candidates, dim]; received shape {candidates.shape}.")
+    if query.shape[0] == 0:
+        raise ValueError("query_embeddings is an empty batch: expected batch_size >= 1; received 0 rows.")
+    if candidates.shape[0] == 0:
+        raise ValueError("candidate_embeddings is empty: expected at least 1 candidate; received 0 rows.")
+    if not query.shape[1:].is_compatible_with(candidates.shape[1:]):
+        raise ValueError(
+            f"query_embeddings and candidate_embeddings must have one width; received {query.shape[1]} and {candidates.shape[1]}."
+        )
+    batch, num = query.shape[0], candidates.shape[0]
+    if positive_index is not None and not positive_index.shape.is_compatible_with([batch]):
+        raise ValueError(f"positive_index must be [batch_size] = [{batch}]; received shape {positive_index.shape}.")
+    if log_q is not None and not (log_q.shape.is_compatible_with([num]) or log_q.shape.is_compatible_with([batch, num])):
+        raise ValueError(f"log_q must be [num_candidates] = [{num}] or [batch_size, num_candidates]; received shape {log_q.shape}.")
+    if candidate_ids is not None and not candidate_ids.shape.is_compatible_with([num]):
+        raise ValueError(f"candidate_ids must be [num_candidates] = [{num}]; received shape {candidate_ids.shape}.")
+    if candidate_mask is not None and not candidate_mask.shape.is_compatible_with([batch, num]):
+        raise ValueError(f"candidate_mask must be [batch_size, num_candidates] = [{batch}, {num}]; received {candidate_mask.shape}.")
+
+
+def _checked_rewards(rewards: tf.Tensor) -> tf.Tensor:
+    message = "rewards must be finite and >= 0 (NaN, inf or negative rewards received)"
+    if tf.executing_eagerly():
+        values = rewards.numpy()
+        import numpy as np
+
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError(f"{message}; received {values[~np.isfinite(values) | (values < 0)][:5].tolist()}.")
+        return rewards
+    rewards = tf.debugging.check_numerics(rewards, message)
+    with tf.control_dependencies([tf.debugging.assert_non_negative(rewards, message=message)]):
+        return tf.identity(rewards)
+
+
+def corrected_softmax_logits(
+    query_embeddings: tf.Tensor,
+    candidate_embeddings: tf.Tensor,
+    temperature: float = 1.0,
+    log_q: tf.Tensor | None = None,
+    positive_index: tf.Tensor | None = None,
+    candidate_ids: tf.Tensor | None = None,
+    remove_accidental_hits: bool = False,
+    candidate_mask: tf.Tensor | None = None,
+    correct_positive: bool = True,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The corrected, masked logits and the positives' positions (see the module docstring).
+
+    Args:
+      query_embeddings: [batch_size, dim] u.
+      candidate_embeddings: [num_candidates, dim] v; the positives are among them.
+      temperature: tau > 0; the dot products are divided by it before the correction.
+      log_q: [num_candidates] or [batch_size, num_candidates] log sampling probabilities, or None
+        (no correction: the paper's plain-sfx).
+      positive_index: [batch_size] the column of each query's positive; default ``range(batch)``.
+      candidate_ids: [num_candidates] IDs (strings or integers), needed to remove accidental hits.
+      remove_accidental_hits: mask candidates other than the positive with the positive's ID.
+      candidate_mask: [batch_size, num_candidates] bool; False removes a candidate for that query
+        (for instance another user's impressions). The positive is always kept.
+      correct_positive: subtract log q from the positive's logit too (the paper's choice).
+    Returns:
+      (logits [batch_size, num_candidates], positive_index [batch_size] int32).
+    """
+    query = tf.convert_to_tensor(query_embeddings, tf.float32)
+    candidates = tf.convert_to_tensor(candidate_embeddings, tf.float32)
+    log_q = None if log_q is None else tf.convert_to_tensor(log_q, tf.float32)
+    positive_index = None if positive_index is None else tf.convert_to_tensor(positive_index)
+    candidate_ids = None if candidate_ids is None else tf.convert_to_tensor(candidate_ids)
+    candidate_mask = None if candidate_mask is None else tf.convert_to_tensor(candidate_mask, tf.bool)
+    _check_shapes(query, candidates, log_q, positive_index, candidate_ids, candidate_mask)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0; received {temperature!r}.")
+    if remove_accidental_hits and candidate_ids is None:
+        raise ValueError("remove_accidental_hits=True needs candidate_ids [num_candidates]; received None.")
+
+    batch_size = tf.shape(query)[0]
+    num_candidates = tf.shape(candidates)[0]
+    if positive_index is None:
+        positive_index = tf.range(batch_size)
+    positive_index = tf.cast(positive_index, tf.int32)
+    is_positive = tf.one_hot(positive_index, num_candidates, on_value=True, off_value=False, dtype=tf.bool)
+
+    logits = tf.matmul(query, candidates, transpose_b=True) / temperature
+    if log_q is not None:
+        correction = log_q if log_q.shape.rank == 2 else log_q[None, :]
+        correction = tf.broadcast_to(correction, tf.shape(logits))
+        if not correct_positive:
+            correction = tf.where(is_positive, tf.zeros_like(correction), correction)
+        logits = logits - correction
+
+    keep = tf.ones_like(is_positive)
+    if remove_accidental_hits:
+        positive_ids = tf.gather(candidate_ids, positive_index)
+        same_id = tf.equal(positive_ids[:, None], candidate_ids[None, :])
+        keep = tf.logical_and(keep, tf.logical_not(same_id))
+    if candidate_mask is not None:
+        keep = tf.logical_and(keep, candidate_mask)
+    keep = tf.logical_or(keep, is_positive)
+    logits = tf.where(keep, logits, tf.fill(tf.shape(logits), tf.constant(_MASKED_LOGIT, logits.dtype)))
+    return logits, positive_index
+
+
+def corrected_softmax_loss(
+    query_embeddings: tf.Tensor,
+    candidate_embeddings: tf.Tensor,
+    temperature: float = 1.0,
+    log_q: tf.Tensor | None = None,
+    rewards: tf.Tensor | None = None,
+    positive_index: tf.Tensor | None = None,
+    candidate_ids: tf.Tensor | None = None,
+    remove_accidental_hits: bool = False,
+    candidate_mask: tf.Tensor | None = None,
+    correct_positive: bool = True,
+    reduce: bool = True,
+) -> tf.Tensor:
+    """Reward-weighted corrected softmax loss, averaged over the batch (Eq. 4 of the paper).
+
+    Args: as :func:`corrected_softmax_logits`, plus
+      rewards: [batch_size] r_i >= 0 (default all 1); an all-zero batch gives a loss of 0.
+      reduce: return the batch mean (default) or the per-example ``r_i * loss_i`` [batch_size].
+    Returns:
+      A scalar (or [batch_size]) float32 loss.
+    Raises:
+      ValueError: mismatched shapes, an empty batch, temperature <= 0, NaN or negative rewards.
+    """
+    logits, positive_index = corrected_softmax_logits(
+        query_embeddings,
+        candidate_embeddings,
+        temperature=temperature,
+        log_q=log_q,
+        positive_index=positive_index,
+        candidate_ids=candidate_ids,
+        remove_accidental_hits=remove_accidental_hits,
+        candidate_mask=candidate_mask,
+        correct_positive=correct_positive,
+    )
+    positive_logit = tf.gather(logits, positive_index, axis=1, batch_dims=1)
+    per_example = tf.reduce_logsumexp(logits, axis=1) - positive_logit
+    if rewards is not None:
+        rewards = tf.convert_to_tensor(rewards, tf.float32)
+        if not rewards.shape.is_compatible_with(positive_logit.shape):
+            raise ValueError(f"rewards must be [batch_size] = {positive_logit.shape.as_list()}; received shape {rewards.shape}.")
+        per_example = _checked_rewards(rewards) * per_example
+    if not reduce:
+        return per_example
+    return tf.reduce_mean(per_example)

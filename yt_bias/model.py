@@ -1,0 +1,124 @@
+"""The two-tower model with the sampling-bias-corrected in-batch softmax (Algorithm 1 of the paper).
+
+Per training step: read the batch's item IDs, update the streaming frequency estimator with them
+(one global step) and read each item's sampling probability p, compute both towers, build the
+corrected batch softmax loss with log p, and apply one optimizer step.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from yt_bias._keras import keras, tf
+from yt_bias.data.dataset import REWARD
+from yt_bias.features import FeatureConfig
+from yt_bias.losses import corrected_softmax_loss, log_probability
+from yt_bias.towers import SharedEmbeddings, Tower
+
+
+class TwoTowerModel(keras.Model):
+    """Query tower u(x), item tower v(y), score <u, v> / tau, trained with the corrected softmax.
+
+    Args:
+      features: which features each tower reads and which item feature is the ID.
+      hidden_units: MLP widths of both towers (the paper: [512, 128] or [1024, 512, 128]).
+      normalize: L2-normalise both towers' outputs.
+      temperature: tau.
+      frequency: a :class:`~yt_bias.frequency.StreamingFrequencyEstimator` (correct-sfx), an
+        :class:`~yt_bias.frequency.OracleFrequency` (exact counts), or None (plain-sfx).
+      read_after_update: update the estimator with the batch before reading p (default) or after.
+      remove_accidental_hits: mask in-batch negatives that are the positive's own item.
+      share_embeddings: one set of embedding tables for both towers (tables are matched by name).
+    """
+
+    def __init__(
+        self,
+        features: FeatureConfig,
+        hidden_units=(128, 64),
+        normalize: bool = True,
+        temperature: float = 0.05,
+        frequency: keras.layers.Layer | None = None,
+        read_after_update: bool = True,
+        remove_accidental_hits: bool = False,
+        share_embeddings: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0; received {temperature!r}.")
+        self.features = features
+        self.temperature = float(temperature)
+        self.frequency = frequency
+        self.read_after_update = bool(read_after_update)
+        self.remove_accidental_hits = bool(remove_accidental_hits)
+        self.share_embeddings = bool(share_embeddings)
+        shared = SharedEmbeddings(features.all, name="shared_embeddings") if share_embeddings else None
+        self.query_tower = Tower(features.query, hidden_units, normalize, embeddings=shared, name="query_tower")
+        self.item_tower = Tower(features.item, hidden_units, normalize, embeddings=shared, name="item_tower")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False):
+        """Returns (query embeddings [batch, d], item embeddings [batch, d])."""
+        return self.query_tower(inputs, training=training), self.item_tower(inputs, training=training)
+
+    def sampling_log_q(self, item_ids: tf.Tensor, update: bool) -> tf.Tensor | None:
+        """log p of the batch's items; with ``update`` the estimator first (or then) consumes the batch."""
+        if self.frequency is None:
+            return None
+        if update and self.read_after_update:
+            self.frequency.update(item_ids)
+            return log_probability(self.frequency.probability(item_ids))
+        probability = self.frequency.probability(item_ids)
+        if update:
+            with tf.control_dependencies([probability]):
+                self.frequency.update(item_ids)
+        return log_probability(probability)
+
+    def batch_loss(self, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor | None, training: bool) -> tf.Tensor:
+        """The corrected in-batch softmax loss of one batch (the positives are the diagonal)."""
+        query, items = self(batch, training=training)
+        return corrected_softmax_loss(
+            query,
+            items,
+            temperature=self.temperature,
+            log_q=log_q,
+            rewards=batch.get(REWARD),
+            candidate_ids=batch[self.features.item_id],
+            remove_accidental_hits=self.remove_accidental_hits,
+        )
+
+    def train_step(self, batch):
+        log_q = self.sampling_log_q(batch[self.features.item_id], update=True)
+        with tf.GradientTape() as tape:
+            loss = self.batch_loss(batch, log_q, training=True)
+            total = loss + tf.add_n(self.losses) if self.losses else loss
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, batch):
+        log_q = self.sampling_log_q(batch[self.features.item_id], update=False)
+        self.loss_tracker.update_state(self.batch_loss(batch, log_q, training=False))
+        return {"loss": self.loss_tracker.result()}
+
+    def get_config(self) -> dict:
+        return {
+            "features": self.features.to_dict(),
+            "hidden_units": list(self.query_tower.hidden_units),
+            "normalize": self.query_tower.normalize,
+            "temperature": self.temperature,
+            "read_after_update": self.read_after_update,
+            "remove_accidental_hits": self.remove_accidental_hits,
+            "share_embeddings": self.share_embeddings,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "TwoTowerModel":
+        config = dict(config)
+        config["features"] = FeatureConfig.from_dict(config["features"])
+        return cls(**config)

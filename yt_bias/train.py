@@ -1,0 +1,162 @@
+"""Training and evaluation of one configuration: ``train_and_evaluate(config, workdir) -> metrics``.
+
+Called by the CLI, the notebooks, the experiments and the tests. It writes, under ``workdir``:
+``config.json``, ``features.json``, ``checkpoint/`` (model, optimizer and estimator state),
+``tensorboard/`` (loss and the estimator's error against the true frequencies) and
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from yt_bias._keras import keras, tf
+from yt_bias.config import ExperimentConfig
+from yt_bias.data.dataset import RecDataset, make_tf_dataset
+from yt_bias.data.loading import load_dataset
+from yt_bias.evaluation import evaluate_model, evaluate_most_popular
+from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator, total_variation_error
+from yt_bias.model import TwoTowerModel
+
+
+def build_frequency(config: ExperimentConfig, dataset: RecDataset):
+    """The sampling-probability source of a variant: None, the streaming estimator or the oracle."""
+    if config.variant == "plain-sfx":
+        return None
+    if config.variant == "correct-sfx-oracle":
+        probabilities = np.maximum(dataset.step_probabilities(config.train.batch_size), 1e-9)  # unseen items: tiny, not 0
+        return OracleFrequency(dataset.item_ids, probabilities, name="frequency")
+    e = config.estimator
+    return StreamingFrequencyEstimator(
+        e.hash_size, num_hashes=e.num_hashes, alpha=e.alpha, initial_interval=e.initial_interval,
+        bias_correction=e.bias_correction, seed=e.seed, name="frequency"
+    )
+
+
+def build_optimizer(config: ExperimentConfig) -> keras.optimizers.Optimizer:
+    name = config.train.optimizer.lower()
+    optimizers = {"adagrad": keras.optimizers.Adagrad, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+    if name not in optimizers:
+        raise ValueError(f"train.optimizer must be one of {sorted(optimizers)}; received {config.train.optimizer!r}.")
+    return optimizers[name](learning_rate=config.train.learning_rate)
+
+
+def build_model(config: ExperimentConfig, dataset: RecDataset) -> TwoTowerModel:
+    """A compiled two-tower model for ``config`` on ``dataset``'s features."""
+    m = config.model
+    model = TwoTowerModel(
+        dataset.features,
+        hidden_units=m.hidden_units,
+        normalize=m.normalize,
+        temperature=m.temperature,
+        frequency=build_frequency(config, dataset),
+        read_after_update=config.estimator.read_after_update,
+        remove_accidental_hits=m.remove_accidental_hits,
+        share_embeddings=m.share_embeddings,
+    )
+    model.compile(optimizer=build_optimizer(config))
+    return model
+
+
+def estimator_error(model: TwoTowerModel, dataset: RecDataset, batch_size: int) -> float | None:
+    """TV error ``(1/2B) sum |p_hat - p|`` of the model's sampling probabilities over the corpus."""
+    if model.frequency is None:
+        return None
+    estimated = model.frequency.probability(tf.constant(dataset.item_ids)).numpy()
+    return total_variation_error(estimated, dataset.step_probabilities(batch_size), batch_size)
+
+
+class EstimatorErrorLogger(keras.callbacks.Callback):
+    """Adds the estimator's TV error against the exact training frequencies to the epoch logs."""
+
+    def __init__(self, dataset: RecDataset, batch_size: int, log_dir: str | None = None):
+        super().__init__()
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "estimator")) if log_dir else None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        error = estimator_error(self.model, self.dataset, self.batch_size)
+        if error is None:
+            return
+        if logs is not None:
+            logs["estimator_tv_error"] = error
+        if self.writer is not None:
+            with self.writer.as_default():
+                tf.summary.scalar("estimator_tv_error", error, step=epoch)
+                self.writer.flush()
+
+
+def checkpoint_for(model: TwoTowerModel) -> tf.train.Checkpoint:
+    """The checkpoint layout of a trained model (towers, estimator state and optimizer)."""
+    return tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+
+
+def _write_json(path: str, data: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    os.replace(tmp, path)
+
+
+def fit(config: ExperimentConfig, dataset: RecDataset, workdir: str | None = None) -> tuple[TwoTowerModel, dict]:
+    """Trains ``config`` on ``dataset``; returns the model and ``{"train_seconds", "loss_history", ...}``.
+
+    With a ``workdir`` it writes config.json, features.json, TensorBoard logs and a checkpoint.
+    """
+    keras.utils.set_random_seed(config.train.seed)
+    model = build_model(config, dataset)
+    train_data = make_tf_dataset(dataset.examples("train"), config.train.batch_size, seed=config.train.seed)
+    log_dir = os.path.join(workdir, "tensorboard") if workdir else None
+    if workdir:
+        os.makedirs(workdir, exist_ok=True)
+        _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+        _write_json(os.path.join(workdir, "features.json"), dataset.features.to_dict())
+    callbacks: list[keras.callbacks.Callback] = [EstimatorErrorLogger(dataset, config.train.batch_size, log_dir)]
+    if log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", profile_batch=0))
+
+    start = time.perf_counter()
+    history = model.fit(train_data, epochs=config.train.epochs, callbacks=callbacks, verbose=config.train.verbose)
+    info = {
+        "train_seconds": round(time.perf_counter() - start, 2),
+        "steps": int(config.train.epochs * (dataset.num_train // config.train.batch_size)),
+        "loss_history": [float(v) for v in history.history["loss"]],
+    }
+    if workdir:
+        checkpoint_for(model).save(os.path.join(workdir, "checkpoint", "ckpt"))
+    return model, info
+
+
+def train_and_evaluate(
+    config: ExperimentConfig, workdir: str | None = None, dataset: RecDataset | None = None
+) -> dict[str, Any]:
+    """Trains ``config`` and evaluates it with exact Recall@K; returns (and saves) the metrics.
+
+    Args:
+      config: the experiment.
+      workdir: where checkpoint, TensorBoard logs and metrics.json go; nothing is written if None.
+      dataset: a ready data set (skips loading ``config.data``; experiments share one).
+    Returns:
+      ``{"variant", "recall@K"..., "estimator_tv_error", "train_seconds", "loss_history", ...}``.
+    """
+    if dataset is None:
+        dataset = load_dataset(config.data, config.model.embedding_dim)
+    model, info = fit(config, dataset, workdir)
+    metrics: dict[str, Any] = {"name": config.name, "variant": config.variant}
+    metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen))
+    metrics["estimator_tv_error"] = estimator_error(model, dataset, config.train.batch_size)
+    metrics.update(info)
+    metrics.update(
+        num_items=dataset.num_items,
+        num_train=dataset.num_train,
+        num_test_positives=int(np.sum(np.asarray(dataset.test["reward"]) > 0)),
+    )
+    if workdir:
+        _write_json(os.path.join(workdir, "metrics.json"), metrics)
+    return metrics
