@@ -14,6 +14,12 @@ from typing import Sequence
 _COMMAND_MODULES = (
     "yt_bias.commands.train",
     "yt_bias.commands.reproduce",
+    "yt_bias.commands.simulate",
+    "yt_bias.commands.experiment",
+    "yt_bias.commands.data",
+    "yt_bias.commands.index",
+    "yt_bias.commands.export",
+    "yt_bias.commands.query",
 )
 
 

@@ -22,6 +22,14 @@ class DataConfig:
     source: str = "synthetic"
     path: str | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
+    # Real data (source 'movielens', 'recbole' or 'mind'; see yt_bias/data/splits.py and docs/real_data.md).
+    split: str = "temporal"  # 'temporal' (global time cut), 'user-last-n' or 'random'
+    test_fraction: float = 0.2  # share of interactions after the time cut / drawn at random
+    last_n: int = 1  # held-out interactions per user for split='user-last-n'
+    reward: str = "threshold"  # 'threshold': r = 1 if rating >= min_rating_positive else 0; 'rating'; 'binary'
+    min_rating_positive: float = 4.0
+    history_length: int = 10  # the bag of the user's most recent earlier interactions
+    split_seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +62,7 @@ class TrainConfig:
     """Optimisation. The paper uses Adagrad."""
 
     batch_size: int = 1024
-    epochs: int = 8
+    epochs: int = 20
     optimizer: str = "adagrad"
     learning_rate: float = 0.2
     seed: int = 0
@@ -69,6 +77,102 @@ class EvalConfig:
     exclude_seen: bool = True
 
 
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "parameter_server")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributeConfig:
+    """tf.distribute training (see yt_bias/distribute.py and docs/distributed.md); 'default' is one device."""
+
+    strategy: str = "default"
+    gather_negatives_across_replicas: bool = False  # in-batch negatives from all replicas' items
+    num_logical_cpus: int = 0  # >0: split the CPU into this many logical devices (tests, MirroredStrategy on CPU)
+    min_shard_bytes: int = 256 << 10  # PS: variables larger than this are sharded over the parameter servers
+    max_shards: int = 0  # PS: at most this many shards per variable (0 = one per parameter server)
+    steps: int = 0  # PS: training steps (closures) to schedule; 0 = train.epochs over the training data
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"distribute.strategy must be one of {STRATEGIES}; received {self.strategy!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamConfig:
+    """Sequential (day by day) training, section 5 of the paper (see yt_bias/stream.py)."""
+
+    days: int = 5
+    source: str = "generator"  # 'generator' (the synthetic data, resampled per day) or 'files' (day_*.npz in path)
+    path: str | None = None
+    rows_per_day: int = 0  # generator: rows sampled per day (0 = the training rows / days)
+    popularity_shift: float = 1.0  # generator: strength of the day-to-day popularity drift (0 = none)
+    epochs_per_day: int = 1
+
+    def __post_init__(self) -> None:
+        if self.days < 1 or self.epochs_per_day < 1:
+            raise ValueError(f"stream.days and stream.epochs_per_day must be >= 1; received {self.days}, {self.epochs_per_day}.")
+        if self.source not in ("generator", "files"):
+            raise ValueError(f"stream.source must be 'generator' or 'files'; received {self.source!r}.")
+
+
+NEGATIVE_LOSSES = ("sampled-softmax", "corrected-logq-2025")
+IMPRESSION_MODES = ("none", "weak-positive", "hard-negative")
+
+
+@dataclasses.dataclass(frozen=True)
+class NegativesConfig:
+    """Negative-sampling strategy of the recall stage (PAPER.md sections 6-7; yt_bias/negatives.py).
+
+    The defaults mean "in-batch negatives only", the paper's setting. Fields combine:
+      in_batch: the other positives of the batch are negatives (off + ``uniform_per_query`` > 0:
+        random negatives only).
+      uniform_per_query: K items drawn uniformly from the corpus for each query (random negatives).
+      mixed_uniform: B' items drawn uniformly from the corpus, shared by the batch (mixed negative
+        sampling, Yang et al. 2020); corrected with the batch/uniform mixture proposal.
+      memory_size, memory_warmup_steps: cross-batch negatives (Wang et al. 2021): a FIFO memory of
+        the last ``memory_size`` item embeddings (no gradient), used after the warm-up steps.
+      impressions: 'weak-positive' (shown items as extra positives with reward
+        ``impression_reward``) or 'hard-negative' (the query's shown-not-clicked items as extra
+        negatives of that query only); needs a data set with impressions.
+      hard_negative_log_q: the log q of hard-negative columns: 0 (default) treats them as
+        included with probability 1; a negative value up-weights them like sampled negatives.
+      loss: 'sampled-softmax' (the paper's corrected softmax) or 'corrected-logq-2025'
+        (Khrylchenko et al. 2025).
+      correct_positive: subtract log q from the positive's logit too (the paper's choice).
+    """
+
+    in_batch: bool = True
+    uniform_per_query: int = 0
+    mixed_uniform: int = 0
+    memory_size: int = 0
+    memory_warmup_steps: int = 50
+    impressions: str = "none"
+    impression_reward: float = 0.3
+    hard_negative_log_q: float = 0.0
+    loss: str = "sampled-softmax"
+    correct_positive: bool = True
+
+    def __post_init__(self) -> None:
+        for field in ("uniform_per_query", "mixed_uniform", "memory_size", "memory_warmup_steps"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"NegativesConfig.{field} must be an integer >= 0; received {value!r}.")
+        if self.impressions not in IMPRESSION_MODES:
+            raise ValueError(f"NegativesConfig.impressions must be one of {IMPRESSION_MODES}; received {self.impressions!r}.")
+        if self.loss not in NEGATIVE_LOSSES:
+            raise ValueError(f"NegativesConfig.loss must be one of {NEGATIVE_LOSSES}; received {self.loss!r}.")
+        if not 0.0 < self.impression_reward <= 1.0:
+            raise ValueError(f"NegativesConfig.impression_reward must be in (0, 1]; received {self.impression_reward!r}.")
+        if not self.in_batch and not (self.uniform_per_query or self.mixed_uniform or self.memory_size
+                                      or self.impressions == "hard-negative"):
+            raise ValueError("NegativesConfig.in_batch=False needs another source of negatives (uniform_per_query, "
+                             "mixed_uniform, memory_size or impressions='hard-negative'); received none.")
+
+    @property
+    def is_default(self) -> bool:
+        """True for plain in-batch negatives (the model then runs the paper's loss unchanged)."""
+        return self == NegativesConfig()
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Everything one training run needs."""
@@ -80,6 +184,9 @@ class ExperimentConfig:
     estimator: EstimatorConfig = EstimatorConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    negatives: NegativesConfig = NegativesConfig()
+    distribute: DistributeConfig = DistributeConfig()
+    stream: StreamConfig = StreamConfig()
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -173,3 +280,66 @@ def override(config: Any, assignment: str) -> Any:
         return dataclasses.replace(obj, **{name: apply(current, keys[1:], f"{prefix}{name}.")})
 
     return apply(config, keys, "")
+
+
+INDEX_KINDS = ("scann", "brute_force")
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig:
+    """The serving index (section 5.4 of the paper): ScaNN or exact brute force, and every ScaNN knob.
+
+    Zero means "choose from the corpus size, as ScaNN's guidance says": ``num_leaves`` about
+    sqrt(N), ``num_leaves_to_search`` a tenth of the leaves (at least 1), corpora smaller than
+    ``brute_force_below`` scored by ScaNN's brute force (no tree, no quantisation).
+    """
+
+    kind: str = "scann"
+    k: int = 10
+    num_leaves: int = 0
+    num_leaves_to_search: int = 0
+    training_sample_size: int = 250_000
+    dimensions_per_block: int = 2
+    anisotropic_quantization_threshold: float = 0.2
+    reorder: int = 200
+    brute_force_below: int = 20_000
+    training_threads: int = 0
+    embed_batch_size: int = 8192
+    parallel: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in INDEX_KINDS:
+            raise ValueError(f"IndexConfig.kind must be one of {INDEX_KINDS}; received {self.kind!r}.")
+        for field in ("k", "training_sample_size", "dimensions_per_block", "embed_batch_size"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"IndexConfig.{field} must be an integer >= 1; received {value!r}.")
+        for field in ("num_leaves", "num_leaves_to_search", "reorder", "brute_force_below", "training_threads"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"IndexConfig.{field} must be an integer >= 0 (0 = automatic); received {value!r}.")
+
+
+def _from_dict(cls: Any, data: dict, prefix: str) -> Any:
+    defaults = cls()
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"Unknown config field(s) {[prefix + u for u in unknown]}; known: {sorted(known)}.")
+    values = {}
+    for name, value in data.items():
+        current = getattr(defaults, name)
+        if dataclasses.is_dataclass(current):
+            values[name] = _from_dict(type(current), value, f"{prefix}{name}.")
+        elif isinstance(current, tuple) and value is not None:
+            values[name] = tuple(value)
+        else:
+            values[name] = value
+    return cls(**values)
+
+
+def from_dict(data: dict, cls: Any = None) -> Any:
+    """Rebuilds a config dataclass (an :class:`ExperimentConfig` by default) from its ``to_dict()``/config.json."""
+    if not isinstance(data, dict):
+        raise TypeError(f"from_dict expects a dict (a config's to_dict()); received {type(data).__name__}.")
+    return _from_dict(cls or ExperimentConfig, data, "")

@@ -112,3 +112,77 @@ def evaluate_most_popular(dataset: RecDataset, ks: Sequence[int] = DEFAULT_KS, e
 
     top = top_k(scores, len(positives[ITEM_INDEX]), dataset.num_items, max(ks), exclude)
     return recall_at_k(top, positives[ITEM_INDEX], ks)
+
+
+# ----------------------------------------------------------------------------- metrics beyond Recall@K
+BANDS = ("head", "torso", "tail")
+
+
+def ndcg_at_k(top_indices: np.ndarray, targets: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """NDCG@K with one relevant item per query: mean of 1 / log2(rank + 1) over hits within K (rank from 1).
+
+    Args:
+      top_indices: [num_queries, >= max(ks)] retrieved item indices, best first.
+      targets: [num_queries] the held-out item of each query.
+    """
+    targets = np.asarray(targets)
+    if len(targets) == 0:
+        raise ValueError("ndcg_at_k: no queries to evaluate (no held-out positives).")
+    hits = top_indices == targets[:, None]
+    gains = 1.0 / np.log2(np.arange(2, top_indices.shape[1] + 2))
+    return {f"ndcg@{k}": float((hits[:, :k] * gains[:k]).sum(axis=1).mean()) for k in ks}
+
+
+def coverage_at_k(top_indices: np.ndarray, num_items: int, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """Catalogue coverage@K: the share of the corpus that appears in at least one query's top K."""
+    if num_items < 1:
+        raise ValueError(f"coverage_at_k: num_items must be >= 1; received {num_items}.")
+    return {f"coverage@{k}": float(len(np.unique(top_indices[:, :k])) / num_items) for k in ks}
+
+
+def popularity_bands(train_counts: np.ndarray, shares: tuple[float, float] = (1 / 3, 2 / 3)) -> np.ndarray:
+    """Band of each item by training frequency: [num_items] str in ('head', 'torso', 'tail').
+
+    Items sorted by training count (most frequent first): the head holds the most popular items that
+    together make the first ``shares[0]`` of training interactions, the torso the next ones up to
+    ``shares[1]``, the tail the rest (never-trained items included).
+    """
+    counts = np.asarray(train_counts, dtype=np.float64)
+    if not 0 < shares[0] < shares[1] < 1:
+        raise ValueError(f"popularity_bands: shares must satisfy 0 < s0 < s1 < 1; received {shares}.")
+    order = np.argsort(-counts, kind="stable")
+    before = np.r_[0.0, np.cumsum(counts[order])[:-1]] / max(counts.sum(), 1.0)  # share of interactions before it
+    band = np.empty(len(counts), dtype=object)
+    band[order] = np.where(before < shares[0], "head", np.where(before < shares[1], "torso", "tail"))
+    band[counts == 0] = "tail"
+    return band.astype(str)
+
+
+def recall_by_band(top_indices: np.ndarray, targets: np.ndarray, bands: np.ndarray,
+                   ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """Recall@K of the queries whose held-out item is in each popularity band (NaN for an empty band).
+
+    Returns ``{"recall@K/head": ..., "recall@K/torso": ..., "recall@K/tail": ..., "share/head": ...}``
+    where ``share/band`` is the fraction of queries whose target is in that band.
+    """
+    targets = np.asarray(targets)
+    target_band = np.asarray(bands)[targets]
+    hits = top_indices == targets[:, None]
+    result = {}
+    for band in BANDS:
+        rows = target_band == band
+        result[f"share/{band}"] = float(rows.mean()) if len(rows) else float("nan")
+        for k in ks:
+            result[f"recall@{k}/{band}"] = float(hits[rows, :k].any(axis=1).mean()) if rows.any() else float("nan")
+    return result
+
+
+def retrieval_metrics(top_indices: np.ndarray, targets: np.ndarray, num_items: int, bands: np.ndarray | None = None,
+                      ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """Recall@K, NDCG@K, coverage@K and (with ``bands``) Recall@K per popularity band, in one dict."""
+    metrics = recall_at_k(top_indices, targets, ks)
+    metrics.update(ndcg_at_k(top_indices, targets, ks))
+    metrics.update(coverage_at_k(top_indices, num_items, ks))
+    if bands is not None:
+        metrics.update(recall_by_band(top_indices, targets, bands, ks))
+    return metrics

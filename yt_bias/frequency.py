@@ -29,7 +29,7 @@ rarely hit buckets) disappears. The first hit of a bucket then reads its first g
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -165,18 +165,37 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         checks = _check_not_empty(ids)
         with tf.control_dependencies(checks):
             buckets = self.buckets(ids)
-        step = self.step.assign_add(1)
+        return self.update_buckets(buckets)
+
+    def update_buckets(self, buckets: tf.Tensor, variables: Sequence[tf.Variable] | None = None) -> tf.Tensor:
+        """:meth:`update` from already hashed items (as :meth:`buckets` returns them).
+
+        Used under tf.distribute, where replicas all-gather their items' buckets (strings cannot be
+        all-gathered) and one update runs on the union.
+
+        Args:
+          buckets: [num_hashes, batch_size] int64 bucket indices.
+          variables: the (step, A, B[, hits]) variables to update instead of this layer's own; the
+            cross-replica update passes each device's copy of mirrored variables.
+        Returns:
+          The new global step (int64 scalar).
+        """
+        buckets = tf.convert_to_tensor(buckets, tf.int64)
+        if variables is None:
+            variables = (self.step, self.last_step, self.interval) + ((self.hits,) if self.bias_correction else ())
+        step_var, last_step, interval = variables[:3]
+        step = step_var.assign_add(1)
         alpha = tf.constant(self.alpha, tf.float32)
         for i in range(self.num_hashes):
             unique_buckets, _ = tf.unique(buckets[i])
             index = tf.stack([tf.fill(tf.shape(unique_buckets), tf.cast(i, tf.int64)), unique_buckets], axis=1)
-            gap = tf.cast(step - tf.gather_nd(self.last_step, index), tf.float32)
-            new_interval = (1.0 - alpha) * tf.gather_nd(self.interval, index) + alpha * gap
-            self.interval.scatter_nd_update(index, new_interval)
-            self.last_step.scatter_nd_update(index, tf.fill(tf.shape(unique_buckets), step))
+            gap = tf.cast(step - tf.gather_nd(last_step, index), tf.float32)
+            new_interval = (1.0 - alpha) * tf.gather_nd(interval, index) + alpha * gap
+            interval.scatter_nd_update(index, new_interval)
+            last_step.scatter_nd_update(index, tf.fill(tf.shape(unique_buckets), step))
             if self.bias_correction:
-                hits = tf.minimum(tf.gather_nd(self.hits, index) + 1, self._max_hits)
-                self.hits.scatter_nd_update(index, hits)
+                hits = tf.minimum(tf.gather_nd(variables[3], index) + 1, self._max_hits)
+                variables[3].scatter_nd_update(index, hits)
         return step
 
     def probability(self, item_ids: tf.Tensor) -> tf.Tensor:

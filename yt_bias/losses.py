@@ -176,3 +176,68 @@ def corrected_softmax_loss(
     if not reduce:
         return per_example
     return tf.reduce_mean(per_example)
+
+
+# --- Khrylchenko et al. 2025, "Correcting the LogQ Correction" (arXiv 2507.09331); PAPER.md section 6 ---
+
+
+def corrected_logq_loss(
+    query_embeddings: tf.Tensor,
+    candidate_embeddings: tf.Tensor,
+    temperature: float = 1.0,
+    log_q: tf.Tensor | None = None,
+    rewards: tf.Tensor | None = None,
+    positive_index: tf.Tensor | None = None,
+    candidate_ids: tf.Tensor | None = None,
+    candidate_mask: tf.Tensor | None = None,
+    reduce: bool = True,
+) -> tf.Tensor:
+    """The refined logQ-corrected sampled softmax of Khrylchenko et al. (RecSys 2025).
+
+    The positive is always in the denominator (probability 1), so it is not treated as a sample:
+    its logit is not corrected; it appears in the log-sum-exp once, as the positive (other
+    columns carrying the positive's ID are dropped when ``candidate_ids`` is given); the
+    negatives are corrected with the proposal that excludes the positive,
+    ``log Q'_j = log q_j - log(1 - q_pos)`` (q_pos clipped to at most 0.999); and the per-example
+    loss ``-log P_hat(pos)`` is weighted by ``stop_gradient(1 - P_hat(pos))``, the model's
+    probability of misclassifying that example. q is on the scale of ``log_q`` (our estimator's
+    per-step inclusion probability p_j), as in :func:`corrected_softmax_loss`.
+
+    Args: as :func:`corrected_softmax_loss` (``remove_accidental_hits`` is implied by ``candidate_ids``).
+    Returns:
+      A scalar (or [batch_size] with ``reduce=False``) float32 loss.
+    """
+    query = tf.convert_to_tensor(query_embeddings, tf.float32)
+    batch_size = tf.shape(query)[0]
+    if positive_index is None:
+        positive_index = tf.range(batch_size)
+    positive_index = tf.cast(tf.convert_to_tensor(positive_index), tf.int32)
+    if log_q is not None:
+        log_q = tf.convert_to_tensor(log_q, tf.float32)
+        num = tf.shape(candidate_embeddings)[0]
+        log_q = tf.broadcast_to(log_q if log_q.shape.rank == 2 else log_q[None, :], [batch_size, num])
+        log_q_pos = tf.gather(log_q, positive_index, axis=1, batch_dims=1)
+        q_pos = tf.minimum(tf.exp(log_q_pos), 0.999)
+        log_q = log_q - tf.math.log1p(-q_pos)[:, None]
+    logits, positive_index = corrected_softmax_logits(
+        query,
+        candidate_embeddings,
+        temperature=temperature,
+        log_q=log_q,
+        positive_index=positive_index,
+        candidate_ids=candidate_ids,
+        remove_accidental_hits=candidate_ids is not None,
+        candidate_mask=candidate_mask,
+        correct_positive=False,
+    )
+    positive_logit = tf.gather(logits, positive_index, axis=1, batch_dims=1)
+    log_p_hat = positive_logit - tf.reduce_logsumexp(logits, axis=1)
+    per_example = -tf.stop_gradient(1.0 - tf.exp(log_p_hat)) * log_p_hat
+    if rewards is not None:
+        rewards = tf.convert_to_tensor(rewards, tf.float32)
+        if not rewards.shape.is_compatible_with(positive_logit.shape):
+            raise ValueError(f"rewards must be [batch_size] = {positive_logit.shape.as_list()}; received shape {rewards.shape}.")
+        per_example = _checked_rewards(rewards) * per_example
+    if not reduce:
+        return per_example
+    return tf.reduce_mean(per_example)

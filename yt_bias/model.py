@@ -11,6 +11,7 @@ from typing import Mapping
 
 from yt_bias._keras import keras, tf
 from yt_bias.data.dataset import REWARD
+from yt_bias.distribute import gathered_batch_loss, update_estimator
 from yt_bias.features import FeatureConfig
 from yt_bias.losses import corrected_softmax_loss, log_probability
 from yt_bias.towers import SharedEmbeddings, Tower
@@ -29,7 +30,12 @@ class TwoTowerModel(keras.Model):
       read_after_update: update the estimator with the batch before reading p (default) or after.
       remove_accidental_hits: mask in-batch negatives that are the positive's own item.
       share_embeddings: one set of embedding tables for both towers (tables are matched by name).
+      negatives: a :class:`~yt_bias.negatives.NegativeStrategy` (extra candidates: uniform, mixed,
+        cross-batch, impressions; or the 2025 loss), or None for the paper's in-batch softmax.
     """
+
+    # In-batch negatives from every replica's items under a strategy (yt_bias/distribute.py); set by build_model.
+    gather_negatives_across_replicas: bool = False
 
     def __init__(
         self,
@@ -41,6 +47,7 @@ class TwoTowerModel(keras.Model):
         read_after_update: bool = True,
         remove_accidental_hits: bool = False,
         share_embeddings: bool = True,
+        negatives: keras.layers.Layer | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -56,6 +63,7 @@ class TwoTowerModel(keras.Model):
         self.query_tower = Tower(features.query, hidden_units, normalize, embeddings=shared, name="query_tower")
         self.item_tower = Tower(features.item, hidden_units, normalize, embeddings=shared, name="item_tower")
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.negatives = negatives
 
     @property
     def metrics(self):
@@ -69,18 +77,21 @@ class TwoTowerModel(keras.Model):
         """log p of the batch's items; with ``update`` the estimator first (or then) consumes the batch."""
         if self.frequency is None:
             return None
+        # update_estimator: one global step under any tf.distribute strategy (yt_bias/distribute.py).
         if update and self.read_after_update:
-            self.frequency.update(item_ids)
-            return log_probability(self.frequency.probability(item_ids))
+            with tf.control_dependencies([update_estimator(self.frequency, item_ids)]):
+                return log_probability(self.frequency.probability(item_ids))
         probability = self.frequency.probability(item_ids)
         if update:
             with tf.control_dependencies([probability]):
-                self.frequency.update(item_ids)
+                update_estimator(self.frequency, item_ids)
         return log_probability(probability)
 
     def batch_loss(self, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor | None, training: bool) -> tf.Tensor:
         """The corrected in-batch softmax loss of one batch (the positives are the diagonal)."""
         query, items = self(batch, training=training)
+        if self.negatives is not None:
+            return self.negatives.loss(self, batch, query, items, log_q, training)
         return corrected_softmax_loss(
             query,
             items,
@@ -94,8 +105,15 @@ class TwoTowerModel(keras.Model):
     def train_step(self, batch):
         log_q = self.sampling_log_q(batch[self.features.item_id], update=True)
         with tf.GradientTape() as tape:
-            loss = self.batch_loss(batch, log_q, training=True)
+            if self.gather_negatives_across_replicas:
+                loss = gathered_batch_loss(self, batch, log_q, training=True)
+            else:
+                loss = self.batch_loss(batch, log_q, training=True)
             total = loss + tf.add_n(self.losses) if self.losses else loss
+            # Under a strategy the optimizer sums the replicas' gradients: scale to the global mean.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            if replicas > 1:
+                total = total / replicas
         variables = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
         self.loss_tracker.update_state(loss)

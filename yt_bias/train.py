@@ -8,6 +8,7 @@ Called by the CLI, the notebooks, the experiments and the tests. It writes, unde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -46,6 +47,26 @@ def build_optimizer(config: ExperimentConfig) -> keras.optimizers.Optimizer:
     return optimizers[name](learning_rate=config.train.learning_rate)
 
 
+def _build_negatives(config: ExperimentConfig, dataset: RecDataset):
+    """The recall-stage negative-sampling strategy (yt_bias/negatives.py); None: in-batch only, as before."""
+    negatives = getattr(config, "negatives", None)
+    if negatives is None or negatives.is_default:
+        return None
+    from yt_bias.negatives import build_strategy
+
+    return build_strategy(negatives, dataset, config.model.hidden_units[-1])
+
+
+def _train_examples(config: ExperimentConfig, dataset: RecDataset) -> dict:
+    """``dataset.examples('train')``, plus the impression columns or rows a strategy needs."""
+    negatives = getattr(config, "negatives", None)
+    if negatives is None or negatives.impressions == "none":
+        return dataset.examples("train")
+    from yt_bias.negatives import training_examples
+
+    return training_examples(negatives, dataset)
+
+
 def build_model(config: ExperimentConfig, dataset: RecDataset) -> TwoTowerModel:
     """A compiled two-tower model for ``config`` on ``dataset``'s features."""
     m = config.model
@@ -58,7 +79,9 @@ def build_model(config: ExperimentConfig, dataset: RecDataset) -> TwoTowerModel:
         read_after_update=config.estimator.read_after_update,
         remove_accidental_hits=m.remove_accidental_hits,
         share_embeddings=m.share_embeddings,
+        negatives=_build_negatives(config, dataset),
     )
+    model.gather_negatives_across_replicas = config.distribute.gather_negatives_across_replicas
     model.compile(optimizer=build_optimizer(config))
     return model
 
@@ -92,6 +115,18 @@ class EstimatorErrorLogger(keras.callbacks.Callback):
                 self.writer.flush()
 
 
+def _strategy_scope(config: ExperimentConfig):
+    """The scope of ``config.distribute.strategy`` for model.fit (mirrored kinds); a no-op by default."""
+    if config.distribute.strategy in ("mirrored", "multi_worker_mirrored"):
+        from yt_bias.distribute import make_strategy
+
+        return make_strategy(config.distribute).scope()
+    if config.distribute.strategy == "parameter_server":
+        raise ValueError("distribute.strategy='parameter_server' trains through the cluster entry point: "
+                         "python -m yt_bias.cluster_main (see docs/distributed.md).")
+    return contextlib.nullcontext()
+
+
 def checkpoint_for(model: TwoTowerModel) -> tf.train.Checkpoint:
     """The checkpoint layout of a trained model (towers, estimator state and optimizer)."""
     return tf.train.Checkpoint(model=model, optimizer=model.optimizer)
@@ -110,8 +145,9 @@ def fit(config: ExperimentConfig, dataset: RecDataset, workdir: str | None = Non
     With a ``workdir`` it writes config.json, features.json, TensorBoard logs and a checkpoint.
     """
     keras.utils.set_random_seed(config.train.seed)
-    model = build_model(config, dataset)
-    train_data = make_tf_dataset(dataset.examples("train"), config.train.batch_size, seed=config.train.seed)
+    with _strategy_scope(config):
+        model = build_model(config, dataset)
+    train_data = make_tf_dataset(_train_examples(config, dataset), config.train.batch_size, seed=config.train.seed)
     log_dir = os.path.join(workdir, "tensorboard") if workdir else None
     if workdir:
         os.makedirs(workdir, exist_ok=True)

@@ -14,6 +14,10 @@ def register(subparsers) -> None:
     add_config_arguments(parser)
     parser.add_argument("--variant", choices=VARIANTS, default=None, help="plain-sfx, correct-sfx or correct-sfx-oracle")
     parser.add_argument("--workdir", default="runs/train", help="where checkpoint, logs and metrics.json go")
+    parser.add_argument("--stream", action="store_true",
+                        help="sequential training day by day (config section 'stream'); resumes an interrupted workdir")
+    parser.add_argument("--days", type=int, default=None, help="with --stream: number of days (stream.days)")
+    parser.add_argument("--stream-dir", default=None, help="with --stream: read day_*.npz files from this directory")
     parser.set_defaults(func=run)
 
 
@@ -23,7 +27,27 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.variant:
         config = override(config, f"variant={args.variant}")
+    if getattr(args, "stream", False):
+        return _run_stream(config, args)
     metrics = train_and_evaluate(config, args.workdir)
     print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}, indent=2))
     print(f"Wrote {args.workdir}/metrics.json, {args.workdir}/checkpoint and {args.workdir}/tensorboard")
+    return 0
+
+
+def _run_stream(config, args: argparse.Namespace) -> int:
+    from yt_bias.stream import STATE_FILE, train_stream
+
+    if args.days is not None:
+        config = override(config, f"stream.days={args.days}")
+    if args.stream_dir:
+        config = override(config, "stream.source=files")
+        config = override(config, f"stream.path={args.stream_dir}")
+
+    def report(day: dict) -> None:
+        print(json.dumps({k: v for k, v in day.items()}), flush=True)
+
+    _, result = train_stream(config, args.workdir, on_day_end=report)
+    print(f"Resumed from day {result['resumed_from']}; {result['completed_days']} days done. "
+          f"Wrote {args.workdir}/{STATE_FILE} and {args.workdir}/checkpoint")
     return 0

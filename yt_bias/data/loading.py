@@ -1,15 +1,54 @@
-"""Turns a :class:`~yt_bias.config.DataConfig` into a :class:`~yt_bias.data.dataset.RecDataset`."""
+"""Turns a :class:`~yt_bias.config.DataConfig` into a :class:`~yt_bias.data.dataset.RecDataset`.
+
+``data.source`` picks the loader: ``synthetic`` (the built-in default), ``movielens`` (GroupLens
+ml-100k / ml-1m / CSV releases), ``recbole`` (RecBole atomic files) or ``mind`` (MIND's
+behaviors.tsv + news.tsv); every real source reads ``data.path`` and applies the split, reward
+rule and history length of the DataConfig (see :mod:`yt_bias.data.splits`).
+"""
 
 from __future__ import annotations
 
 from yt_bias.data.dataset import RecDataset
 from yt_bias.data.synthetic import generate
 
-SOURCES = ("synthetic",)
+SOURCES = ("synthetic", "movielens", "recbole", "mind")
 
 
 def load_dataset(data_config, embedding_dim: int = 32) -> RecDataset:
     """Loads the data set a config names (the built-in synthetic data by default)."""
-    if data_config.source == "synthetic":
+    source = data_config.source
+    if source == "synthetic":
         return generate(data_config.synthetic, embedding_dim)
-    raise ValueError(f"data.source must be one of {SOURCES}; received {data_config.source!r}.")
+    if source not in SOURCES:
+        raise ValueError(f"data.source must be one of {SOURCES}; received {source!r}.")
+    if not data_config.path:
+        raise ValueError(f"data.path must name a directory for data.source={source!r}; received {data_config.path!r}.")
+    if source == "movielens":
+        from yt_bias.data.movielens import load_movielens
+
+        return load_movielens(data_config.path, data_config, embedding_dim)
+    if source == "recbole":
+        from yt_bias.data.recbole import load_recbole
+
+        return load_recbole(data_config.path, data_config, embedding_dim)
+    from yt_bias.data.mind import load_mind
+
+    return load_mind(data_config.path, data_config, embedding_dim)
+
+
+def detect_source(path: str) -> str:
+    """Guesses ``data.source`` from a directory's files (for ``--data PATH`` without ``--format``)."""
+    import glob
+    import os
+
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"--data {path!r} is not a directory.")
+    names = set(os.listdir(path))
+    if names & {"u.data", "ratings.dat", "ratings.csv"}:
+        return "movielens"
+    if glob.glob(os.path.join(path, "*.inter")):
+        return "recbole"
+    if "behaviors.tsv" in names or glob.glob(os.path.join(path, "*", "behaviors.tsv")):
+        return "mind"
+    raise ValueError(f"--data {path!r}: cannot tell the format from its files {sorted(names)[:10]}; expected "
+                     "u.data / ratings.dat / ratings.csv (movielens), *.inter (recbole) or behaviors.tsv (mind).")

@@ -1,0 +1,190 @@
+"""Export -> load in a fresh process -> the same top-K as the in-process model; refresh; errors; CLI."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from yt_bias import cli, serving
+from yt_bias import config as config_lib
+from yt_bias._keras import tf
+from yt_bias.config import IndexConfig
+from yt_bias.data.loading import load_dataset
+from yt_bias.evaluation import embed
+from yt_bias.index import index_corpus
+from yt_bias.train import checkpoint_for, fit
+
+K = 10
+SCANN_TREE = IndexConfig(brute_force_below=0, num_leaves=14, num_leaves_to_search=4, k=K)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A smoke model trained into a workdir, and its two exports (brute force and ScaNN tree-AH)."""
+    root = tmp_path_factory.mktemp("serving")
+    config = config_lib.smoke()
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    workdir = str(root / "workdir")
+    model, _ = fit(config, dataset, workdir)
+    exports = {
+        "brute_force": serving.export_from_workdir(workdir, str(root / "bf"), IndexConfig(kind="brute_force", k=K)),
+        "scann": serving.export_from_workdir(workdir, str(root / "scann"), SCANN_TREE),
+    }
+    return {"root": root, "workdir": workdir, "model": model, "dataset": dataset, "exports": exports}
+
+
+def _queries(dataset, count=64):
+    test = dataset.test
+    return {s.name: np.asarray(test[s.name])[:count] for s in dataset.features.query}
+
+
+def _exact_top_k(model, dataset, queries):
+    scores = embed(model.query_tower, queries) @ embed(model.item_tower, dataset.items).T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :K]
+    return dataset.item_ids[order], np.take_along_axis(scores, order, axis=1)
+
+
+_SUBPROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from yt_bias import serving
+    root = sys.argv[1]
+    queries = dict(np.load(root + "/queries.npz"))
+    out, report = {}, {}
+    # 1. ScaNN blocked: the ScaNN export refuses with what to install; the brute-force one still works.
+    sys.modules["scann"] = None
+    try:
+        serving.load(root + "/scann")
+        report["scann_missing_error"] = None
+    except ImportError as error:
+        report["scann_missing_error"] = str(error)
+    bf = serving.load(root + "/bf")
+    out["bf_ids"], out["bf_scores"] = bf.query(queries)
+    report["scann_imported_for_bf"] = any(m.startswith("scann.") for m in sys.modules)
+    # 2. ScaNN available again: its export loads and answers.
+    del sys.modules["scann"]
+    sc = serving.load(root + "/scann")
+    out["scann_ids"], out["scann_scores"] = sc.query(queries)
+    report["metadata"] = sc.metadata
+    np.savez(root + "/answers.npz", **out)
+    print(json.dumps(report))
+    """
+)
+
+
+def test_export_loaded_in_fresh_process_matches_in_process_model(trained):
+    root, model, dataset = trained["root"], trained["model"], trained["dataset"]
+    queries = _queries(dataset)
+    np.savez(root / "queries.npz", **queries)
+    result = subprocess.run([sys.executable, "-c", _SUBPROCESS, str(root)], capture_output=True, text=True, timeout=300, check=False,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    answers = np.load(root / "answers.npz")
+    exact_ids, exact_scores = _exact_top_k(model, dataset, queries)
+
+    # Brute force: identical IDs, same scores; loaded without ScaNN at all.
+    np.testing.assert_array_equal(answers["bf_ids"], exact_ids)
+    np.testing.assert_allclose(answers["bf_scores"], exact_scores, rtol=1e-4, atol=1e-5)
+    assert report["scann_imported_for_bf"] is False
+    # ScaNN (tree + AH + reorder): recall@10 against exact.
+    recall = np.mean([len(set(a) & set(e)) / K for a, e in zip(answers["scann_ids"], exact_ids)])
+    assert recall >= 0.95, recall
+    assert "pip install scann" in report["scann_missing_error"] and "brute_force" in report["scann_missing_error"]
+    meta = report["metadata"]
+    assert meta["k"] == K and meta["num_items"] == dataset.num_items and meta["needs_scann"] is True
+    assert [s["name"] for s in meta["inputs"]] == [s.name for s in dataset.features.query]
+    assert config_lib.from_dict(meta["config"]) == config_lib.smoke()
+    assert meta["index"]["parameters"]["mode"] == "tree_ah" and meta["index"]["parameters"]["num_leaves"] == 14
+
+
+def test_signature_has_named_query_inputs_and_top_k_outputs(trained):
+    loaded = tf.saved_model.load(str(trained["root"] / "bf"))
+    signature = loaded.signatures["serving_default"]
+    inputs = signature.structured_input_signature[1]
+    specs = {s.name: s for s in trained["dataset"].features.query}
+    assert set(inputs) == set(specs)
+    for name, spec in specs.items():
+        assert inputs[name].dtype == tf.as_dtype(spec.dtype) and tuple(inputs[name].shape) == (None, *spec.shape)
+    outputs = signature.structured_outputs
+    assert outputs["item_ids"].dtype == tf.string and tuple(outputs["scores"].shape) == (None, K)
+
+
+def test_query_feature_errors_and_hash_bucket_behaviour(trained):
+    model = serving.load(str(trained["root"] / "bf"))
+    good = _queries(trained["dataset"], 2)
+    with pytest.raises(ValueError, match=r"unknown feature\(s\) \['bogus'\]"):
+        model.query({**good, "bogus": np.array(["x", "y"])})
+    with pytest.raises(ValueError, match=r"missing feature\(s\) \['region'\]"):
+        model.query({k: v for k, v in good.items() if k != "region"})
+    with pytest.raises(ValueError, match=r"'history' \(bag\): expected shape \[batch, 4\]; received \[2, 3\]"):
+        model.query({**good, "history": good["history"][:, :3]})
+    with pytest.raises(TypeError, match=r"'activity' \(dense\): expected float"):
+        model.query({**good, "activity": np.array([["a"], ["b"]])})
+    with pytest.raises(ValueError, match="expected batch size"):
+        model.query({**good, "user_id": good["user_id"][:1]})
+    # Never-seen IDs and categories are not errors: they hash into the tables' OOV rows.
+    unseen = {**good, "user_id": np.array(["never-seen-user", "x"]), "region": np.array(["atlantis", "mars"])}
+    ids, scores = model.query(unseen)
+    assert ids.shape == (2, K) and set(ids.ravel()) <= set(trained["dataset"].item_ids) and np.all(np.isfinite(scores))
+
+
+def test_refused_exports(trained, tmp_path):
+    workdir = trained["workdir"]
+    with pytest.raises(ValueError, match="corpus is empty"):
+        empty = {name: values[:0] for name, values in trained["dataset"].items.items()}
+        serving.export_from_workdir(workdir, str(tmp_path / "empty"), IndexConfig(kind="brute_force"), items=empty)
+    no_checkpoint = tmp_path / "no_checkpoint"
+    no_checkpoint.mkdir()
+    shutil.copy(os.path.join(workdir, "config.json"), no_checkpoint / "config.json")
+    with pytest.raises(ValueError, match="expected a checkpoint"):
+        serving.export_from_workdir(str(no_checkpoint), str(tmp_path / "x"), IndexConfig(kind="brute_force"))
+    with pytest.raises(ValueError, match="does not exist"):
+        serving.export_from_workdir(workdir, str(tmp_path / "y"), checkpoint=str(tmp_path / "ckpt-404"))
+    with pytest.raises(ValueError, match="config.json"):
+        serving.restore_model(str(tmp_path))
+    assert not os.path.exists(tmp_path / "empty") and not os.path.exists(tmp_path / "x")
+
+
+def test_refresh_from_changed_corpus_and_newer_checkpoint(trained, tmp_path):
+    dataset, workdir = trained["dataset"], trained["workdir"]
+    queries = _queries(dataset, 8)
+    before, _ = _exact_top_k(trained["model"], dataset, queries)
+    # Changed corpus: the top-1 item of query 0 is removed, everything else kept; re-export.
+    keep = dataset.item_ids != before[0, 0]
+    items = {name: np.asarray(values)[keep] for name, values in dataset.items.items()}
+    serving.export_from_workdir(workdir, str(tmp_path / "smaller"), IndexConfig(kind="brute_force", k=K), items=items)
+    ids, _ = serving.load(str(tmp_path / "smaller")).query(queries)
+    assert before[0, 0] not in set(ids.ravel())
+    np.testing.assert_array_equal(ids[0, : K - 1], before[0, 1:])  # the rest moves up by one
+
+    # Newer checkpoint: a changed item tower is picked up (latest checkpoint), without retraining.
+    _, _, model = serving.restore_model(workdir)
+    old = index_corpus(model.item_tower, dataset.items, "item_id", IndexConfig(kind="brute_force")).embeddings
+    layer = model.item_tower._layers[0]
+    layer.kernel.assign(layer.kernel * -1.0)
+    checkpoint_for(model).save(os.path.join(workdir, "checkpoint", "ckpt"))
+    _, _, refreshed, _ = serving.index_from_workdir(workdir, IndexConfig(kind="brute_force"))
+    assert not np.allclose(refreshed.embeddings, old, atol=1e-3)
+    expected = index_corpus(model.item_tower, dataset.items, "item_id", IndexConfig(kind="brute_force")).embeddings
+    np.testing.assert_allclose(refreshed.embeddings, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_query_prints_top_k_and_reports_bad_features(trained, capsys):
+    path = str(trained["root"] / "bf")
+    argv = ["query", path, "--feature", "user_id=user_3", "--feature", "region=region_1",
+            "--feature", "history=item_1,item_2", "--feature", "activity=0.5"]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["rank", "item_id", "score"] and len(lines) == K + 1
+    assert all(line.split()[1] in set(trained["dataset"].item_ids) for line in lines[1:])
+    assert cli.main(["query", path, "--feature", "activity=1,2"]) == 2
+    assert "(dense): expected 1 value(s); received 2" in capsys.readouterr().err
+    assert cli.main(["query", path, "--feature", "history=" + ",".join(["a"] * 5)]) == 2
+    assert "expected at most 4 IDs" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""Reference implementations we compare against (TFRS's Retrieval task)."""

@@ -1,0 +1,254 @@
+"""One task process of a ParameterServerStrategy cluster, and a local cluster launcher for tests.
+
+Every task runs ``python -m yt_bias.cluster_main`` with the same config (``--preset``/``--set``,
+the same files as ``yt-bias train``) and its own role, read from ``TF_CONFIG`` (as on a real
+cluster) or from ``--cluster`` + ``--task-type`` + ``--task-index``:
+
+* ``ps`` and ``worker`` tasks start a ``tf.distribute.Server`` and serve until killed;
+* the ``chief`` task is the coordinator: it builds the model under ParameterServerStrategy (the
+  estimator's arrays, its global step and the embedding tables on the parameter servers),
+  schedules ``--steps`` training closures on the workers with a ``ClusterCoordinator``, then
+  writes ``metrics.json`` (steps/s, the estimator's global step against the closures scheduled,
+  its TV error, Recall@K) to ``--workdir``.
+
+:class:`LocalCluster` starts such processes on 127.0.0.1 (free ports), can kill and restart a
+worker, and always kills every process it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Sequence
+
+SERVER_TYPES = ("worker", "ps")
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    sockets, ports = [], []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in sockets:
+            s.close()
+    return ports
+
+
+def local_cluster_spec(num_workers: int, num_ps: int) -> dict[str, list[str]]:
+    """A cluster of one chief, ``num_workers`` workers and ``num_ps`` parameter servers on 127.0.0.1."""
+    ports = free_ports(1 + num_workers + num_ps)
+    address = [f"127.0.0.1:{p}" for p in ports]
+    return {"chief": address[:1], "worker": address[1:1 + num_workers], "ps": address[1 + num_workers:]}
+
+
+class LocalCluster:
+    """Worker and PS server processes on 127.0.0.1, plus a chief run on demand; kills all on close.
+
+    Args:
+      num_workers, num_ps: the cluster's size.
+      log_dir: each process's output goes to ``<log_dir>/<type>_<index>.log``.
+    """
+
+    def __init__(self, num_workers: int, num_ps: int, log_dir: str):
+        self.spec = local_cluster_spec(num_workers, num_ps)
+        self.log_dir = log_dir
+        self.servers: dict[tuple[str, int], subprocess.Popen] = {}
+        os.makedirs(log_dir, exist_ok=True)
+
+    def tf_config(self, task_type: str, index: int) -> dict:
+        return {"cluster": self.spec, "task": {"type": task_type, "index": index}}
+
+    def _start(self, task_type: str, index: int, args: Sequence[str] = ()) -> subprocess.Popen:
+        env = dict(os.environ, TF_CONFIG=json.dumps(self.tf_config(task_type, index)), TF_CPP_MIN_LOG_LEVEL="2")
+        log = open(os.path.join(self.log_dir, f"{task_type}_{index}.log"), "ab")
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "yt_bias.cluster_main", *args],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        finally:
+            log.close()
+
+    def start_servers(self) -> None:
+        for task_type in SERVER_TYPES:
+            for index in range(len(self.spec.get(task_type, []))):
+                self.servers[(task_type, index)] = self._start(task_type, index)
+
+    def kill(self, task_type: str, index: int) -> None:
+        """SIGKILLs one server process (as a machine failure would)."""
+        _kill(self.servers.pop((task_type, index)))
+
+    def restart(self, task_type: str, index: int) -> None:
+        """Starts a killed server again on its address (its port is freed by the kill)."""
+        self.servers[(task_type, index)] = self._start(task_type, index)
+
+    def run_chief(self, args: Sequence[str], timeout: float) -> subprocess.Popen:
+        """Starts the coordinator with ``args`` (returns the process; the caller waits on it)."""
+        proc = self._start("chief", 0, args)
+        self.servers[("chief", 0)] = proc
+        proc.deadline = time.monotonic() + timeout  # type: ignore[attr-defined]
+        return proc
+
+    def close(self) -> None:
+        for key in list(self.servers):
+            _kill(self.servers.pop(key))
+
+    def __enter__(self) -> "LocalCluster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    from yt_bias.commands.common import add_config_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m yt_bias.cluster_main", description=__doc__.split("\n")[0])
+    add_config_arguments(parser)
+    parser.add_argument("--cluster", default=None, help="cluster spec JSON (default: TF_CONFIG's 'cluster')")
+    parser.add_argument("--task-type", choices=("chief", "worker", "ps"), default=None, help="default: TF_CONFIG's")
+    parser.add_argument("--task-index", type=int, default=None)
+    parser.add_argument("--workdir", default="runs/cluster", help="chief: where metrics.json goes")
+    parser.add_argument("--steps", type=int, default=None, help="chief: training closures (distribute.steps)")
+    parser.add_argument("--log-every", type=int, default=50)
+    return parser.parse_args(argv)
+
+
+def _tf_config(args: argparse.Namespace) -> dict:
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    if args.cluster:
+        tf_config["cluster"] = json.loads(args.cluster)
+    task = dict(tf_config.get("task", {}))
+    if args.task_type:
+        task["type"] = args.task_type
+    if args.task_index is not None:
+        task["index"] = args.task_index
+    tf_config["task"] = task
+    if "cluster" not in tf_config or "type" not in task:
+        raise ValueError("No cluster: set TF_CONFIG or pass --cluster and --task-type (see docs/distributed.md).")
+    return tf_config
+
+
+def serve(tf_config: dict) -> None:
+    """Runs a worker or parameter-server task until the process is killed."""
+    from yt_bias._keras import tf
+
+    task = tf_config["task"]
+    server = tf.distribute.Server(
+        tf.train.ClusterSpec(tf_config["cluster"]), job_name=task["type"], task_index=int(task.get("index", 0)),
+        protocol=tf_config.get("rpc_layer", "grpc"), start=True,
+    )
+    print(f"{task['type']}:{task.get('index', 0)} serving at {server.target}", flush=True)
+    server.join()
+
+
+def _estimator_error(model, dataset, batch_size: int) -> float | None:
+    """TV error of the PS-resident estimator (read inside a tf.function: eager reads of remote
+    resources lose their static shape)."""
+    from yt_bias._keras import tf
+    from yt_bias.frequency import total_variation_error
+
+    if model.frequency is None:
+        return None
+    estimated = tf.function(model.frequency.probability)(tf.constant(dataset.item_ids)).numpy()
+    return total_variation_error(estimated, dataset.step_probabilities(batch_size), batch_size)
+
+
+def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int = 50) -> dict:
+    """The coordinator: trains under ParameterServerStrategy and writes ``<workdir>/metrics.json``."""
+    import numpy as np
+
+    from yt_bias._keras import keras, tf
+    from yt_bias.data.loading import load_dataset
+    from yt_bias.distribute import make_strategy, train_parameter_server
+    from yt_bias.evaluation import evaluate_model
+    from yt_bias.train import build_model
+
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    strategy = make_strategy(config.distribute, tf_config)
+    keras.utils.set_random_seed(config.train.seed)
+    with strategy.scope():
+        model = build_model(config, dataset)
+    examples = dataset.examples("train")
+    batch_size = config.train.batch_size
+    if steps <= 0:  # distribute.steps = 0: train.epochs passes over the training data
+        steps = config.train.epochs * (dataset.num_train // batch_size)
+
+    def dataset_fn():
+        # No seed (the global seed is cleared below): each worker draws its own shuffle, so workers read
+        # different batches instead of the same batch twice.
+        ds = tf.data.Dataset.from_tensor_slices(examples).shuffle(len(examples["reward"]))
+        return ds.repeat().batch(batch_size, drop_remainder=True).prefetch(2)
+
+    tf.random.set_seed(None)
+
+    def progress(done: int, seconds: float) -> None:
+        print(f"WARM: first closure done in {seconds:.1f}s", flush=True)
+
+    started = time.time()
+    info = train_parameter_server(strategy, model, dataset_fn, steps, log_every=log_every, on_progress=progress)
+    finished = time.time()
+    frequency = model.frequency
+    metrics = {
+        "num_workers": len(tf_config["cluster"].get("worker", [])),
+        "num_ps": len(tf_config["cluster"].get("ps", [])),
+        "batch_size": batch_size,
+        "train_started_at": started,
+        "train_finished_at": finished,
+        **info,
+        "estimator_step": int(frequency.step.numpy()) if hasattr(frequency, "step") else None,
+        "estimator_tv_error": _estimator_error(model, dataset, batch_size),
+        "variables_on": sorted({v.device for v in model.variables if getattr(v, "device", None)}),
+        "sharded_variables": sorted(v.name for v in model.variables if "/part_" in v.name),
+    }
+    if hasattr(frequency, "step"):
+        metrics["estimator_devices"] = sorted({frequency.interval.device, frequency.last_step.device, frequency.step.device})
+    metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen))
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    tf_config = _tf_config(args)
+    if tf_config["task"]["type"] in SERVER_TYPES:
+        serve(tf_config)
+        return 0
+    from yt_bias.commands.common import config_from_args
+    from yt_bias.config import override
+
+    config = override(config_from_args(args), "distribute.strategy=parameter_server")
+    steps = args.steps if args.steps is not None else config.distribute.steps
+    metrics = run_chief(config, tf_config, args.workdir, steps, args.log_every)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "losses"}, indent=2, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""tf.distribute training: strategy setup, the estimator's cross-replica update, gathered negatives.
+
+Where the estimator lives (section 4 of the paper, "The estimator's contract" of ARCHITECTURE.md):
+
+* MirroredStrategy / MultiWorkerMirroredStrategy: the estimator's variables are mirrored. Each
+  replica all-gathers the item IDs of its part of the global batch, and one ``merge_call`` runs
+  :meth:`StreamingFrequencyEstimator.update` once per global step on the union (in cross-replica
+  context, once per local device copy with identical inputs), so the step counter advances by one
+  per global step and the arrays equal a one-device run on the same global batches.
+* ParameterServerStrategy: the estimator's arrays, the global step and the embedding tables are
+  created on the parameter servers (tables larger than ``min_shard_bytes`` are sharded by a
+  variable partitioner; the estimator's [m, H] arrays are not partitioned). Each worker's step
+  function reads the buckets of its batch, updates them and writes them back with scatter ops on
+  the PS variables, alongside asynchronous SGD and without locking: the paper's distributed
+  updates. :func:`train_parameter_server` drives the workers with a ``ClusterCoordinator``.
+
+The library never reads the environment: callers pass a ``TF_CONFIG``-style dict (the CLI reads it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, Mapping
+
+from yt_bias._keras import tf
+from yt_bias.config import DistributeConfig
+from yt_bias.losses import corrected_softmax_loss
+
+__all__ = [
+    "configure_logical_cpus",
+    "make_strategy",
+    "cluster_resolver",
+    "update_estimator",
+    "gathered_batch_loss",
+    "train_parameter_server",
+]
+
+
+def configure_logical_cpus(count: int) -> int:
+    """Splits the physical CPU into ``count`` logical devices (before TensorFlow initialises devices).
+
+    Returns:
+      The number of logical CPU devices now visible.
+    Raises:
+      RuntimeError: TensorFlow already initialised its devices with a different split.
+    """
+    cpus = tf.config.list_physical_devices("CPU")
+    if count > 1:
+        try:
+            tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+        except RuntimeError:
+            if len(tf.config.list_logical_devices("CPU")) != count:
+                raise
+    return len(tf.config.list_logical_devices("CPU"))
+
+
+def cluster_resolver(tf_config: Mapping[str, Any] | str) -> tf.distribute.cluster_resolver.SimpleClusterResolver:
+    """A cluster resolver from a ``TF_CONFIG`` dict (``{"cluster": {...}, "task": {"type", "index"}}``)."""
+    if isinstance(tf_config, str):
+        tf_config = json.loads(tf_config)
+    if "cluster" not in tf_config or "task" not in tf_config:
+        raise ValueError(f"tf_config must have 'cluster' and 'task'; received keys {sorted(tf_config)}.")
+    task = tf_config["task"]
+    return tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(tf_config["cluster"]),
+        task_type=task["type"],
+        task_id=int(task.get("index", 0)),
+        rpc_layer=tf_config.get("rpc_layer", "grpc"),
+    )
+
+
+def make_strategy(config: DistributeConfig, tf_config: Mapping[str, Any] | str | None = None) -> tf.distribute.Strategy:
+    """The strategy of ``config.strategy``.
+
+    Args:
+      config: which strategy; ``num_logical_cpus`` > 1 first splits the CPU (MirroredStrategy on CPU).
+      tf_config: the cluster (``TF_CONFIG`` dict) for multi_worker_mirrored and parameter_server.
+    Raises:
+      ValueError: parameter_server without a cluster.
+    """
+    if config.num_logical_cpus > 1:
+        configure_logical_cpus(config.num_logical_cpus)
+    if config.strategy == "default":
+        return tf.distribute.get_strategy()
+    if config.strategy == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
+            d.name for d in tf.config.list_logical_devices("CPU")
+        ]
+        return tf.distribute.MirroredStrategy(devices)
+    if config.strategy == "multi_worker_mirrored":
+        resolver = cluster_resolver(tf_config) if tf_config else None
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    if tf_config is None:
+        raise ValueError("distribute.strategy='parameter_server' needs a cluster: pass tf_config (TF_CONFIG).")
+    resolver = cluster_resolver(tf_config)
+    num_ps = len(resolver.cluster_spec().as_dict().get("ps", []))
+    if num_ps < 1:
+        raise ValueError("parameter_server needs at least one 'ps' task in tf_config['cluster'].")
+    sizer = tf.distribute.experimental.partitioners.MinSizePartitioner(
+        min_shard_bytes=config.min_shard_bytes, max_shards=config.max_shards or num_ps
+    )
+
+    def partitioner(shape, dtype):
+        # Only tables (many rows) are sharded along rows; the estimator's [m, H] arrays have m = num_hashes
+        # rows and are read with gather_nd, which a ShardedVariable does not support: they stay whole.
+        if shape.rank is None or shape.rank < 2 or shape[0] < _MIN_SHARDED_ROWS:
+            return [1] * max(shape.rank or 1, 1)
+        return sizer(shape, dtype)
+
+    return tf.distribute.experimental.ParameterServerStrategy(resolver, variable_partitioner=partitioner)
+
+
+_MIN_SHARDED_ROWS = 64
+
+
+def _num_replicas() -> int:
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def update_estimator(estimator, item_ids: tf.Tensor) -> tf.Tensor:
+    """One global step of the estimator, whatever the context (the estimator's contract).
+
+    * no strategy, one replica, or ParameterServerStrategy: ``estimator.update(item_ids)`` (under
+      PS the reads and scatter writes go to the parameter servers' variables);
+    * replica context with several replicas: all-gather the IDs, then one ``merge_call`` updates
+      every copy of the mirrored variables with the union (``strategy.extended.update``);
+    * cross-replica context: ``item_ids`` must already be the union (or a PerReplica value).
+
+    Args:
+      item_ids: [local_batch_size] this replica's item IDs.
+    Returns:
+      The new global step (int64 scalar).
+    """
+    step = getattr(estimator, "step", None)
+    if step is None or not tf.distribute.has_strategy() or _num_replicas() == 1:
+        return estimator.update(item_ids)
+    replica = tf.distribute.get_replica_context()
+    if replica is not None:
+        # Strings cannot be all-gathered: gather the hashed buckets [m, B/R] along the batch axis.
+        buckets = replica.all_gather(estimator.buckets(item_ids), axis=1)
+
+        def merge(strategy, gathered):
+            return _update_mirrored(strategy, estimator, gathered, hashed=True)
+
+        return replica.merge_call(merge, args=(buckets,))
+    return _update_mirrored(tf.distribute.get_strategy(), estimator, item_ids, hashed=False)
+
+
+def _update_mirrored(strategy, estimator, ids, hashed: bool) -> tf.Tensor:
+    """Cross-replica context: the same update on every local device copy of the mirrored variables."""
+    names = ("step", "last_step", "interval") + (("hits",) if getattr(estimator, "bias_correction", False) else ())
+    copies = [getattr(estimator, name) for name in names]
+    local_ids = strategy.experimental_local_results(ids)
+    steps = []
+    for d, device_vars in enumerate(zip(*(_device_copies(var) for var in copies))):
+        values = local_ids[d] if len(local_ids) > d else local_ids[0]
+        with tf.device(device_vars[0].device):
+            buckets = values if hashed else estimator.buckets(values)
+            steps.append(estimator.update_buckets(buckets, variables=device_vars))
+    with tf.control_dependencies(steps):
+        return tf.identity(steps[0])
+
+
+def _device_copies(variable) -> tuple:
+    values = getattr(variable, "values", None)
+    return tuple(values) if isinstance(values, (tuple, list)) else (variable,)
+
+
+def _id_fingerprints(ids: tf.Tensor) -> tf.Tensor:
+    """int64 fingerprints of item IDs (all-gather takes numbers only); equal IDs, equal fingerprints."""
+    if ids.dtype != tf.string:
+        return tf.cast(ids, tf.int64)
+    return tf.strings.to_hash_bucket_fast(ids, (1 << 63) - 1)
+
+
+def gathered_batch_loss(model, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor | None, training: bool) -> tf.Tensor:
+    """In-batch softmax whose candidates are the items of all replicas (TFRS never gathers them).
+
+    Each replica scores its B/R queries against the global batch's B items (all-gathered, with
+    their IDs and log q); the positive of local query i sits at ``replica_id * B/R + i``. The
+    returned loss is the local mean; summed over replicas after the train step's 1/R scaling it is
+    the one-device loss of the global batch, and all-gather's gradient sends each replica's share
+    back, so gradients match one device.
+
+    Returns:
+      Scalar float32, this replica's mean loss.
+    """
+    replica = tf.distribute.get_replica_context()
+    if replica is None or replica.num_replicas_in_sync == 1:
+        return model.batch_loss(batch, log_q, training=training)
+    query, items = model(batch, training=training)
+    ids = batch[model.features.item_id]
+    local = tf.shape(query)[0]
+    all_items = replica.all_gather(items, axis=0)
+    all_ids = replica.all_gather(_id_fingerprints(ids), axis=0)
+    all_log_q = replica.all_gather(log_q, axis=0) if log_q is not None else None
+    offset = tf.cast(replica.replica_id_in_sync_group, tf.int32) * local
+    from yt_bias.data.dataset import REWARD
+
+    return corrected_softmax_loss(
+        query,
+        all_items,
+        temperature=model.temperature,
+        log_q=all_log_q,
+        rewards=batch.get(REWARD),
+        positive_index=offset + tf.range(local),
+        candidate_ids=all_ids,
+        remove_accidental_hits=model.remove_accidental_hits,
+    )
+
+
+def train_parameter_server(
+    strategy: tf.distribute.experimental.ParameterServerStrategy,
+    model,
+    dataset_fn: Callable[[], tf.data.Dataset],
+    steps: int,
+    log_every: int = 50,
+    on_progress: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Trains ``model`` (built under ``strategy.scope()``) for ``steps`` closures with a ClusterCoordinator.
+
+    Each closure is one worker step: ``model.train_step`` on the worker's next batch, whose
+    estimator update reads and writes the PS variables. A closure that fails because its worker
+    died is re-scheduled by the coordinator on a live worker (so it runs to completion exactly
+    once, but its partial effects before the failure are not undone: see docs/distributed.md).
+
+    Args:
+      dataset_fn: builds one worker's (infinite) dataset of batches; run on each worker.
+      steps: closures to schedule.
+      log_every: keep every ``log_every``-th closure's loss.
+      on_progress: called with (1, seconds) once the first closure (tracing, dataset creation) is done.
+    Returns:
+      ``{"closures_scheduled", "warmup_seconds", "seconds", "steps_per_second", "losses"}``:
+      steps/s over the closures after the first, losses of the first and every ``log_every``-th.
+    """
+    coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
+    per_worker = coordinator.create_per_worker_dataset(dataset_fn)
+    iterator = iter(per_worker)
+
+    @tf.function
+    def step_fn(it):
+        def replica_fn(batch):
+            log_q = model.sampling_log_q(batch[model.features.item_id], update=True)
+            with tf.GradientTape() as tape:
+                loss = model.batch_loss(batch, log_q, training=True)
+            variables = model.trainable_variables
+            model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+
+        return strategy.run(replica_fn, args=(next(it),))
+
+    # The first closure traces the step and creates the workers' datasets: timed apart as warm-up.
+    start = time.perf_counter()
+    first = coordinator.schedule(step_fn, args=(iterator,))
+    losses = [float(first.fetch())]
+    warmup = time.perf_counter() - start
+    if on_progress is not None:
+        on_progress(1, warmup)
+    pending = []
+    start = time.perf_counter()
+    for i in range(1, steps):
+        result = coordinator.schedule(step_fn, args=(iterator,))
+        if log_every and i % log_every == 0:
+            pending.append(result)
+    coordinator.join()
+    seconds = time.perf_counter() - start
+    losses += [float(result.fetch()) for result in pending]
+    return {
+        "closures_scheduled": steps,
+        "warmup_seconds": round(warmup, 3),
+        "seconds": round(seconds, 3),
+        "steps_per_second": round((steps - 1) / seconds, 2) if steps > 1 else None,
+        "losses": losses,
+    }

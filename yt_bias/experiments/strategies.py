@@ -1,0 +1,226 @@
+"""The negative-sampling strategies experiment (PAPER.md sections 6-7): recall stage, ranking, two stages.
+
+For every strategy and seed: train the two-tower model with that strategy's
+:class:`~yt_bias.config.NegativesConfig` on the default data with impressions, and measure exact
+Recall@K (overall and per popularity band: head / torso / tail by training frequency, from
+:func:`yt_bias.evaluation.popularity_bands`) and the training time per epoch. For every seed: train
+the pCTR ranking model on the impressions (AUC, log loss, calibration; popularity-CTR baseline),
+and evaluate the two-stage pipeline (retrieval by the in-batch corrected model, then re-ranking).
+``yt-bias experiment strategies`` runs it; notebooks/03_negative_sampling.ipynb shows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from yt_bias.config import (
+    DataConfig,
+    EstimatorConfig,
+    EvalConfig,
+    ExperimentConfig,
+    ModelConfig,
+    NegativesConfig,
+    TrainConfig,
+)
+from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset
+from yt_bias.data.impressions import ImpressionsConfig, generate_with_impressions
+from yt_bias.data.synthetic import SyntheticConfig
+from yt_bias.evaluation import embed, exclusion_lists, popularity_bands, retrieval_metrics, top_k
+from yt_bias.pipeline import evaluate_two_stage
+from yt_bias.ranking import RankingConfig, evaluate_ranking, train_ranking
+from yt_bias.train import fit
+
+STRATEGIES: dict[str, NegativesConfig] = {
+    "random": NegativesConfig(in_batch=False, uniform_per_query=16),
+    "in-batch": NegativesConfig(),
+    "mixed": NegativesConfig(mixed_uniform=256),
+    "cross-batch": NegativesConfig(memory_size=1024, memory_warmup_steps=100),
+    "impressions-weak-positive": NegativesConfig(impressions="weak-positive", impression_reward=0.3),
+    "impressions-hard-negative": NegativesConfig(impressions="hard-negative"),
+    "impressions-hard-negative-x30": NegativesConfig(impressions="hard-negative", hard_negative_log_q=-3.4),
+    "corrected-logq-2025": NegativesConfig(loss="corrected-logq-2025"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategiesConfig:
+    """Data, model and grid of the experiment (defaults: about 15 minutes on 2 CPU cores)."""
+
+    synthetic: SyntheticConfig = dataclasses.field(
+        default_factory=lambda: SyntheticConfig(num_users=1500, num_items=800, interactions_per_user=20))
+    impressions: ImpressionsConfig = dataclasses.field(default_factory=ImpressionsConfig)
+    base: ExperimentConfig = dataclasses.field(default_factory=lambda: ExperimentConfig(
+        name="strategies",
+        model=ModelConfig(embedding_dim=16, hidden_units=(64, 32)),
+        estimator=EstimatorConfig(hash_size=1 << 14),
+        train=TrainConfig(batch_size=256, epochs=5, learning_rate=0.2, verbose=0),
+        eval=EvalConfig(ks=(10, 50, 100)),
+    ))
+    ranking: RankingConfig = dataclasses.field(default_factory=RankingConfig)
+    strategies: tuple[str, ...] = tuple(STRATEGIES)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    band_k: int = 50
+    num_candidates: int = 100
+    pipeline_ks: tuple[int, ...] = (10, 50)
+    pipeline_queries: int | None = 3000
+    retriever: str = "in-batch"
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"strategies must be among {sorted(STRATEGIES)}; received unknown {unknown}.")
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed; received ().")
+        if self.retriever not in STRATEGIES:
+            raise ValueError(f"retriever must be one of {sorted(STRATEGIES)}; received {self.retriever!r}.")
+
+
+def quick() -> StrategiesConfig:
+    """Tiny settings for tests and the notebook in CI (about a minute)."""
+    base = ExperimentConfig(
+        name="strategies-quick",
+        model=ModelConfig(embedding_dim=8, hidden_units=(16, 8)),
+        estimator=EstimatorConfig(hash_size=1024),
+        train=TrainConfig(batch_size=64, epochs=1, verbose=0),
+        eval=EvalConfig(ks=(10, 50)),
+        data=DataConfig(),
+    )
+    return StrategiesConfig(
+        synthetic=SyntheticConfig(num_users=150, num_items=100, interactions_per_user=8, num_categories=5, history_length=4),
+        impressions=ImpressionsConfig(slate_size=6, min_slate_size=4),
+        base=base,
+        ranking=RankingConfig(epochs=1, hidden_units=(16,), batch_size=256),
+        strategies=tuple(STRATEGIES),
+        seeds=(0, 1),
+        band_k=10,
+        num_candidates=50,
+        pipeline_ks=(10,),
+        pipeline_queries=None,
+    )
+
+
+def _scaled(negatives: NegativesConfig, batch_size: int, num_items: int) -> NegativesConfig:
+    """Keeps the strategy's sizes meaningful on small data: B' and M at most the corpus / a few batches."""
+    return dataclasses.replace(
+        negatives,
+        mixed_uniform=min(negatives.mixed_uniform, num_items),
+        memory_size=min(negatives.memory_size, 4 * batch_size),
+    )
+
+
+def recall_stage_metrics(model, dataset: RecDataset, ks: Sequence[int], bands: np.ndarray, exclude_seen: bool = True) -> dict:
+    """Recall@K, NDCG@K, coverage@K and per-band Recall@K of the held-out positives (seen items excluded)."""
+    positives = dataset.test_positives()
+    queries = embed(model.query_tower, positives)
+    items = embed(model.item_tower, dataset.items)
+    exclude = exclusion_lists(dataset, positives[QUERY_KEY]) if exclude_seen else None
+    top = top_k(lambda a, b: queries[a:b] @ items.T, len(queries), len(items), max(ks), exclude)
+    return retrieval_metrics(top, positives[ITEM_INDEX], dataset.num_items, bands, ks)
+
+
+def run_strategies(config: StrategiesConfig, workdir: str | None = None, dataset: RecDataset | None = None,
+                   progress: Callable[[str], None] | None = None) -> dict:
+    """Runs the grid; returns ``{"recall": {strategy: [run...]}, "ranking": [...], "pipeline": [...], ...}``."""
+    say = progress or (lambda message: None)
+    start = time.perf_counter()
+    if dataset is None:
+        dataset = generate_with_impressions(config.synthetic, config.impressions, config.base.model.embedding_dim)
+    bands = popularity_bands(dataset.item_counts("train"))
+    ks = tuple(sorted(set(config.base.eval.ks) | {config.band_k}))
+    results: dict = {"recall": {}, "ranking": [], "ranking_baseline": None, "pipeline": [],
+                     "data": {"num_items": dataset.num_items, "num_train": dataset.num_train, "num_test": dataset.num_test,
+                              "band_sizes": {b: int((bands == b).sum()) for b in ("head", "torso", "tail")}}}
+    retrievers = {}
+    for name in config.strategies:
+        negatives = _scaled(STRATEGIES[name], config.base.train.batch_size, dataset.num_items)
+        runs = []
+        for seed in config.seeds:
+            run_config = dataclasses.replace(config.base, negatives=negatives,
+                                             train=dataclasses.replace(config.base.train, seed=seed))
+            model, info = fit(run_config, dataset)
+            metrics = recall_stage_metrics(model, dataset, ks, bands, config.base.eval.exclude_seen)
+            metrics.update(seed=seed, train_seconds=info["train_seconds"],
+                           seconds_per_epoch=info["train_seconds"] / config.base.train.epochs,
+                           final_loss=info["loss_history"][-1])
+            runs.append(metrics)
+            if name == config.retriever:
+                retrievers[seed] = model
+            say(f"{name} seed={seed}: " + ", ".join(f"R@{k}={metrics[f'recall@{k}']:.4f}" for k in ks)
+                + f", {metrics['seconds_per_epoch']:.1f} s/epoch")
+        results["recall"][name] = runs
+    results["ranking_baseline"] = _strip(evaluate_ranking(None, dataset))
+    for seed in config.seeds:
+        ranker, info = train_ranking(dataset, dataclasses.replace(config.ranking, seed=seed))
+        metrics = evaluate_ranking(ranker, dataset)
+        metrics.update(seed=seed, train_seconds=info["train_seconds"],
+                       seconds_per_epoch=info["train_seconds"] / config.ranking.epochs)
+        results["ranking"].append(metrics)
+        say(f"ranking seed={seed}: AUC={metrics['auc']:.4f}, log loss={metrics['log_loss']:.4f} "
+            f"(popularity CTR: AUC={results['ranking_baseline']['auc']:.4f})")
+        if seed in retrievers:
+            pipe = evaluate_two_stage(retrievers[seed], ranker, dataset, config.num_candidates, config.pipeline_ks,
+                                      config.base.eval.exclude_seen, config.pipeline_queries, seed)
+            pipe["seed"] = seed
+            results["pipeline"].append(pipe)
+            say(f"pipeline seed={seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in pipe.items() if "ndcg" in k))
+    results["wall_seconds"] = round(time.perf_counter() - start, 1)
+    results["config"] = dataclasses.asdict(config)
+    if workdir:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "strategies.json"), "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2, default=str)
+        with open(os.path.join(workdir, "strategies.md"), "w", encoding="utf-8") as f:
+            f.write(format_tables(results, config) + "\n")
+    return results
+
+
+def _strip(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "bins"}
+
+
+def _cell(runs: Sequence[dict], key: str, digits: int = 4) -> str:
+    values = np.array([r[key] for r in runs], dtype=np.float64)
+    if len(values) > 1:
+        return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+    return f"{values.mean():.{digits}f}"
+
+
+def format_tables(results: dict, config: StrategiesConfig) -> str:
+    """The summary as Markdown: recall-stage table, ranking table, two-stage table (mean ± std over seeds)."""
+    ks = tuple(sorted(set(config.base.eval.ks) | {config.band_k}))
+    bk = config.band_k
+    head = ["strategy"] + [f"R@{k}" for k in ks] + [f"R@{bk} head", f"R@{bk} torso", f"R@{bk} tail", "s/epoch"]
+    lines = [f"Recall stage (n seeds = {len(config.seeds)}; mean ± std):", "",
+             "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, runs in results["recall"].items():
+        cells = [_cell(runs, f"recall@{k}") for k in ks]
+        cells += [_cell(runs, f"recall@{bk}/{b}") for b in ("head", "torso", "tail")]
+        cells.append(_cell(runs, "seconds_per_epoch", 1))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if results["ranking"]:
+        base = results["ranking_baseline"]
+        lines += ["", "Ranking stage (test impressions):", "", "| model | AUC | log loss | predicted / observed CTR | ECE | s/epoch |",
+                  "|---|---|---|---|---|---|"]
+        r = results["ranking"]
+        lines.append(f"| pCTR (DCN) | {_cell(r, 'auc')} | {_cell(r, 'log_loss')} | {_cell(r, 'calibration_ratio', 3)} | "
+                     f"{_cell(r, 'ece')} | {_cell(r, 'seconds_per_epoch', 1)} |")
+        lines.append(f"| popularity CTR | {base['auc']:.4f} | {base['log_loss']:.4f} | {base['calibration_ratio']:.3f} | "
+                     f"{base['ece']:.4f} | - |")
+    if results["pipeline"]:
+        p = results["pipeline"]
+        lines += ["", f"Two stages (retriever: {config.retriever}, top {config.num_candidates} re-ranked; test clicks):", "",
+                  "| order | " + " | ".join(f"R@{k} | NDCG@{k}" for k in config.pipeline_ks) + " |",
+                  "|---|" + "---|---|" * len(config.pipeline_ks)]
+        for stage in ("retrieval", "two_stage", "two_stage_blend"):
+            if f"{stage}/recall@{config.pipeline_ks[0]}" not in p[0]:
+                continue
+            cells = [f"{_cell(p, f'{stage}/recall@{k}')} | {_cell(p, f'{stage}/ndcg@{k}')}" for k in config.pipeline_ks]
+            lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    lines += ["", f"Wall time: {results['wall_seconds']:.0f} s."]
+    return "\n".join(lines)

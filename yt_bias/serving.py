@@ -1,0 +1,324 @@
+"""One SavedModel from raw query features to top-K items (section 5.4 of the paper).
+
+:func:`export` stitches the trained query tower and an :class:`~yt_bias.index.ItemIndex` into one
+``tf.Module`` whose ``serving_default`` signature takes the query features of the config (named
+inputs, one per :class:`~yt_bias.features.FeatureSpec`: string ``[batch]`` for id/categorical,
+string ``[batch, max_len]`` for bags, float32 ``[batch, width]`` for dense) and returns
+``item_ids`` (string ``[batch, k]``) and ``scores`` (float32 ``[batch, k]``, dot products).
+``assets.extra/yt_bias.json`` holds what a user needs: the experiment config, the feature spec,
+the index settings, k and the number of items.
+
+Index choice: ``scann`` (default; needs ScaNN's custom ops wherever it is loaded, so stock
+TensorFlow Serving cannot load it) or ``brute_force`` (exact, stock TensorFlow ops only).
+Query values that were never seen in training are not errors: an unseen ID or category falls
+into the hashed out-of-vocabulary rows of its table, exactly as in training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from yt_bias._keras import tf
+from yt_bias.config import ExperimentConfig, IndexConfig, from_dict
+from yt_bias.features import FeatureConfig, FeatureSpec
+from yt_bias.index import SCANN_HINT, ItemIndex, import_scann_ops, index_corpus, scann_search
+
+METADATA_FILE = os.path.join("assets.extra", "yt_bias.json")
+SIGNATURE = "serving_default"
+
+
+def input_signature(specs: Sequence[FeatureSpec]) -> dict[str, tf.TensorSpec]:
+    """One named ``tf.TensorSpec`` per query feature, with a free batch dimension."""
+    return {s.name: tf.TensorSpec((None, *s.shape), s.dtype, name=s.name) for s in specs}
+
+
+class RetrievalModule(tf.Module):
+    """Query tower + item index: raw query features -> (item_ids [batch, k], scores [batch, k]).
+
+    Args:
+      query_tower: the trained :class:`~yt_bias.towers.Tower` of the queries.
+      index: the item index (ScaNN or brute force) over the corpus.
+      k: how many items to return (at most the corpus size).
+    """
+
+    def __init__(self, query_tower, index: ItemIndex, k: int):
+        super().__init__(name="retrieval")
+        if k < 1:
+            raise ValueError(f"k must be >= 1; received {k}.")
+        self.query_tower = query_tower
+        self.k = int(min(k, index.num_items))
+        self.kind = index.kind
+        self.parallel = bool(index.config.parallel)
+        self.item_ids = tf.Variable(index.ids.astype(str), trainable=False, name="item_ids")
+        if index.kind == "scann":
+            self.scann = index.scann_state()
+        else:
+            self.item_embeddings = tf.Variable(index.embeddings, trainable=False, name="item_embeddings")
+        self.serve = tf.function(self._serve, input_signature=[input_signature(query_tower.specs)])
+
+    def _serve(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        query = self.query_tower(features, training=False)
+        if self.kind == "scann":
+            indices, scores = scann_search(self.scann, query, self.k, self.parallel)
+            indices, scores = tf.ensure_shape(indices, [None, self.k]), tf.ensure_shape(scores, [None, self.k])
+            valid = tf.logical_and(indices >= 0, tf.math.is_finite(scores))  # ScaNN pads with -1 / NaN
+            ids = tf.where(valid, tf.gather(self.item_ids, tf.maximum(indices, 0)), "")
+            scores = tf.where(valid, scores, -np.inf)
+        else:
+            top = tf.math.top_k(tf.matmul(query, self.item_embeddings, transpose_b=True), k=self.k)
+            ids, scores = tf.gather(self.item_ids, top.indices), top.values
+        return {"item_ids": ids, "scores": scores}
+
+
+def export(path: str, query_tower, index: ItemIndex, metadata: dict | None = None, k: int | None = None) -> dict:
+    """Writes the SavedModel (``serving_default``) and ``assets.extra/yt_bias.json``; returns the metadata.
+
+    Raises:
+      ValueError: ``path`` exists and is not empty, or an empty index.
+    """
+    if os.path.exists(path) and os.listdir(path):
+        raise ValueError(f"export path {path!r} exists and is not empty; expected a new directory.")
+    if index.num_items == 0:
+        raise ValueError("index: the corpus is empty; expected at least one item to export.")
+    module = RetrievalModule(query_tower, index, k or index.config.k)
+    concrete = module.serve.get_concrete_function()
+    warm = {s.name: tf.zeros((1, *s.shape), s.dtype) for s in query_tower.specs}
+    concrete(warm)  # ScaNN: the searcher must be built once before saving
+    options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]) if index.kind == "scann" else None
+    start = time.perf_counter()
+    tf.saved_model.save(module, path, signatures={SIGNATURE: concrete}, options=options)
+    meta = dict(metadata or {})
+    meta.update(
+        format="yt_bias.serving/1",
+        signature=SIGNATURE,
+        inputs=[s.to_dict() for s in query_tower.specs],
+        outputs={"item_ids": "string [batch, k]", "scores": "float32 [batch, k]"},
+        k=module.k,
+        num_items=index.num_items,
+        index={"config": dataclasses.asdict(index.config), "parameters": index.parameters,
+               "build_seconds": index.build_seconds, "size_bytes": index.size_bytes},
+        needs_scann=index.kind == "scann",
+    )
+    os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
+    with open(os.path.join(path, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+    meta["save_seconds"] = round(time.perf_counter() - start, 3)
+    return meta
+
+
+def restore_model(workdir: str, checkpoint: str | None = None):
+    """Rebuilds a trained model from a training workdir: (config, dataset, model).
+
+    Args:
+      workdir: the directory ``yt-bias train --workdir`` wrote (config.json, features.json, checkpoint/).
+      checkpoint: a checkpoint prefix (e.g. a newer one); the latest under ``workdir/checkpoint`` if None.
+    Raises:
+      ValueError: no config.json, no checkpoint, or a checkpoint that does not match the model.
+    """
+    from yt_bias.data.dataset import make_tf_dataset
+    from yt_bias.data.loading import load_dataset
+    from yt_bias.train import build_model
+
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(config_path):
+        raise ValueError(f"workdir {workdir!r}: expected a training workdir with config.json; found none (run yt-bias train --workdir first).")
+    with open(config_path, encoding="utf-8") as f:
+        config: ExperimentConfig = from_dict(json.load(f))
+    if checkpoint is None:
+        checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoint"))
+        if checkpoint is None:
+            raise ValueError(f"workdir {workdir!r}: expected a checkpoint under {os.path.join(workdir, 'checkpoint')}; found none.")
+    elif not tf.io.gfile.exists(checkpoint + ".index"):
+        raise ValueError(f"checkpoint: expected a checkpoint prefix with a .index file; received {checkpoint!r}, which does not exist.")
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    features_path = os.path.join(workdir, "features.json")
+    if os.path.isfile(features_path):
+        with open(features_path, encoding="utf-8") as f:
+            saved = FeatureConfig.from_dict(json.load(f))
+        if saved != dataset.features:
+            raise ValueError(f"workdir {workdir!r}: features.json does not match the features of the data config's data set.")
+    model = build_model(config, dataset)
+    batch = next(iter(make_tf_dataset(dataset.examples("train"), 2, shuffle=False)))
+    model(batch)  # create the variables so that the restore is checked, not deferred
+    status = tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+        raise ValueError(f"checkpoint {checkpoint!r} does not match the model of {config_path}: {error}") from None
+    return config, dataset, model
+
+
+def load_items(path: str) -> dict[str, np.ndarray]:
+    """Reads an item corpus (item feature name -> [num_items, ...] array) from an ``.npz`` file."""
+    if not os.path.isfile(path):
+        raise ValueError(f"items: expected an .npz file of item feature arrays; {path!r} does not exist.")
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def index_from_workdir(workdir: str, config: IndexConfig | None = None, items: Mapping[str, np.ndarray] | None = None,
+                       checkpoint: str | None = None):
+    """Restores a trained model and indexes a corpus (the data set's by default): (model, dataset, index, config).
+
+    Refreshing without retraining: pass a newer ``checkpoint`` or a changed ``items`` corpus.
+    """
+    config = config or IndexConfig()
+    experiment, dataset, model = restore_model(workdir, checkpoint)
+    corpus = dataset.items if items is None else items
+    index = index_corpus(model.item_tower, corpus, dataset.features.item_id, config)
+    return model, dataset, index, experiment
+
+
+def export_from_workdir(workdir: str, path: str, config: IndexConfig | None = None, items: Mapping[str, np.ndarray] | None = None,
+                        checkpoint: str | None = None, index: ItemIndex | None = None) -> dict:
+    """Exports a training workdir as one SavedModel (re-run it to refresh the index without retraining).
+
+    Args:
+      workdir: the training workdir.
+      path: the new SavedModel directory.
+      config: the index settings (ignored when ``index`` is given).
+      items: a new corpus (added or removed items); the training data set's corpus if None.
+      checkpoint: a newer checkpoint prefix; the workdir's latest if None.
+      index: a prebuilt index (``yt-bias index --out``) to use instead of building one.
+    Returns:
+      The export's metadata, with ``index_build_seconds``, ``index_size_bytes`` and timings.
+    """
+    if index is None:
+        model, dataset, index, experiment = index_from_workdir(workdir, config, items, checkpoint)
+    else:
+        experiment, dataset, model = restore_model(workdir, checkpoint)
+    metadata = {"config": experiment.to_dict(), "features": dataset.features.to_dict(), "workdir": os.path.abspath(workdir)}
+    return export(path, model.query_tower, index, metadata)
+
+
+class ServingModel:
+    """A loaded export: call :meth:`query` with raw query features, get top-K IDs and scores.
+
+    Attributes:
+      metadata: the contents of ``assets.extra/yt_bias.json``.
+      specs: the query feature specs (the signature's named inputs).
+      signature: the ``serving_default`` concrete function.
+    """
+
+    def __init__(self, loaded, metadata: dict):
+        self.loaded = loaded
+        self.metadata = metadata
+        self.specs = tuple(FeatureSpec.from_dict(s) for s in metadata["inputs"])
+        self.signature = loaded.signatures[metadata.get("signature", SIGNATURE)]
+
+    @property
+    def k(self) -> int:
+        return int(self.metadata["k"])
+
+    def check_features(self, features: Mapping[str, object]) -> dict[str, tf.Tensor]:
+        """Validates raw query features and makes the signature's tensors.
+
+        Raises:
+          ValueError: an unknown or missing feature, a wrong shape, or a batch size mismatch.
+          TypeError: a value that is not of the feature's type (string / float).
+        """
+        expected = [s.name for s in self.specs]
+        unknown = sorted(set(features) - set(expected))
+        if unknown:
+            raise ValueError(f"query features: unknown feature(s) {unknown}; expected exactly {expected}.")
+        missing = [name for name in expected if name not in features]
+        if missing:
+            raise ValueError(f"query features: missing feature(s) {missing}; expected exactly {expected}.")
+        tensors, batch = {}, None
+        for spec in self.specs:
+            value = np.asarray(features[spec.name])
+            if spec.kind == "dense":
+                if value.dtype.kind not in "fiub":
+                    raise TypeError(f"query feature '{spec.name}' (dense): expected float values; received dtype {value.dtype}.")
+                value = value.astype(np.float32)
+                if not np.all(np.isfinite(value)):
+                    raise ValueError(f"query feature '{spec.name}' (dense): expected finite values; received NaN or infinity.")
+            else:
+                if value.dtype.kind not in "USO":
+                    raise TypeError(f"query feature '{spec.name}' ({spec.kind}): expected strings; received dtype {value.dtype}.")
+                value = value.astype(str)
+            if value.shape[1:] != spec.shape:
+                raise ValueError(
+                    f"query feature '{spec.name}' ({spec.kind}): expected shape [batch, {', '.join(map(str, spec.shape))}]"
+                    .replace(", ]", "]") + f"; received {list(value.shape)}."
+                )
+            if batch is not None and value.shape[0] != batch:
+                raise ValueError(f"query feature '{spec.name}': expected batch size {batch} like the others; received {value.shape[0]}.")
+            batch = value.shape[0]
+            tensors[spec.name] = tf.constant(value)
+        return tensors
+
+    def query(self, features: Mapping[str, object]) -> tuple[np.ndarray, np.ndarray]:
+        """Top-K of a batch of raw queries: (item_ids [batch, k] str, scores [batch, k] float32)."""
+        out = self.signature(**self.check_features(features))
+        return out["item_ids"].numpy().astype(str), out["scores"].numpy()
+
+
+def load(path: str, warmup: bool = True) -> ServingModel:
+    """Loads an export in this process, registering ScaNN's ops first when the export needs them.
+
+    Args:
+      path: the SavedModel directory written by :func:`export`.
+      warmup: run one query so that ScaNN's searcher is rebuilt now, not on the first request.
+    Raises:
+      ValueError: ``path`` is not a yt_bias export.
+      ImportError: the export uses ScaNN and ScaNN is missing (the message says what to install).
+    """
+    meta_path = os.path.join(path, METADATA_FILE)
+    if not os.path.isfile(meta_path):
+        raise ValueError(f"path {path!r}: expected a yt_bias export with {METADATA_FILE}; found none.")
+    with open(meta_path, encoding="utf-8") as f:
+        metadata = json.load(f)
+    if metadata.get("needs_scann"):
+        try:
+            import_scann_ops()
+        except ImportError as error:
+            raise ImportError(
+                f"The export {path!r} uses a ScaNN index, whose TensorFlow ops are missing here. Install them: {SCANN_HINT}; "
+                "or re-export with the brute-force index (yt-bias export --index-kind brute_force), which needs stock TensorFlow only."
+            ) from error
+    model = ServingModel(tf.saved_model.load(path), metadata)
+    if warmup:
+        model.query({s.name: np.zeros((1, *s.shape), np.float32 if s.kind == "dense" else "U1") for s in model.specs})
+    return model
+
+
+def parse_feature_values(specs: Sequence[FeatureSpec], assignments: Sequence[str]) -> dict[str, np.ndarray]:
+    """Turns ``name=value`` strings into a batch of one query (bags and dense: comma-separated values).
+
+    Raises:
+      ValueError: a malformed assignment, an unknown or repeated name, or a value of the wrong length.
+    """
+    by_name = {s.name: s for s in specs}
+    features: dict[str, np.ndarray] = {}
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ValueError(f"--feature expects name=value; received {assignment!r}.")
+        name, text = (part.strip() for part in assignment.split("=", 1))
+        if name not in by_name:
+            raise ValueError(f"--feature: unknown feature {name!r}; expected one of {list(by_name)}.")
+        if name in features:
+            raise ValueError(f"--feature: {name!r} given twice.")
+        spec = by_name[name]
+        if spec.kind == "dense":
+            try:
+                values = [float(v) for v in text.split(",")]
+            except ValueError:
+                raise ValueError(f"--feature {name} (dense): expected {spec.width} comma-separated floats; received {text!r}.") from None
+            if len(values) != spec.width:
+                raise ValueError(f"--feature {name} (dense): expected {spec.width} value(s); received {len(values)}.")
+            features[name] = np.asarray([values], np.float32)
+        elif spec.kind == "bag":
+            values = [v.strip() for v in text.split(",") if v.strip()]
+            if len(values) > spec.max_len:
+                raise ValueError(f"--feature {name} (bag): expected at most {spec.max_len} IDs; received {len(values)}.")
+            features[name] = np.asarray([values + [""] * (spec.max_len - len(values))])
+        else:
+            features[name] = np.asarray([text])
+    return features
