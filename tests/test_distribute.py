@@ -17,12 +17,12 @@ try:  # Must run before TensorFlow initialises its devices (true unless another 
 except RuntimeError:
     _NUM_CPUS = len(tf.config.list_logical_devices("CPU"))
 
-from yt_bias import config as config_lib  # noqa: E402
-from yt_bias.config import DistributeConfig  # noqa: E402
-from yt_bias.data.dataset import make_tf_dataset  # noqa: E402
-from yt_bias.data.loading import load_dataset  # noqa: E402
-from yt_bias.frequency import StreamingFrequencyEstimator  # noqa: E402
-from yt_bias.train import build_model  # noqa: E402
+from yt_bias import config as config_lib
+from yt_bias.config import DistributeConfig
+from yt_bias.data.dataset import make_tf_dataset
+from yt_bias.data.loading import load_dataset
+from yt_bias.frequency import StreamingFrequencyEstimator
+from yt_bias.train import build_model
 
 
 def _rerun_in_fresh_process(request) -> None:
@@ -30,7 +30,7 @@ def _rerun_in_fresh_process(request) -> None:
     env = dict(os.environ, YT_BIAS_FRESH_PROCESS="1")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{request.node.name}"],
-        env=env, capture_output=True, text=True, timeout=300,
+        check=False, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -151,3 +151,13 @@ def test_gathered_loss_equals_one_device_loss(strategy):
     local = [float(v) for v in strategy.experimental_local_results(per_replica)]
     assert np.mean(local) == pytest.approx(one_device, rel=1e-5)
     assert abs(local[0] - local[1]) > 1e-6  # each replica scores its own queries
+
+
+def test_strategy_config_errors():
+    with pytest.raises(ValueError, match="distribute.strategy must be one of"):
+        DistributeConfig(strategy="tpu")
+    with pytest.raises(ValueError, match="needs a cluster"):
+        make_strategy(DistributeConfig(strategy="parameter_server"))
+    with pytest.raises(ValueError, match="at least one 'ps' task"):
+        make_strategy(DistributeConfig(strategy="parameter_server"),
+                      {"cluster": {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}, "task": {"type": "chief"}})

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from yt_bias import cli, simulation
+from yt_bias import StreamingFrequencyEstimator, cli, simulation
 from yt_bias.simulation import EstimatorSetting, Prop41Config, StreamConfig
 
 
@@ -117,6 +117,23 @@ def test_more_hashes_lower_the_error_at_equal_memory(smoke_run):
 def test_bias_correction_removes_the_slow_warm_up(smoke_run):
     plain, corrected = "alpha=0.005 m=1 H=1000", "alpha=0.005 m=1 H=1000 +bias_correction"
     assert _mean(smoke_run, corrected, 0, 1500) < 0.5 * _mean(smoke_run, plain, 0, 1500)
+
+
+def test_bias_correction_reads_the_gap_average_and_round_trips():
+    plain = StreamingFrequencyEstimator(64, 2, alpha=0.01, initial_interval=100.0)
+    corrected = StreamingFrequencyEstimator(64, 2, alpha=0.01, initial_interval=100.0, bias_correction=True)
+    for t in range(1, 13):  # item 7 every 3 steps (first gap 3), item 9 never
+        ids = np.array([7, 1]) if t % 3 == 0 else np.array([1])
+        plain.update(ids)
+        corrected.update(ids)
+    p_plain, p_corrected = plain.probability(np.array([7, 9])).numpy(), corrected.probability(np.array([7, 9])).numpy()
+    assert p_plain[0] < 0.011  # Algorithm 2 still reads about B0 = 100
+    assert p_corrected[0] == pytest.approx(1 / 3, rel=1e-4)  # the average of the gaps seen
+    assert p_plain[1] == p_corrected[1] == pytest.approx(0.01)  # never hit: 1 / B0 for both
+    clone = StreamingFrequencyEstimator.from_config(corrected.get_config())
+    assert clone.bias_correction and not StreamingFrequencyEstimator.from_config(plain.get_config()).bias_correction
+    with pytest.raises(TypeError, match="bias_correction"):
+        StreamingFrequencyEstimator(64, bias_correction="yes")
 
 
 def test_tf_estimator_equals_numpy_reference_and_per_item_loop_differs():

@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 SERVER_TYPES = ("worker", "ps")
 
@@ -72,14 +72,11 @@ class LocalCluster:
 
     def _start(self, task_type: str, index: int, args: Sequence[str] = ()) -> subprocess.Popen:
         env = dict(os.environ, TF_CONFIG=json.dumps(self.tf_config(task_type, index)), TF_CPP_MIN_LOG_LEVEL="2")
-        log = open(os.path.join(self.log_dir, f"{task_type}_{index}.log"), "ab")
-        try:
+        with open(os.path.join(self.log_dir, f"{task_type}_{index}.log"), "ab") as log:  # the child keeps its copy
             return subprocess.Popen(
                 [sys.executable, "-m", "yt_bias.cluster_main", *args],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        finally:
-            log.close()
 
     def start_servers(self) -> None:
         for task_type in SERVER_TYPES:
@@ -105,7 +102,7 @@ class LocalCluster:
         for key in list(self.servers):
             _kill(self.servers.pop(key))
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc) -> None:
@@ -240,9 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tf_config["task"]["type"] in SERVER_TYPES:
         serve(tf_config)
         return 0
+    from yt_bias._keras import tf
     from yt_bias.commands.common import config_from_args
     from yt_bias.config import override
 
+    tf.get_logger().setLevel("INFO")  # the coordinator logs worker failures, re-queued closures, recoveries
+    tf.get_logger().propagate = False  # once, not once more through the root logger
     config = override(config_from_args(args), "distribute.strategy=parameter_server")
     steps = args.steps if args.steps is not None else config.distribute.steps
     metrics = run_chief(config, tf_config, args.workdir, steps, args.log_every)

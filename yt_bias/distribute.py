@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from yt_bias._keras import tf
 from yt_bias.config import DistributeConfig
 from yt_bias.losses import corrected_softmax_loss
 
 __all__ = [
-    "configure_logical_cpus",
-    "make_strategy",
     "cluster_resolver",
-    "update_estimator",
+    "configure_logical_cpus",
     "gathered_batch_loss",
+    "make_strategy",
     "train_parameter_server",
+    "update_estimator",
 ]
 
 

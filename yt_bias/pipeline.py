@@ -68,11 +68,23 @@ def rerank(ranker: RankingModel, dataset: RecDataset, queries: dict[str, np.ndar
     return reordered
 
 
+def impression_log_prior(dataset: RecDataset) -> np.ndarray:
+    """``log(1 + training impressions of j)``: [num_items]. The ranker learns P(click | shown); the
+    logging policy shows items roughly in proportion to popularity, so that factor cancels inside a
+    slate. Adding the log impression frequency back puts it into the serving score (the logQ idea of
+    the paper, applied to the ranker's exposure)."""
+    from yt_bias.data.impressions import impression_table
+
+    table = impression_table(dataset, "train")
+    return np.log1p(np.bincount(table[ITEM_INDEX], minlength=dataset.num_items).astype(np.float64))
+
+
 def evaluate_two_stage(retriever, ranker: RankingModel, dataset: RecDataset, num_candidates: int = 100,
                        ks: Sequence[int] = (10, 50), exclude_seen: bool = True, max_queries: int | None = None,
                        seed: int = 0, blend: float = 1.0) -> dict[str, float]:
     """Recall@K and NDCG@K of the test clicks: retrieval order ("retrieval/..."), re-ranked by the pCTR
-    model alone ("two_stage/...") and by pCTR blended with the retrieval logit ("two_stage_blend/...").
+    model alone ("two_stage/..."), by pCTR logit + log impression frequency ("two_stage_prior/...", see
+    :func:`impression_log_prior`) and by pCTR logit + retrieval logit ("two_stage_blend/...").
 
     Args:
       num_candidates: N, the recall stage's output size (K must be <= N).
@@ -89,6 +101,8 @@ def evaluate_two_stage(retriever, ranker: RankingModel, dataset: RecDataset, num
     candidates = retrieve(retriever, dataset, queries, num_candidates, exclude_seen)
     reranked = rerank(ranker, dataset, queries, candidates)
     orders = [("retrieval", candidates), ("two_stage", reranked)]
+    prior = impression_log_prior(dataset)[candidates]
+    orders.append(("two_stage_prior", rerank(ranker, dataset, queries, candidates, blend=1.0, retrieval_scores=prior)))
     if blend:
         prior = retrieval_logits(retriever, dataset, queries, candidates)
         orders.append(("two_stage_blend", rerank(ranker, dataset, queries, candidates, blend=blend, retrieval_scores=prior)))

@@ -24,8 +24,9 @@ import glob
 import json
 import os
 import time
+from collections.abc import Callable
 from math import lgamma
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from yt_bias.data.loading import load_dataset
 from yt_bias.evaluation import evaluate_model
 from yt_bias.frequency import total_variation_error
 
-__all__ = ["generator_days", "file_days", "write_days", "day_step_probabilities", "train_stream", "STATE_FILE"]
+__all__ = ["STATE_FILE", "day_step_probabilities", "file_days", "generator_days", "train_stream", "write_days"]
 
 STATE_FILE = "stream_state.json"
 

@@ -217,7 +217,7 @@ def format_tables(results: dict, config: StrategiesConfig) -> str:
         lines += ["", f"Two stages (retriever: {config.retriever}, top {config.num_candidates} re-ranked; test clicks):", "",
                   "| order | " + " | ".join(f"R@{k} | NDCG@{k}" for k in config.pipeline_ks) + " |",
                   "|---|" + "---|---|" * len(config.pipeline_ks)]
-        for stage in ("retrieval", "two_stage", "two_stage_blend"):
+        for stage in ("retrieval", "two_stage", "two_stage_prior", "two_stage_blend"):
             if f"{stage}/recall@{config.pipeline_ks[0]}" not in p[0]:
                 continue
             cells = [f"{_cell(p, f'{stage}/recall@{k}')} | {_cell(p, f'{stage}/ndcg@{k}')}" for k in config.pipeline_ks]
