@@ -47,22 +47,70 @@ def _batch(examples, n=8):
 
 def test_impressions_structure(data):
     plain = generate(TINY, embedding_dim=4)
+    organic = data.truth["impressions"]["organic_item_index"]
     for split in ("train", "test"):
         rows = getattr(data, split)
-        for name, values in getattr(plain, split).items():  # the generator's output is unchanged
-            np.testing.assert_array_equal(np.asarray(values), np.asarray(rows[name]))
+        for name, values in getattr(plain, split).items():  # the generator's request context is unchanged
+            if name not in (ITEM_INDEX, "reward"):
+                np.testing.assert_array_equal(np.asarray(values), np.asarray(rows[name]))
+        np.testing.assert_array_equal(organic[split], getattr(plain, split)[ITEM_INDEX])
         names, clicks = rows[IMPRESSIONS], rows[IMPRESSION_CLICKS]
         assert names.shape == clicks.shape == (len(rows[ITEM_INDEX]), 5)
         own = data.item_ids[rows[ITEM_INDEX]]
         assert np.all((names == own[:, None]).sum(axis=1) == 1)  # the clicked item is shown exactly once
         np.testing.assert_array_equal(clicks[names == own[:, None]], 1.0)
+        assert np.all((clicks == 1).sum(axis=1) == 1)  # exactly one click per request (slate MNL)
         assert np.all((names == "") == (clicks == -1))  # "" padding <-> label -1
         assert np.all((names != "").sum(axis=1) >= 3)
         shown = names[names != ""]
         assert len(np.unique(shown)) > 1
+        for row in range(len(names)):  # distinct items per slate
+            assert len(set(names[row][names[row] != ""])) == (names[row] != "").sum()
+    # the policy never shows (so the user never clicks) an item the user already consumed
+    seen = data.seen_items()
+    assert not any(i in set(seen.get(k, np.zeros(0)).tolist()) for k, i in zip(data.test["query_key"], data.test[ITEM_INDEX]))
     negatives = impression_indices(data, "train", label=0.0)
     assert np.all(negatives != data.train[ITEM_INDEX][:, None])
     assert (negatives >= 0).sum() > 0
+
+
+def test_organic_click_model_keeps_the_generator_rows():
+    plain = generate(TINY, embedding_dim=4)
+    data = add_impressions(plain, ImpressionsConfig(slate_size=5, min_slate_size=3, click_model="organic"))
+    for split in ("train", "test"):
+        for name, values in getattr(plain, split).items():
+            np.testing.assert_array_equal(np.asarray(values), np.asarray(getattr(data, split)[name]))
+
+
+def test_slate_clicks_follow_the_true_utility():
+    """Under the multinomial logit the clicked item has the best true utility of its slate far more
+    often than chance (1 / slate size), and the policy's items are clicked too (not only the organic one)."""
+    from yt_bias.data.synthetic import true_preference_scores
+
+    data = add_impressions(generate(SyntheticConfig(num_users=200, num_items=100, interactions_per_user=8), embedding_dim=4))
+    slates = impression_indices(data, "train", label=None)
+    users = np.char.replace(data.train["user_id"].astype(str), "user_", "").astype(int)
+    utility = true_preference_scores(data, users)
+    scores = np.where(slates >= 0, np.take_along_axis(utility, np.maximum(slates, 0), axis=1), -np.inf)
+    clicked_slot = np.argmax(data.train[IMPRESSION_CLICKS], axis=1)
+    best = np.mean(np.argmax(scores, axis=1) == clicked_slot)
+    chance = np.mean(1.0 / (slates >= 0).sum(axis=1))
+    assert best > chance + 0.2
+    organic = data.truth["impressions"]["organic_item_index"]["train"]
+    assert 0.05 < np.mean(organic == data.train[ITEM_INDEX]) < 0.95
+
+
+def test_synthetic_impressions_source_trains_with_hard_negatives(tmp_path):
+    from yt_bias.cli import main
+
+    code = main(["train", "--preset", "smoke", "--set", "data.source=synthetic-impressions",
+                 "--set", "negatives.impressions=hard-negative", "--workdir", str(tmp_path / "run")])
+    assert code == 0 and (tmp_path / "run" / "metrics.json").exists()
+    from yt_bias.config import DataConfig
+    from yt_bias.data.loading import load_dataset
+
+    dataset = load_dataset(DataConfig(source="synthetic-impressions", synthetic=TINY), embedding_dim=4)
+    assert IMPRESSIONS in dataset.train and dataset.name == "synthetic+impressions"
 
 
 def test_impressions_config_errors():
@@ -70,6 +118,10 @@ def test_impressions_config_errors():
         ImpressionsConfig(slate_size=4, min_slate_size=5)
     with pytest.raises(ValueError, match="slate_size must be an integer >= 2"):
         ImpressionsConfig(slate_size=1)
+    with pytest.raises(ValueError, match="click_model must be one of"):
+        ImpressionsConfig(click_model="cascade")
+    with pytest.raises(ValueError, match="position_bias must be >= 0"):
+        ImpressionsConfig(position_bias=-1.0)
 
 
 def test_negatives_config_errors():

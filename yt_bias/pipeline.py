@@ -3,8 +3,9 @@
 End-to-end evaluation (PAPER.md section 7): each test request's clicked item is the target; the
 recall stage scores the whole corpus exactly (seen training items excluded, as in
 :mod:`yt_bias.evaluation`) and keeps its top N; the ranking stage scores those N candidates with
-the request's user features, the candidate's item features and a fixed serving context (slot 0,
-the widest slate), and re-orders them. Recall@K and NDCG@K are computed on the retrieval order
+the request's user features, the candidate's item features, a fixed serving context (slot 0,
+the widest slate) and the recall stage's score of the candidate (a ranker feature), and re-orders
+them. Recall@K and NDCG@K are computed on the retrieval order
 and on the re-ranked order of the same candidates, so the difference is the ranking stage's.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset
 from yt_bias.evaluation import embed, exclusion_lists, ndcg_at_k, recall_at_k, top_k
-from yt_bias.ranking import POSITION, SLATE_SIZE, RankingModel, predict_ctr
+from yt_bias.ranking import POSITION, RETRIEVAL_SCORE, SLATE_SIZE, RankingModel, predict_ctr, uses_retrieval_score
 
 
 def retrieve(model, dataset: RecDataset, queries: dict[str, np.ndarray], n: int, exclude_seen: bool = True) -> np.ndarray:
@@ -31,23 +32,36 @@ def retrieve(model, dataset: RecDataset, queries: dict[str, np.ndarray], n: int,
 
 def retrieval_logits(model, dataset: RecDataset, queries: dict[str, np.ndarray], candidates: np.ndarray) -> np.ndarray:
     """The recall stage's logits ``<u, v> / tau`` of each candidate: [num_queries, n] float32."""
+    return _inner_products(model, dataset, queries, candidates) / float(getattr(model, "temperature", 1.0))
+
+
+def _inner_products(model, dataset: RecDataset, queries: dict[str, np.ndarray], candidates: np.ndarray) -> np.ndarray:
     q = embed(model.query_tower, queries)
     v = embed(model.item_tower, dataset.items)
-    return np.einsum("qd,qnd->qn", q, v[candidates]) / float(getattr(model, "temperature", 1.0))
+    return np.einsum("qd,qnd->qn", q, v[candidates])
 
 
 def rerank(ranker: RankingModel, dataset: RecDataset, queries: dict[str, np.ndarray], candidates: np.ndarray,
-           chunk: int = 256, blend: float = 0.0, retrieval_scores: np.ndarray | None = None) -> np.ndarray:
+           chunk: int = 256, blend: float = 0.0, retrieval_scores: np.ndarray | None = None,
+           retriever=None) -> np.ndarray:
     """Candidates re-ordered by predicted CTR, best first: [num_queries, n] int64.
+
+    The ranker scores each candidate with the request's user features, the candidate's item features,
+    the serving context (slot 0, the widest slate) and, if it reads it, the recall stage's score
+    ``<u, v>`` (computed with ``retriever``).
 
     Args:
       blend: 0 (default) orders by the pCTR logit alone; > 0 orders by
-        ``logit(pCTR) + blend * retrieval_scores`` (the recall-stage logit as a prior, which corrects
-        the ranker's exposure bias: it only ever saw items the logging policy chose to show).
+        ``logit(pCTR) + blend * retrieval_scores`` (a score-level blend with the recall stage's logit).
+      retriever: the recall-stage model; required when the ranker reads ``retrieval_score``.
     """
     if blend and retrieval_scores is None:
         raise ValueError(f"blend={blend} needs retrieval_scores [num_queries, n]; received None.")
+    if uses_retrieval_score(ranker) and retriever is None:
+        raise ValueError(f"the ranker reads the feature '{RETRIEVAL_SCORE}'; expected retriever=<the recall-stage "
+                         "model>, received None.")
     num_queries, n = candidates.shape
+    feature = _inner_products(retriever, dataset, queries, candidates) if uses_retrieval_score(ranker) else None
     width = next(s for s in ranker.specs if s.name == POSITION).vocabulary
     slate_size = np.log(np.float32(len(width)))
     reordered = np.empty_like(candidates)
@@ -59,6 +73,8 @@ def rerank(ranker: RankingModel, dataset: RecDataset, queries: dict[str, np.ndar
         examples.update({spec.name: np.asarray(dataset.items[spec.name])[items] for spec in dataset.features.item})
         examples[POSITION] = np.full(len(rows), "0")
         examples[SLATE_SIZE] = np.full((len(rows), 1), slate_size, np.float32)
+        if feature is not None:
+            examples[RETRIEVAL_SCORE] = feature[start:stop].reshape(-1, 1).astype(np.float32)
         p = np.clip(predict_ctr(ranker, examples).reshape(stop - start, n), 1e-7, 1 - 1e-7)
         scores = np.log(p) - np.log1p(-p)
         if blend:
@@ -68,23 +84,12 @@ def rerank(ranker: RankingModel, dataset: RecDataset, queries: dict[str, np.ndar
     return reordered
 
 
-def impression_log_prior(dataset: RecDataset) -> np.ndarray:
-    """``log(1 + training impressions of j)``: [num_items]. The ranker learns P(click | shown); the
-    logging policy shows items roughly in proportion to popularity, so that factor cancels inside a
-    slate. Adding the log impression frequency back puts it into the serving score (the logQ idea of
-    the paper, applied to the ranker's exposure)."""
-    from yt_bias.data.impressions import impression_table
-
-    table = impression_table(dataset, "train")
-    return np.log1p(np.bincount(table[ITEM_INDEX], minlength=dataset.num_items).astype(np.float64))
-
-
 def evaluate_two_stage(retriever, ranker: RankingModel, dataset: RecDataset, num_candidates: int = 100,
                        ks: Sequence[int] = (10, 50), exclude_seen: bool = True, max_queries: int | None = None,
-                       seed: int = 0, blend: float = 1.0) -> dict[str, float]:
-    """Recall@K and NDCG@K of the test clicks: retrieval order ("retrieval/..."), re-ranked by the pCTR
-    model alone ("two_stage/..."), by pCTR logit + log impression frequency ("two_stage_prior/...", see
-    :func:`impression_log_prior`) and by pCTR logit + retrieval logit ("two_stage_blend/...").
+                       seed: int = 0, blend: float = 0.0) -> dict[str, float]:
+    """Recall@K and NDCG@K of the test clicks, on the same queries and the same top-N candidates:
+    retrieval order ("retrieval/..."), re-ranked by the pCTR model ("two_stage/...") and, with
+    ``blend`` > 0, by pCTR logit + ``blend`` * retrieval logit ("two_stage_blend/...").
 
     Args:
       num_candidates: N, the recall stage's output size (K must be <= N).
@@ -99,13 +104,11 @@ def evaluate_two_stage(retriever, ranker: RankingModel, dataset: RecDataset, num
         queries = {name: values[keep] for name, values in queries.items()}
     targets = queries[ITEM_INDEX]
     candidates = retrieve(retriever, dataset, queries, num_candidates, exclude_seen)
-    reranked = rerank(ranker, dataset, queries, candidates)
-    orders = [("retrieval", candidates), ("two_stage", reranked)]
-    prior = impression_log_prior(dataset)[candidates]
-    orders.append(("two_stage_prior", rerank(ranker, dataset, queries, candidates, blend=1.0, retrieval_scores=prior)))
+    orders = [("retrieval", candidates), ("two_stage", rerank(ranker, dataset, queries, candidates, retriever=retriever))]
     if blend:
-        prior = retrieval_logits(retriever, dataset, queries, candidates)
-        orders.append(("two_stage_blend", rerank(ranker, dataset, queries, candidates, blend=blend, retrieval_scores=prior)))
+        logits = retrieval_logits(retriever, dataset, queries, candidates)
+        orders.append(("two_stage_blend", rerank(ranker, dataset, queries, candidates, blend=blend,
+                                                 retrieval_scores=logits, retriever=retriever)))
     result = {"num_queries": len(targets), "num_candidates": num_candidates,
               f"recall@{num_candidates}": recall_at_k(candidates, targets, (num_candidates,))[f"recall@{num_candidates}"]}
     result["blend"] = blend

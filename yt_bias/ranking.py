@@ -1,8 +1,11 @@
 """The ranking stage: a pCTR model trained on impressions (PAPER.md section 7).
 
 No sampling: every shown item of a request is one example, label 1 if clicked and 0 if shown
-but not clicked. The model reads user (query-tower) features, item features and context
-features of the impression (its slot and the slate size), embeds them with the project's
+but not clicked. The model reads user (query-tower) features, item features (including the item's
+log popularity, ``log_views`` on the synthetic data), context features of the impression (its slot
+and the slate size) and, given a recall-stage model (standard industry practice), the recall
+stage's score ``<u, v>`` of the (request, item) pair as one more dense feature, so that the ranker
+refines rather than replaces the retrieval order. It embeds them with the project's
 :class:`~yt_bias.towers.Tower` machinery (no MLP: the concatenated embeddings x0), then a DCN-v2
 cross layer (``tfrs.layers.dcn.Cross``) and a ReLU MLP to one logit: ``P(click | user, item, context)``.
 Metrics: exact AUC, log loss, calibration (mean predicted against observed CTR, overall and in
@@ -26,11 +29,16 @@ from yt_bias.towers import SharedEmbeddings, Tower
 LABEL = "label"
 POSITION = "position"
 SLATE_SIZE = "slate_size"
+RETRIEVAL_SCORE = "retrieval_score"
 
 
 @dataclasses.dataclass(frozen=True)
 class RankingConfig:
-    """The pCTR model and its training."""
+    """The pCTR model and its training.
+
+    ``retrieval_score``: read the recall stage's score as a feature (needs a retriever in
+    :func:`train_ranking`; False, or no retriever, trains on user, item and context features only).
+    """
 
     cross_layers: int = 1
     hidden_units: tuple[int, ...] = (64, 32)
@@ -38,6 +46,7 @@ class RankingConfig:
     epochs: int = 2
     learning_rate: float = 0.005
     seed: int = 0
+    retrieval_score: bool = True
 
     def __post_init__(self) -> None:
         for field in ("batch_size", "epochs"):
@@ -58,8 +67,20 @@ def context_specs(max_slate: int) -> tuple[FeatureSpec, ...]:
     )
 
 
-def ranking_examples(dataset: RecDataset, split: str) -> dict[str, np.ndarray]:
-    """One row per shown item of ``split``: user, item and context features and ``label``."""
+def retrieval_scores(retriever, dataset: RecDataset, queries: Mapping[str, np.ndarray], rows: np.ndarray,
+                     items: np.ndarray) -> np.ndarray:
+    """The recall stage's score ``<u, v>`` (towers' outputs, before the temperature) of each
+    (query row, item) pair: [n, 1] float32."""
+    from yt_bias.evaluation import embed
+
+    q = embed(retriever.query_tower, queries)
+    v = embed(retriever.item_tower, dataset.items)
+    return np.einsum("nd,nd->n", q[rows], v[items]).astype(np.float32)[:, None]
+
+
+def ranking_examples(dataset: RecDataset, split: str, retriever=None) -> dict[str, np.ndarray]:
+    """One row per shown item of ``split``: user, item and context features and ``label`` (plus
+    ``retrieval_score`` when a recall-stage ``retriever`` is given)."""
     table = impression_table(dataset, split)
     data = {"train": dataset.train, "test": dataset.test}[split]
     rows, index = table["row"], table[ITEM_INDEX]
@@ -68,6 +89,8 @@ def ranking_examples(dataset: RecDataset, split: str) -> dict[str, np.ndarray]:
     examples.update({spec.name: np.asarray(dataset.items[spec.name])[index] for spec in dataset.features.item})
     examples[POSITION] = table["position"].astype(str)
     examples[SLATE_SIZE] = np.log(sizes.astype(np.float32))[:, None]
+    if retriever is not None:
+        examples[RETRIEVAL_SCORE] = retrieval_scores(retriever, dataset, data, rows, index)
     examples[LABEL] = table["label"]
     examples[ITEM_INDEX] = index
     examples["row"] = rows
@@ -125,16 +148,28 @@ def _dataset(examples: Mapping[str, np.ndarray], names: Sequence[str], batch_siz
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def train_ranking(dataset: RecDataset, config: RankingConfig | None = None, verbose: int = 0) -> tuple[RankingModel, dict]:
-    """Trains the pCTR model on the training impressions; returns it and ``{"train_seconds", "loss_history"}``."""
+def uses_retrieval_score(model: RankingModel) -> bool:
+    return any(spec.name == RETRIEVAL_SCORE for spec in model.specs)
+
+
+def train_ranking(dataset: RecDataset, config: RankingConfig | None = None, verbose: int = 0,
+                  retriever=None) -> tuple[RankingModel, dict]:
+    """Trains the pCTR model on the training impressions; returns it and ``{"train_seconds", "loss_history"}``.
+
+    Args:
+      retriever: the recall-stage model whose score becomes a feature (with ``config.retrieval_score``).
+    """
     config = config or RankingConfig()
     keras.utils.set_random_seed(config.seed)
     width = np.asarray(dataset.train["impressions"]).shape[1]
     specs = dataset.features.query + dataset.features.item + context_specs(width)
+    retriever = retriever if config.retrieval_score else None
+    if retriever is not None:
+        specs = specs + (FeatureSpec(RETRIEVAL_SCORE, "dense", width=1),)
     model = RankingModel(specs, config.cross_layers, config.hidden_units)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
-    examples = ranking_examples(dataset, "train")
+    examples = ranking_examples(dataset, "train", retriever)
     start = time.perf_counter()
     history = model.fit(_dataset(examples, [s.name for s in specs], config.batch_size, True, config.seed),
                         epochs=config.epochs, verbose=verbose)
@@ -205,9 +240,16 @@ def popularity_ctr(dataset: RecDataset, prior_strength: float = 20.0) -> np.ndar
     return (clicks + prior_strength * mean) / (shows + prior_strength)
 
 
-def evaluate_ranking(model: RankingModel | None, dataset: RecDataset) -> dict:
-    """Test-impression AUC, log loss and calibration of ``model`` (None: the popularity-CTR baseline)."""
-    examples = ranking_examples(dataset, "test")
+def evaluate_ranking(model: RankingModel | None, dataset: RecDataset, retriever=None) -> dict:
+    """Test-impression AUC, log loss and calibration of ``model`` (None: the popularity-CTR baseline).
+
+    Raises:
+      ValueError: the model reads the recall stage's score but no ``retriever`` is given.
+    """
+    if model is not None and uses_retrieval_score(model) and retriever is None:
+        raise ValueError(f"the ranking model reads the feature '{RETRIEVAL_SCORE}'; expected the recall-stage "
+                         "model as retriever=..., received None.")
+    examples = ranking_examples(dataset, "test", retriever if model is not None and uses_retrieval_score(model) else None)
     if model is None:
         predictions = popularity_ctr(dataset)[examples[ITEM_INDEX]]
     else:

@@ -19,6 +19,10 @@ def load_dataset(data_config, embedding_dim: int = 32) -> RecDataset:
     source = data_config.source
     if source == "synthetic":
         return generate(data_config.synthetic, embedding_dim)
+    if source == "synthetic-impressions":  # the synthetic data + logging policy + slate clicks (default ImpressionsConfig)
+        from yt_bias.data.impressions import generate_with_impressions
+
+        return generate_with_impressions(data_config.synthetic, embedding_dim=embedding_dim)
     if source not in SOURCES:
         raise ValueError(f"data.source must be one of {SOURCES}; received {source!r}.")
     if not data_config.path:

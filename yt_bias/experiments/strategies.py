@@ -4,8 +4,9 @@ For every strategy and seed: train the two-tower model with that strategy's
 :class:`~yt_bias.config.NegativesConfig` on the default data with impressions, and measure exact
 Recall@K (overall and per popularity band: head / torso / tail by training frequency, from
 :func:`yt_bias.evaluation.popularity_bands`) and the training time per epoch. For every seed: train
-the pCTR ranking model on the impressions (AUC, log loss, calibration; popularity-CTR baseline),
-and evaluate the two-stage pipeline (retrieval by the in-batch corrected model, then re-ranking).
+the pCTR ranking model on the impressions, with the retriever's score as a feature (AUC, log loss,
+calibration; popularity-CTR baseline), and evaluate the two-stage pipeline (retrieval of the top N by
+the retriever, the in-batch corrected model of the same seed, then re-ranking) on the same queries.
 ``yt-bias experiment strategies`` runs it; notebooks/03_negative_sampling.ipynb shows it.
 """
 
@@ -156,15 +157,16 @@ def run_strategies(config: StrategiesConfig, workdir: str | None = None, dataset
         results["recall"][name] = runs
     results["ranking_baseline"] = _strip(evaluate_ranking(None, dataset))
     for seed in config.seeds:
-        ranker, info = train_ranking(dataset, dataclasses.replace(config.ranking, seed=seed))
-        metrics = evaluate_ranking(ranker, dataset)
+        retriever = retrievers.get(seed)  # the recall stage whose score the ranker reads (None: not in the grid)
+        ranker, info = train_ranking(dataset, dataclasses.replace(config.ranking, seed=seed), retriever=retriever)
+        metrics = evaluate_ranking(ranker, dataset, retriever)
         metrics.update(seed=seed, train_seconds=info["train_seconds"],
                        seconds_per_epoch=info["train_seconds"] / config.ranking.epochs)
         results["ranking"].append(metrics)
         say(f"ranking seed={seed}: AUC={metrics['auc']:.4f}, log loss={metrics['log_loss']:.4f} "
             f"(popularity CTR: AUC={results['ranking_baseline']['auc']:.4f})")
-        if seed in retrievers:
-            pipe = evaluate_two_stage(retrievers[seed], ranker, dataset, config.num_candidates, config.pipeline_ks,
+        if retriever is not None:
+            pipe = evaluate_two_stage(retriever, ranker, dataset, config.num_candidates, config.pipeline_ks,
                                       config.base.eval.exclude_seen, config.pipeline_queries, seed)
             pipe["seed"] = seed
             results["pipeline"].append(pipe)
@@ -217,7 +219,7 @@ def format_tables(results: dict, config: StrategiesConfig) -> str:
         lines += ["", f"Two stages (retriever: {config.retriever}, top {config.num_candidates} re-ranked; test clicks):", "",
                   "| order | " + " | ".join(f"R@{k} | NDCG@{k}" for k in config.pipeline_ks) + " |",
                   "|---|" + "---|---|" * len(config.pipeline_ks)]
-        for stage in ("retrieval", "two_stage", "two_stage_prior", "two_stage_blend"):
+        for stage in ("retrieval", "two_stage", "two_stage_blend"):
             if f"{stage}/recall@{config.pipeline_ks[0]}" not in p[0]:
                 continue
             cells = [f"{_cell(p, f'{stage}/recall@{k}')} | {_cell(p, f'{stage}/ndcg@{k}')}" for k in config.pipeline_ks]
