@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import time
 
-from yt_bias.config import override
+from yt_bias.config import VARIANTS, override
 
 
 def register(subparsers) -> None:
@@ -18,6 +18,8 @@ def register(subparsers) -> None:
                         help="the loader (auto: detected from the files)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (mean and spread)")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.05, 0.07, 0.14], help="the tau grid")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="the variants to train (default: all three)")
     parser.add_argument("--no-tfrs", action="store_true", help="skip the TFRS Retrieval reference rows")
     parser.add_argument("--workdir", default="runs/table1", help="where table1.md and table1.json go")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"Data '{dataset.name}': {dataset.num_items} items, {dataset.num_train} training and {dataset.num_test} test "
           f"interactions, {len(dataset.test_positives()['item_index'])} test positives (split={config.data.split}, "
           f"seen items excluded: {config.eval.exclude_seen}).", flush=True)
-    rows = run_table1(config, dataset, args.temperatures, seeds=args.seeds, include_tfrs=not args.no_tfrs)
+    rows = run_table1(config, dataset, args.temperatures, variants=args.variants, seeds=args.seeds,
+                      include_tfrs=not args.no_tfrs)
     elapsed = time.perf_counter() - start
     header = (f"Data {dataset.name} ({config.data.split} split), seeds {args.seeds}, "
               f"config: {config.to_json().replace(chr(10), ' ')}; wall time {elapsed:.0f} s.")

@@ -7,6 +7,7 @@ import argparse
 import time
 
 from yt_bias.commands.common import add_config_arguments, config_from_args
+from yt_bias.config import override
 
 
 def register(subparsers) -> None:
@@ -22,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from yt_bias.experiments.comparison import run_comparison, save_comparison
 
     config = config_from_args(args)
+    if not any(o.strip().startswith("train.verbose") for o in args.overrides):
+        config = override(config, "train.verbose=2")  # one line per epoch: three runs share the screen
     start = time.perf_counter()
     dataset = load_dataset(config.data, config.model.embedding_dim)
     print(f"Data '{dataset.name}': {dataset.num_items} items, {dataset.num_train} training and "

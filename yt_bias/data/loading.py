@@ -11,7 +11,7 @@ from __future__ import annotations
 from yt_bias.data.dataset import RecDataset
 from yt_bias.data.synthetic import generate
 
-SOURCES = ("synthetic", "movielens", "recbole", "mind")
+SOURCES = ("synthetic", "synthetic-impressions", "movielens", "recbole", "mind")
 
 
 def load_dataset(data_config, embedding_dim: int = 32) -> RecDataset:
