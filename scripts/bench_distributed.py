@@ -83,8 +83,13 @@ def main() -> None:
             print(json.dumps(results[-1]), flush=True)
     results.append(single_process(args.preset, args.overrides, args.steps))
     print(json.dumps(results[-1]), flush=True)
-    summary = {"preset": args.preset, "overrides": args.overrides, "steps": args.steps, "cpus": os.cpu_count(),
-               "results": results}
+    summary = {
+        "preset": args.preset,
+        "overrides": args.overrides,
+        "steps": args.steps,
+        "cpus": os.cpu_count(),
+        "results": results,
+    }
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         with open(args.out, "w", encoding="utf-8") as f:

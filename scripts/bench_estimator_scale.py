@@ -126,7 +126,10 @@ def bench(name: str, build, batches: np.ndarray, inclusion: np.ndarray, warmup: 
         read_rates.append((hi - lo) * batches.shape[1] / (time.perf_counter() - start))
     num_items = inclusion.size
     p_hat = np.concatenate(
-        [method.probability(tf.range(i, min(i + 200_000, num_items), dtype=tf.int64)).numpy() for i in range(0, num_items, 200_000)]
+        [
+            method.probability(tf.range(i, min(i + 200_000, num_items), dtype=tf.int64)).numpy()
+            for i in range(0, num_items, 200_000)
+        ]
     )
     last = batches[-50:].ravel()
     with np.errstate(divide="ignore"):
@@ -192,21 +195,26 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     batches, _ = zipf_stream(args.num_items, args.zipf_exponent, args.batch_size, args.steps, args.seed)
-    print(f"stream: {args.steps} batches of {args.batch_size} Zipf({args.zipf_exponent}) draws over {args.num_items} items "
-          f"({len(np.unique(batches))} distinct seen)", flush=True)
+    print(
+        f"stream: {args.steps} batches of {args.batch_size} Zipf({args.zipf_exponent}) draws over {args.num_items} items "
+        f"({len(np.unique(batches))} distinct seen)",
+        flush=True,
+    )
     del batches
     argv = list(sys.argv[1:] if argv is None else argv)
     rows = []
     for index, (name, _) in enumerate(methods):
         child = subprocess.run(
             [sys.executable, os.path.abspath(__file__), *argv, "--only", str(index)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         lines = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
         if child.returncode != 0 or not lines:
             print(child.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"{name}: the child process failed (exit code {child.returncode})")
-        rows.append(json.loads(lines[-1][len("RESULT "):]))
+        rows.append(json.loads(lines[-1][len("RESULT ") :]))
         print(markdown_table(rows[-1:]), flush=True)
     print()
     print(markdown_table(rows, digits=3))

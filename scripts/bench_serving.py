@@ -65,7 +65,7 @@ def make_queries(corpus: dict, count: int, seed: int) -> np.ndarray:
 def exact_top_k(items: np.ndarray, queries: np.ndarray, k: int, chunk: int = 128) -> np.ndarray:
     out = []
     for start in range(0, len(queries), chunk):
-        out.append(tf.math.top_k(tf.matmul(queries[start:start + chunk], items, transpose_b=True), k=k).indices.numpy())
+        out.append(tf.math.top_k(tf.matmul(queries[start : start + chunk], items, transpose_b=True), k=k).indices.numpy())
     return np.concatenate(out)
 
 
@@ -121,14 +121,14 @@ def bench_size(n: int, args, workdir: str) -> list[dict]:
         model = serving.load(path)
         exports[name] = (model, export_seconds, time.perf_counter() - start)
 
-    singles = [{"context": tf.constant(contexts[i:i + 1])} for i in range(args.single)]
-    batches = [{"context": tf.constant(contexts[i:i + args.batch])} for i in range(0, len(contexts), args.batch)]
+    singles = [{"context": tf.constant(contexts[i : i + 1])} for i in range(args.single)]
+    batches = [{"context": tf.constant(contexts[i : i + args.batch])} for i in range(0, len(contexts), args.batch)]
     for name, index in (("savedmodel", scann), ("raw_scann", scann), ("brute_force", brute)):
         if name == "raw_scann":
             index.search(query_embeddings[:1], k)  # traces the search function
             search = index._search_fns[k]
-            single_inputs = [tf.constant(query_embeddings[i:i + 1]) for i in range(args.single)]
-            batch_inputs = [tf.constant(query_embeddings[i:i + args.batch]) for i in range(0, len(contexts), args.batch)]
+            single_inputs = [tf.constant(query_embeddings[i : i + 1]) for i in range(args.single)]
+            batch_inputs = [tf.constant(query_embeddings[i : i + args.batch]) for i in range(0, len(contexts), args.batch)]
             found = index.ids[np.concatenate([search(b)[0].numpy() for b in batch_inputs])]
             p50, p99 = latency(search, single_inputs)
             throughput = qps(search, batch_inputs, len(contexts))
@@ -139,13 +139,22 @@ def bench_size(n: int, args, workdir: str) -> list[dict]:
             found = np.concatenate([signature(**b)["item_ids"].numpy().astype(str) for b in batches])
             p50, p99 = latency(lambda x, f=signature: f(**x), singles)
             throughput = qps(lambda x, f=signature: f(**x), batches, len(contexts))
-        rows.append({
-            "n": n, "path": name, "recall@10": round(recall(found, exact_ids), 4),
-            "build_s": round(index.build_seconds, 2), "embed_s": round(embed_seconds, 2),
-            "index_mb": round(index.size_bytes / 2**20, 1), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
-            "qps": round(throughput, 1), "export_s": None if export_s is None else round(export_s, 1),
-            "load_s": None if load_s is None else round(load_s, 1), "parameters": index.parameters,
-        })
+        rows.append(
+            {
+                "n": n,
+                "path": name,
+                "recall@10": round(recall(found, exact_ids), 4),
+                "build_s": round(index.build_seconds, 2),
+                "embed_s": round(embed_seconds, 2),
+                "index_mb": round(index.size_bytes / 2**20, 1),
+                "p50_ms": round(p50, 3),
+                "p99_ms": round(p99, 3),
+                "qps": round(throughput, 1),
+                "export_s": None if export_s is None else round(export_s, 1),
+                "load_s": None if load_s is None else round(load_s, 1),
+                "parameters": index.parameters,
+            }
+        )
         print(json.dumps({key: v for key, v in rows[-1].items() if key != "parameters"}), flush=True)
     print(f"  N={n}: ScaNN parameters {scann.parameters}", flush=True)
     return rows
@@ -158,8 +167,10 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         build = "-" if r["path"] == "brute_force" else f"{r['build_s']:.1f}"
-        lines.append(f"| {r['n']:,} | {r['path']} | {r['recall@10']:.3f} | {build} | {r['index_mb']:.0f} | "
-                     f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['qps']:,.0f} |")
+        lines.append(
+            f"| {r['n']:,} | {r['path']} | {r['recall@10']:.3f} | {build} | {r['index_mb']:.0f} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['qps']:,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -176,8 +187,10 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.perf_counter()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.processor() or 'cpu'}; TF {tf.__version__}",
-          flush=True)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.processor() or 'cpu'}; TF {tf.__version__}",
+        flush=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for n in args.sizes:
@@ -187,9 +200,11 @@ def main() -> None:
     by = {(r["n"], r["path"]): r for r in rows}
     for n in args.sizes:
         sm, raw, bf = by[(n, "savedmodel")], by[(n, "raw_scann")], by[(n, "brute_force")]
-        print(f"N={n:,}: SavedModel p50 speed-up over brute force {bf['p50_ms'] / sm['p50_ms']:.1f}x; "
-              f"SavedModel batch QPS / raw ScaNN {sm['qps'] / raw['qps']:.2f}; recall@10 {sm['recall@10']:.3f}; "
-              f"embed {sm['embed_s']:.1f} s, ScaNN build {sm['build_s']:.1f} s, export {sm['export_s']:.1f} s, load {sm['load_s']:.1f} s")
+        print(
+            f"N={n:,}: SavedModel p50 speed-up over brute force {bf['p50_ms'] / sm['p50_ms']:.1f}x; "
+            f"SavedModel batch QPS / raw ScaNN {sm['qps'] / raw['qps']:.2f}; recall@10 {sm['recall@10']:.3f}; "
+            f"embed {sm['embed_s']:.1f} s, ScaNN build {sm['build_s']:.1f} s, export {sm['export_s']:.1f} s, load {sm['load_s']:.1f} s"
+        )
     print(f"(total {time.perf_counter() - start:.0f} s)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

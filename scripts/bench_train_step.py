@@ -81,15 +81,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    print(f"TensorFlow {tf.__version__}, {len(tf.config.list_physical_devices('CPU'))} CPU device(s), "
-          f"median of {args.rounds} interleaved rounds x {args.steps} steps")
+    print(
+        f"TensorFlow {tf.__version__}, {len(tf.config.list_physical_devices('CPU'))} CPU device(s), "
+        f"median of {args.rounds} interleaved rounds x {args.steps} steps"
+    )
     print("| batch | ours plain ms | ours streaming ms | ours oracle ms | tfrs oracle ms | ours/tfrs | streaming/plain |")
     print("|---|---|---|---|---|---|---|")
     for batch_size in args.batch_sizes:
         t = bench(batch_size, args.rounds, args.steps)
-        print(f"| {batch_size} | {1e3 * t['ours plain']:.1f} | {1e3 * t['ours streaming']:.1f} | "
-              f"{1e3 * t['ours oracle']:.1f} | {1e3 * t['tfrs oracle']:.1f} | "
-              f"{t['ours oracle'] / t['tfrs oracle']:.3f} | {t['ours streaming'] / t['ours plain']:.3f} |", flush=True)
+        print(
+            f"| {batch_size} | {1e3 * t['ours plain']:.1f} | {1e3 * t['ours streaming']:.1f} | "
+            f"{1e3 * t['ours oracle']:.1f} | {1e3 * t['tfrs oracle']:.1f} | "
+            f"{t['ours oracle'] / t['tfrs oracle']:.3f} | {t['ours streaming'] / t['ours plain']:.3f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

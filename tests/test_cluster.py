@@ -1,10 +1,12 @@
-"""Real multi-process clusters on 127.0.0.1: ParameterServerStrategy (chief, 2 workers, 1 PS) and
+"""Real multi-process clusters on 127.0.0.1: ParameterServerStrategy (chief, 2 workers, 2 PS) and
 MultiWorkerMirroredStrategy (2 workers).
 
 PS:
 
 A worker is SIGKILLed mid-training and restarted on its address; the job still finishes, the
-estimator (on the PS) has counted every scheduled closure, and its error is as good as one process's.
+estimator (its arrays sharded over both PS) has counted every scheduled closure, and its error is
+as good as one process's. The chief's checkpoint restores in a single process to the same
+estimator arrays, and a restarted chief resumes from it (closures and global step continue).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from yt_bias import config as config_lib
@@ -24,6 +27,7 @@ from yt_bias.data.dataset import make_tf_dataset
 from yt_bias.data.loading import load_dataset
 
 STEPS = 1000
+MORE_STEPS = 100  # the restarted chief's closures
 OVERRIDES = ["distribute.min_shard_bytes=1024", "distribute.max_shards=2"]
 
 
@@ -56,12 +60,37 @@ def _wait_for(path: str, text: str, proc, deadline: float) -> None:
         time.sleep(0.05)
 
 
+def _restore_in_one_process(checkpoint_dir: str, num_shards: int) -> dict:
+    """The chief's latest checkpoint restored into a model built in this process, without a strategy."""
+    from yt_bias._keras import tf
+    from yt_bias.cluster_main import estimator_arrays, make_checkpoint
+    from yt_bias.distribute import build_model_with_estimator_shards
+
+    config = config_lib.smoke()
+    for assignment in OVERRIDES:
+        config = config_lib.override(config, assignment)
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    model = build_model_with_estimator_shards(config, dataset, num_shards)
+    closures = tf.Variable(0, dtype=tf.int64)
+    make_checkpoint(model, closures).restore(tf.train.latest_checkpoint(checkpoint_dir)).expect_partial()
+    return {"closures_done": int(closures.numpy()), **estimator_arrays(model.frequency)}
+
+
+def _run_chief(cluster, args, logs, timeout=240):
+    chief = cluster.run_chief(args, timeout=timeout)
+    try:
+        rc = chief.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the chief did not finish in time; log:\n{_tail(os.path.join(logs, 'chief_0.log'))}")
+    assert rc == 0, _tail(os.path.join(logs, "chief_0.log"))
+
+
 def test_parameter_server_cluster_survives_a_killed_worker(tmp_path):
     workdir, logs = str(tmp_path / "chief"), str(tmp_path / "logs")
     args = ["--preset", "smoke", "--workdir", workdir, "--steps", str(STEPS), "--log-every", "50"]
     for assignment in OVERRIDES:
         args += ["--set", assignment]
-    with LocalCluster(num_workers=2, num_ps=1, log_dir=logs) as cluster:
+    with LocalCluster(num_workers=2, num_ps=2, log_dir=logs) as cluster:
         cluster.start_servers()
         chief = cluster.run_chief(args, timeout=240)
         deadline = time.monotonic() + 240
@@ -77,8 +106,13 @@ def test_parameter_server_cluster_survives_a_killed_worker(tmp_path):
             pytest.fail(f"the chief did not finish in time; log:\n{_tail(chief_log)}")
         assert rc == 0, _tail(chief_log)
         assert all(p.poll() is None for key, p in cluster.servers.items() if key[0] != "chief")  # servers alive
-    with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
-        metrics = json.load(f)
+        with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
+            metrics = json.load(f)
+        first_arrays = dict(np.load(os.path.join(workdir, "estimator_arrays.npz")))
+        # A restarted chief (same workdir, same servers) restores the checkpoint and runs the closures left.
+        _run_chief(cluster, [*args[:5], str(STEPS + MORE_STEPS), "--checkpoint-every", "50", *args[6:]], logs)
+        with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
+            resumed = json.load(f)
     with open(chief_log, encoding="utf-8", errors="replace") as f:
         log = f.read()
     requeued = log.count("Putting back a closure after it failed")
@@ -87,10 +121,30 @@ def test_parameter_server_cluster_survives_a_killed_worker(tmp_path):
 
     # The kill really happened while closures were running.
     assert metrics["train_started_at"] < killed_at < metrics["train_finished_at"]
-    # Estimator state and tables live on the parameter server; large tables are sharded.
-    assert metrics["estimator_devices"] == ["/job:ps/replica:0/task:0/device:CPU:0"]
-    assert metrics["variables_on"] == ["/job:ps/replica:0/task:0/device:CPU:0"]
+    # Estimator state and tables live on the parameter servers; large tables are sharded, and the
+    # estimator's arrays are split into 2 shards (8 KiB array, min_shard_bytes 1 KiB, max_shards 2), one per PS.
+    both = ["/job:ps/replica:0/task:0/device:CPU:0", "/job:ps/replica:0/task:1/device:CPU:0"]
+    assert metrics["estimator_shards"] == 2
+    assert metrics["estimator_devices"] == both
+    placed = metrics["estimator_variable_devices"]
+    for array in ("A", "B"):
+        assert {placed[f"frequency/{array}_shard_{s}:0"] for s in range(2)} == set(both), placed
+    assert metrics["variables_on"] == both
     assert metrics["sharded_variables"], "no table was sharded by the variable partitioner"
+    # The final checkpoint restores, in this process without a strategy, to the estimator the chief trained.
+    assert metrics["closures_done"] == STEPS and metrics["checkpoint"]
+    assert int(first_arrays["step"]) == metrics["estimator_step"]
+    restored = _restore_in_one_process(os.path.join(workdir, "checkpoints"), num_shards=2)
+    assert restored["closures_done"] == STEPS + MORE_STEPS  # the latest checkpoint is the resumed chief's
+    resumed_arrays = dict(np.load(os.path.join(workdir, "estimator_arrays.npz")))
+    for name in ("step", "A", "B"):
+        np.testing.assert_array_equal(restored[name], resumed_arrays[name])
+    # The restarted chief continued from the checkpoint: same estimator state, then MORE_STEPS closures more.
+    assert resumed["restored_from"] and resumed["closures_before"] == STEPS
+    assert resumed["estimator_step_before"] == metrics["estimator_step"]
+    assert resumed["closures_scheduled"] == MORE_STEPS and resumed["checkpoints"] == 1
+    assert resumed["estimator_step"] == metrics["estimator_step"] + MORE_STEPS  # no worker failed this time
+    assert resumed["closures_done"] == STEPS + MORE_STEPS
     # Every closure's update reached the PS once; a closure that failed mid-way on the killed worker and
     # was re-run may have advanced the step once more (the coordinator re-runs failed closures whole).
     assert "worker/replica:0/task:1 has been recovered" in log  # the restarted worker rejoined the job

@@ -21,8 +21,17 @@ from yt_bias.evaluation import coverage_at_k, ndcg_at_k, popularity_bands, recal
 
 GENRES = ["unknown", "Action", "Comedy", "Drama"]
 # (user, item, rating, timestamp): user 1 watches 10, 20, 30, 40 in time; user 2 watches 20, 30, 10.
-RATINGS = [(1, 20, 4, 200), (1, 10, 5, 100), (1, 30, 2, 300), (1, 40, 4, 400), (2, 20, 5, 150), (2, 30, 3, 250),
-           (2, 10, 4, 450), (3, 20, 1, 120), (3, 30, 5, 130)]
+RATINGS = [
+    (1, 20, 4, 200),
+    (1, 10, 5, 100),
+    (1, 30, 2, 300),
+    (1, 40, 4, 400),
+    (2, 20, 5, 150),
+    (2, 30, 3, 250),
+    (2, 10, 4, 450),
+    (3, 20, 1, 120),
+    (3, 30, 5, 130),
+]
 
 
 def _write(path, text, encoding="utf-8"):
@@ -34,9 +43,13 @@ def _ml100k(tmp_path):
     d = tmp_path / "ml-100k"
     d.mkdir()
     _write(d / "u.data", "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in RATINGS), "latin-1")
-    items = [(10, "Toy Story (1995)", "01-Jan-1995", "0|0|1|0"), (20, "GoldenEye (1995)", "01-Jan-1995", "0|1|0|0"),
-             (30, "Café Society (1997)", "", "0|0|1|1"), (40, "Heat (1995)", "15-Dec-1995", "0|1|0|1"),
-             (50, "Never Rated (1998)", "01-Jan-1998", "1|0|0|0")]
+    items = [
+        (10, "Toy Story (1995)", "01-Jan-1995", "0|0|1|0"),
+        (20, "GoldenEye (1995)", "01-Jan-1995", "0|1|0|0"),
+        (30, "Café Society (1997)", "", "0|0|1|1"),
+        (40, "Heat (1995)", "15-Dec-1995", "0|1|0|1"),
+        (50, "Never Rated (1998)", "01-Jan-1998", "1|0|0|0"),
+    ]
     _write(d / "u.item", "".join(f"{i}|{t}|{r}||http://x|{g}\n" for i, t, r, g in items), "latin-1")
     _write(d / "u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n3|16|M|student|15213\n", "latin-1")
     _write(d / "u.genre", "".join(f"{g}|{k}\n" for k, g in enumerate(GENRES)), "latin-1")
@@ -65,8 +78,9 @@ def test_ml100k_features_rewards_and_temporal_split(tmp_path):
     assert ds.train["timestamp"].max() < ds.test["timestamp"].min()
     assert ds.num_train + ds.num_test == len(RATINGS)
     # Rewards: r = 1 for rating >= 4.
-    by_time = {int(t): r for t, r in zip(np.r_[ds.train["timestamp"], ds.test["timestamp"]],
-                                         np.r_[ds.train[REWARD], ds.test[REWARD]])}
+    by_time = {
+        int(t): r for t, r in zip(np.r_[ds.train["timestamp"], ds.test["timestamp"]], np.r_[ds.train[REWARD], ds.test[REWARD]])
+    }
     assert by_time == {t: float(r >= 4) for _, _, r, t in RATINGS}
     # User features: ml-100k ages are bucketed like ml-1m.
     assert set(ds.train["age"][ds.train["user_id"] == "3"]) == {"under18"}
@@ -150,10 +164,15 @@ def test_malformed_lines_name_file_and_line(tmp_path):
 def test_ml1m_dat_format(tmp_path):
     d = tmp_path / "ml-1m"
     d.mkdir()
-    _write(d / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n2::661::5::978299000\n",
-           "latin-1")
-    _write(d / "movies.dat", "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::James and the Giant Peach (1996)"
-           "::Animation|Children's|Musical\n", "latin-1")
+    _write(
+        d / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n2::661::5::978299000\n", "latin-1"
+    )
+    _write(
+        d / "movies.dat",
+        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::James and the Giant Peach (1996)"
+        "::Animation|Children's|Musical\n",
+        "latin-1",
+    )
     _write(d / "users.dat", "1::F::1::10::48067\n2::M::56::16::70072\n", "latin-1")
     ds = load_dataset(_config(str(d), split="user-last-n", last_n=1))
     j = ds.item_ids.tolist().index("661")
@@ -166,10 +185,15 @@ def test_ml1m_dat_format(tmp_path):
 def test_ml_csv_format_with_quoted_titles(tmp_path):
     d = tmp_path / "ml-latest-small"
     d.mkdir()
-    _write(d / "movies.csv", 'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n'
-           '11,"American President, The (1995)",Comedy|Drama|Romance\n99,Empty (2001),(no genres listed)\n')
-    _write(d / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,11,3.5,964981247\n"
-           "2,11,5.0,964982224\n2,1,2.5,964983815\n")
+    _write(
+        d / "movies.csv",
+        "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n"
+        '11,"American President, The (1995)",Comedy|Drama|Romance\n99,Empty (2001),(no genres listed)\n',
+    )
+    _write(
+        d / "ratings.csv",
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,11,3.5,964981247\n2,11,5.0,964982224\n2,1,2.5,964983815\n",
+    )
     assert detect_source(str(d)) == "movielens"
     ds = load_dataset(_config(str(d), split="random", test_fraction=0.25, min_rating_positive=3.5))
     j = ds.item_ids.tolist().index("11")
@@ -186,9 +210,12 @@ def _recbole(tmp_path, inter_header="user_id:token\titem_id:token\trating:float\
     d = tmp_path / "toy"
     d.mkdir()
     _write(d / "toy.inter", inter_header + "\n" + "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in RATINGS))
-    _write(d / "toy.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\tprice:float\n"
-           "10\tToy Story\t1995\tAnimation Comedy\t1.0\n20\tGoldenEye\t1995\tAction\t3.0\n"
-           "30\tHeat\t1995\tAction Crime Drama\t\n40\tThe Firm\t1993\tDrama\t5.0\n")
+    _write(
+        d / "toy.item",
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\tprice:float\n"
+        "10\tToy Story\t1995\tAnimation Comedy\t1.0\n20\tGoldenEye\t1995\tAction\t3.0\n"
+        "30\tHeat\t1995\tAction Crime Drama\t\n40\tThe Firm\t1993\tDrama\t5.0\n",
+    )
     _write(d / "toy.user", "user_id:token\tage:token\tgender:token\n1\t24\tM\n2\t53\tF\n3\t16\tM\n")
     return str(d)
 
@@ -223,14 +250,20 @@ def test_recbole_errors(tmp_path):
 def _mind(tmp_path):
     d = tmp_path / "MINDsmall_train"
     d.mkdir(parents=True)
-    news = [("N1", "sports", "football", "Big Match Tonight"), ("N2", "news", "world", "Elections"),
-            ("N3", "sports", "tennis", "Final Set"), ("N4", "lifestyle", "food", "Best Soup")]
+    news = [
+        ("N1", "sports", "football", "Big Match Tonight"),
+        ("N2", "news", "world", "Elections"),
+        ("N3", "sports", "tennis", "Final Set"),
+        ("N4", "lifestyle", "food", "Best Soup"),
+    ]
     _write(d / "news.tsv", "".join(f"{n}\t{c}\t{s}\t{t}\tabstract\thttp://x\t[]\t[]\n" for n, c, s, t in news))
-    _write(d / "behaviors.tsv",
-           "1\tU1\t11/11/2019 9:05:58 AM\tN4 N2\tN1-1 N2-0 N3-0\n"
-           "2\tU2\t11/12/2019 1:00:00 PM\t\tN3-1 N1-1 N4-0\n"
-           "3\tU1\t11/13/2019 2:00:00 PM\tN4 N2\tN3-1 N4-0\n"
-           "4\tU2\t11/14/2019 8:00:00 AM\t\tN2-1\n")
+    _write(
+        d / "behaviors.tsv",
+        "1\tU1\t11/11/2019 9:05:58 AM\tN4 N2\tN1-1 N2-0 N3-0\n"
+        "2\tU2\t11/12/2019 1:00:00 PM\t\tN3-1 N1-1 N4-0\n"
+        "3\tU1\t11/13/2019 2:00:00 PM\tN4 N2\tN3-1 N4-0\n"
+        "4\tU2\t11/14/2019 8:00:00 AM\t\tN2-1\n",
+    )
     return str(tmp_path)
 
 
@@ -318,7 +351,10 @@ def test_real_loader_output_trains(tmp_path):
 
     config = smoke()
     config = dataclasses.replace(
-        config, data=_config(_recbole(tmp_path), source="recbole", split="user-last-n"),
-        train=dataclasses.replace(config.train, batch_size=4, epochs=1), eval=dataclasses.replace(config.eval, ks=(1, 3)))
+        config,
+        data=_config(_recbole(tmp_path), source="recbole", split="user-last-n"),
+        train=dataclasses.replace(config.train, batch_size=4, epochs=1),
+        eval=dataclasses.replace(config.eval, ks=(1, 3)),
+    )
     metrics = train_and_evaluate(config)
     assert 0.0 <= metrics["recall@3"] <= 1.0 and metrics["num_items"] == 4 and np.isfinite(metrics["loss_history"][0])

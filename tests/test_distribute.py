@@ -161,3 +161,36 @@ def test_strategy_config_errors():
     with pytest.raises(ValueError, match="at least one 'ps' task"):
         make_strategy(DistributeConfig(strategy="parameter_server"),
                       {"cluster": {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}, "task": {"type": "chief"}})
+
+
+def test_estimator_num_shards_follows_the_partitioner_settings():
+    from yt_bias.distribute import estimator_num_shards
+
+    ps = DistributeConfig(strategy="parameter_server", min_shard_bytes=1024)
+    assert estimator_num_shards(ps, num_ps=2, hash_size=1024) == 2  # 8 KiB array: one shard per PS
+    assert estimator_num_shards(ps, num_ps=4, hash_size=256) == 2  # 2 KiB array: 2 shards of >= 1 KiB
+    assert estimator_num_shards(ps, num_ps=4, hash_size=64) == 1  # small: whole
+    assert estimator_num_shards(DistributeConfig(strategy="parameter_server", max_shards=3, min_shard_bytes=1),
+                                num_ps=8, hash_size=100, num_hashes=2) == 3
+    assert estimator_num_shards(DistributeConfig(strategy="parameter_server", estimator_shards=5), 2, 1 << 16) == 5
+    assert estimator_num_shards(DistributeConfig(strategy="mirrored", min_shard_bytes=1), 2, 1 << 16) == 1
+    with pytest.raises(ValueError, match="estimator_shards"):
+        DistributeConfig(estimator_shards=-1)
+
+
+def test_model_with_sharded_estimator_trains_like_the_unsharded_one():
+    from yt_bias.distribute import build_model_with_estimator_shards
+
+    config = config_lib.smoke()
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    data = make_tf_dataset(dataset.examples("train"), config.train.batch_size, shuffle=False).take(5)
+    arrays = []
+    for shards in (1, 2):
+        keras.utils.set_random_seed(0)
+        model = build_model_with_estimator_shards(config, dataset, shards)
+        assert model.frequency.num_shards == shards
+        model.fit(data, epochs=1, verbose=0)
+        arrays.append({k: v.numpy() for k, v in model.frequency.logical_arrays().items()})
+    assert arrays[0]["step"] == arrays[1]["step"] == 5
+    for name in ("A", "B"):
+        np.testing.assert_array_equal(arrays[1][name], arrays[0][name])

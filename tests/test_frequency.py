@@ -174,3 +174,48 @@ def test_oracle_rejects_bad_tables():
         OracleFrequency(["a"], [0.0])
     with pytest.raises(ValueError, match="one length"):
         OracleFrequency(["a", "b"], [0.5])
+
+
+@pytest.mark.parametrize("bias_correction", [False, True])
+def test_sharded_estimator_equals_unsharded(bias_correction):
+    """num_shards=3: bucket b in shard b % 3; same probabilities and logical A/B (hits) as one variable."""
+    kwargs = dict(hash_size=97, num_hashes=2, alpha=0.1, initial_interval=7.0, seed=1, bias_correction=bias_correction)
+    whole = StreamingFrequencyEstimator(**kwargs)
+    sharded = StreamingFrequencyEstimator(num_shards=3, **kwargs)
+    assert [v.name.split(":")[0] for v in whole.weights][:3] == ["global_step", "A", "B"]  # unchanged names
+    assert [tuple(v.shape) for v in sharded.state_variables()[1:4]] == [(2, 33), (2, 32), (2, 32)]
+    rng = np.random.default_rng(0)
+    update_whole, update_sharded = tf.function(whole.update), tf.function(sharded.update)
+    for step in range(80):
+        ids = tf.constant(rng.integers(0, 300, size=16), tf.int64)
+        update_whole(ids)
+        if step % 2:
+            update_sharded(ids)
+        else:
+            sharded.update(ids)  # eager and graph updates alike
+    ids = tf.constant(np.arange(300), tf.int64)
+    np.testing.assert_array_equal(sharded.probability(ids).numpy(), whole.probability(ids).numpy())
+    np.testing.assert_array_equal(tf.function(sharded.probability)(ids).numpy(), tf.function(whole.probability)(ids).numpy())
+    want, got = whole.logical_arrays(), sharded.logical_arrays()
+    assert sorted(got) == sorted(want) == sorted(["step", "A", "B"] + (["hits"] if bias_correction else []))
+    for name in want:
+        np.testing.assert_array_equal(got[name].numpy(), want[name].numpy())
+    assert int(got["step"]) == 80 and want["A"].numpy().max() == 80
+    np.testing.assert_array_equal(want["A"].numpy(), whole.last_step.numpy())
+
+
+def test_sharded_estimator_config_and_checkpoint(tmp_path):
+    estimator = StreamingFrequencyEstimator(hash_size=50, num_hashes=2, alpha=0.2, num_shards=4)
+    assert StreamingFrequencyEstimator(hash_size=50).get_config()["num_shards"] == 1
+    clone = StreamingFrequencyEstimator.from_config(estimator.get_config())
+    assert clone.num_shards == 4 and len(clone.state_variables()) == 1 + 2 * 4
+    for i in range(20):
+        estimator.update(tf.constant([f"i{i % 7}", f"j{i % 3}"]))
+    path = tf.train.Checkpoint(estimator=estimator).save(str(tmp_path / "ckpt"))
+    tf.train.Checkpoint(estimator=clone).restore(path).assert_consumed()
+    for name, value in estimator.logical_arrays().items():
+        np.testing.assert_array_equal(clone.logical_arrays()[name].numpy(), value.numpy())
+    with pytest.raises(ValueError, match="num_shards must be an integer >= 1"):
+        StreamingFrequencyEstimator(hash_size=10, num_shards=0)
+    with pytest.raises(ValueError, match="num_shards must be <= hash_size"):
+        StreamingFrequencyEstimator(hash_size=10, num_shards=11)

@@ -57,7 +57,9 @@ def test_scann_tree_ah_recall_against_brute_force_and_save_load(tmp_path):
     assert recall >= 0.95, recall
     # Reordering makes ScaNN's scores exact dot products: compare them for the IDs both found.
     by_id = [dict(zip(e, s)) for e, s in zip(exact_ids, exact_scores)]
-    matched = [(s, row[i]) for row, a_row, s_row in zip(by_id, approx_ids, approx_scores) for i, s in zip(a_row, s_row) if i in row]
+    matched = [
+        (s, row[i]) for row, a_row, s_row in zip(by_id, approx_ids, approx_scores) for i, s in zip(a_row, s_row) if i in row
+    ]
     np.testing.assert_allclose(*np.array(matched).T, rtol=1e-4, atol=1e-5)
     # The exact index is exact.
     np.testing.assert_allclose(exact_scores[:, 0], (queries @ items.T).max(axis=1), rtol=1e-5)

@@ -103,8 +103,19 @@ def test_slate_clicks_follow_the_true_utility():
 def test_synthetic_impressions_source_trains_with_hard_negatives(tmp_path):
     from yt_bias.cli import main
 
-    code = main(["train", "--preset", "smoke", "--set", "data.source=synthetic-impressions",
-                 "--set", "negatives.impressions=hard-negative", "--workdir", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "--preset",
+            "smoke",
+            "--set",
+            "data.source=synthetic-impressions",
+            "--set",
+            "negatives.impressions=hard-negative",
+            "--workdir",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 0 and (tmp_path / "run" / "metrics.json").exists()
     from yt_bias.config import DataConfig
     from yt_bias.data.loading import load_dataset
@@ -200,7 +211,7 @@ def test_cross_batch_strategy_adds_memory_after_warmup(data):
     model = _model(data)
     strategy = NegativeStrategy(data.items, memory_size=16, memory_warmup_steps=1, embedding_dim=8)
     for step in range(3):
-        batch = _batch({k: v[8 * step:] for k, v in examples.items()})
+        batch = _batch({k: v[8 * step :] for k, v in examples.items()})
         log_q = model.sampling_log_q(batch["item_id"], update=False)
         query, items = model(batch)
         _, ids, lq, mask = strategy.candidates(model, batch, items, log_q, training=True)
@@ -225,7 +236,7 @@ def test_hard_negatives_are_masked_to_their_query(data):
     m = mask.numpy()[:, 8:]
     assert m.shape == (8, 8 * 5)
     for i in range(8):
-        np.testing.assert_array_equal(m[i, 5 * i:5 * i + 5], shown[i] >= 0)
+        np.testing.assert_array_equal(m[i, 5 * i : 5 * i + 5], shown[i] >= 0)
         assert m[i].sum() == (shown[i] >= 0).sum()
         slots = np.flatnonzero(shown[i] >= 0)
         got = ids.numpy()[8 + 5 * i + slots].astype(str)
@@ -241,7 +252,7 @@ def test_weak_positive_rows(data):
     shown = impression_indices(data, "train", label=None)
     extra = int(((shown >= 0) & (shown != data.train[ITEM_INDEX][:, None])).sum())
     assert len(examples[ITEM_INDEX]) == data.num_train + extra
-    np.testing.assert_allclose(examples[REWARD][data.num_train:], 0.25)  # no extra clicks by default
+    np.testing.assert_allclose(examples[REWARD][data.num_train :], 0.25)  # no extra clicks by default
     np.testing.assert_array_equal(examples["item_id"], data.item_ids[examples[ITEM_INDEX]])
 
 
@@ -289,9 +300,14 @@ def test_every_strategy_trains(data):
         model=config_lib.ModelConfig(embedding_dim=4, hidden_units=(8,)),
         train=config_lib.TrainConfig(batch_size=32, epochs=1, verbose=0),
     )
-    for negatives in (NegativesConfig(in_batch=False, uniform_per_query=2), NegativesConfig(mixed_uniform=8),
-                      NegativesConfig(memory_size=32, memory_warmup_steps=1), NegativesConfig(impressions="weak-positive"),
-                      NegativesConfig(impressions="hard-negative"), NegativesConfig(loss="corrected-logq-2025")):
+    for negatives in (
+        NegativesConfig(in_batch=False, uniform_per_query=2),
+        NegativesConfig(mixed_uniform=8),
+        NegativesConfig(memory_size=32, memory_warmup_steps=1),
+        NegativesConfig(impressions="weak-positive"),
+        NegativesConfig(impressions="hard-negative"),
+        NegativesConfig(loss="corrected-logq-2025"),
+    ):
         model, info = fit(dataclasses.replace(base, negatives=negatives), data)
         assert np.isfinite(info["loss_history"][0]) and info["loss_history"][0] > 0
         # weak positives change the training rows only; the others add candidates through a strategy

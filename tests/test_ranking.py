@@ -39,15 +39,19 @@ def data():
 
 @pytest.fixture(scope="module")
 def retriever(data):
-    config = dataclasses.replace(config_lib.smoke(), model=config_lib.ModelConfig(embedding_dim=8, hidden_units=(8,)),
-                                 train=config_lib.TrainConfig(batch_size=64, epochs=1, verbose=0))
+    config = dataclasses.replace(
+        config_lib.smoke(),
+        model=config_lib.ModelConfig(embedding_dim=8, hidden_units=(8,)),
+        train=config_lib.TrainConfig(batch_size=64, epochs=1, verbose=0),
+    )
     return fit(config, data)[0]
 
 
 @pytest.fixture(scope="module")
 def ranker(data, retriever):
-    return train_ranking(data, RankingConfig(epochs=2, hidden_units=(16,), batch_size=256, learning_rate=0.01),
-                         retriever=retriever)
+    return train_ranking(
+        data, RankingConfig(epochs=2, hidden_units=(16,), batch_size=256, learning_rate=0.01), retriever=retriever
+    )
 
 
 def test_auc_matches_pairwise_count():

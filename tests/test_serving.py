@@ -82,8 +82,14 @@ def test_export_loaded_in_fresh_process_matches_in_process_model(trained):
     root, model, dataset = trained["root"], trained["model"], trained["dataset"]
     queries = _queries(dataset)
     np.savez(root / "queries.npz", **queries)
-    result = subprocess.run([sys.executable, "-c", _SUBPROCESS, str(root)], capture_output=True, text=True, timeout=300, check=False,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run(
+        [sys.executable, "-c", _SUBPROCESS, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     answers = np.load(root / "answers.npz")
@@ -178,8 +184,18 @@ def test_refresh_from_changed_corpus_and_newer_checkpoint(trained, tmp_path):
 
 def test_cli_query_prints_top_k_and_reports_bad_features(trained, capsys):
     path = str(trained["root"] / "bf")
-    argv = ["query", path, "--feature", "user_id=user_3", "--feature", "region=region_1",
-            "--feature", "history=item_1,item_2", "--feature", "activity=0.5"]
+    argv = [
+        "query",
+        path,
+        "--feature",
+        "user_id=user_3",
+        "--feature",
+        "region=region_1",
+        "--feature",
+        "history=item_1,item_2",
+        "--feature",
+        "activity=0.5",
+    ]
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split() == ["rank", "item_id", "score"] and len(lines) == K + 1

@@ -154,7 +154,12 @@ def test_checkpoint_steps_are_the_reference_steps_on_the_paper_stream():
 
 def test_variant_comparison_windows(smoke_run):
     rows = simulation.variant_comparison(smoke_run)
-    assert [r["window"] for r in rows] == ["warm-up (0, 300]", "settled (750, 1500]", "after switch (1500, 1800]", "end (2700, 3000]"]
+    assert [r["window"] for r in rows] == [
+        "warm-up (0, 300]",
+        "settled (750, 1500]",
+        "after switch (1500, 1800]",
+        "end (2700, 3000]",
+    ]
     assert rows[0]["ratio"] < 0.5  # alpha = 0.005: the variant removes the warm-up
     assert "| setting | window |" in simulation.markdown_table(rows)
 

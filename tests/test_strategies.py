@@ -22,8 +22,21 @@ def test_strategies_config_errors():
 
 def test_cli_runs_the_grid_and_writes_tables(tmp_path, capsys):
     workdir = tmp_path / "strategies"
-    code = main(["experiment", "strategies", "--quick", "--seeds", "0", "1", "--strategies", "in-batch",
-                 "impressions-hard-negative", "--workdir", str(workdir)])
+    code = main(
+        [
+            "experiment",
+            "strategies",
+            "--quick",
+            "--seeds",
+            "0",
+            "1",
+            "--strategies",
+            "in-batch",
+            "impressions-hard-negative",
+            "--workdir",
+            str(workdir),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "| in-batch |" in out and "| impressions-hard-negative |" in out and "| popularity CTR |" in out

@@ -35,9 +35,12 @@ def _write_recbole(root, users=40, items=30, per_user=12, seed=0):
 def _tiny_config(path):
     config = movielens_config()
     return dataclasses.replace(
-        config, data=DataConfig(source="recbole", path=path, split="temporal", history_length=3),
+        config,
+        data=DataConfig(source="recbole", path=path, split="temporal", history_length=3),
         model=ModelConfig(embedding_dim=8, hidden_units=(8,)),
-        train=TrainConfig(batch_size=32, epochs=1, verbose=0), eval=EvalConfig(ks=(5, 10)))
+        train=TrainConfig(batch_size=32, epochs=1, verbose=0),
+        eval=EvalConfig(ks=(5, 10)),
+    )
 
 
 def test_grid_rows_metrics_and_spread(tmp_path):
@@ -70,9 +73,31 @@ def test_cli_table1_writes_markdown_and_json(tmp_path, capsys):
 
     path = _write_recbole(str(tmp_path))
     workdir = str(tmp_path / "out")
-    code = main(["experiment", "table1", "--data", path, "--seeds", "0", "--temperatures", "0.07", "--no-tfrs",
-                 "--workdir", workdir, "--set", "train.epochs=1", "--set", "train.batch_size=32",
-                 "--set", "model.hidden_units=8", "--set", "model.embedding_dim=8", "--set", "eval.ks=5,10"])
+    code = main(
+        [
+            "experiment",
+            "table1",
+            "--data",
+            path,
+            "--seeds",
+            "0",
+            "--temperatures",
+            "0.07",
+            "--no-tfrs",
+            "--workdir",
+            workdir,
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.batch_size=32",
+            "--set",
+            "model.hidden_units=8",
+            "--set",
+            "model.embedding_dim=8",
+            "--set",
+            "eval.ks=5,10",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "recbole:tiny" in out and "| correct-sfx tau=0.07 |" in out

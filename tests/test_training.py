@@ -59,9 +59,13 @@ def test_workdir_checkpoint_restores_towers_and_estimator(dataset, tmp_path):
 
 def test_read_order_option_changes_what_the_first_step_sees(dataset):
     after = build_model(SMOKE, dataset)
-    before = build_model(dataclasses.replace(SMOKE, estimator=dataclasses.replace(SMOKE.estimator, read_after_update=False)), dataset)
+    before = build_model(
+        dataclasses.replace(SMOKE, estimator=dataclasses.replace(SMOKE.estimator, read_after_update=False)), dataset
+    )
     ids = tf.constant(["item_1", "item_2"])
-    np.testing.assert_allclose(np.exp(before.sampling_log_q(ids, update=True).numpy()), 1 / SMOKE.estimator.initial_interval, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.exp(before.sampling_log_q(ids, update=True).numpy()), 1 / SMOKE.estimator.initial_interval, rtol=1e-5
+    )
     assert np.all(np.exp(after.sampling_log_q(ids, update=True).numpy()) > 1 / SMOKE.estimator.initial_interval)
 
 

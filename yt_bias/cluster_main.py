@@ -6,10 +6,12 @@ cluster) or from ``--cluster`` + ``--task-type`` + ``--task-index``:
 
 * ``ps`` and ``worker`` tasks start a ``tf.distribute.Server`` and serve until killed;
 * the ``chief`` task is the coordinator: it builds the model under ParameterServerStrategy (the
-  estimator's arrays, its global step and the embedding tables on the parameter servers),
-  schedules ``--steps`` training closures on the workers with a ``ClusterCoordinator``, then
-  writes ``metrics.json`` (steps/s, the estimator's global step against the closures scheduled,
-  its TV error, Recall@K) to ``--workdir``.
+  estimator's arrays, sharded over the parameter servers, its global step and the embedding
+  tables on the parameter servers), restores ``<workdir>/checkpoints`` if there is one, schedules
+  the training closures left to reach ``--steps`` on the workers with a ``ClusterCoordinator``
+  (checkpointing every ``distribute.checkpoint_every`` closures and at the end), then writes
+  ``metrics.json`` (steps/s, the estimator's global step against the closures scheduled, its TV
+  error, Recall@K) and ``estimator_arrays.npz`` (the estimator's logical A, B, step) to ``--workdir``.
 
 :class:`LocalCluster` starts such processes on 127.0.0.1 (free ports), can kill and restart a
 worker, and always kills every process it started.
@@ -132,6 +134,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", default="runs/cluster", help="chief: where metrics.json goes")
     parser.add_argument("--steps", type=int, default=None, help="chief: training closures (distribute.steps)")
     parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="chief: also checkpoint every N closures (distribute.checkpoint_every; 0 = at the end only)")
     return parser.parse_args(argv)
 
 
@@ -175,25 +179,71 @@ def _estimator_error(model, dataset, batch_size: int) -> float | None:
     return total_variation_error(estimated, dataset.step_probabilities(batch_size), batch_size)
 
 
-def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int = 50) -> dict:
-    """The coordinator: trains under ParameterServerStrategy and writes ``<workdir>/metrics.json``."""
+CHECKPOINT_DIR = "checkpoints"
+ESTIMATOR_ARRAYS = "estimator_arrays.npz"
+
+
+def make_checkpoint(model, closures_done=None):
+    """The chief's checkpoint: the model (towers, estimator), its optimizer and the closures done."""
+    from yt_bias._keras import tf
+
+    objects = {"model": model, "optimizer": model.optimizer}
+    if closures_done is not None:
+        objects["closures_done"] = closures_done
+    return tf.train.Checkpoint(**objects)
+
+
+def estimator_arrays(frequency) -> dict:
+    """The estimator's logical arrays as numpy (read in a tf.function: PS-resident variables)."""
+    from yt_bias._keras import tf
+
+    return {k: v.numpy() for k, v in tf.function(frequency.logical_arrays)().items()}
+
+
+def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int = 50,
+              checkpoint_every: int | None = None) -> dict:
+    """The coordinator: trains under ParameterServerStrategy and writes ``<workdir>/metrics.json``.
+
+    ``steps`` is the total number of closures: a chief restarted on the same ``workdir`` restores
+    the latest checkpoint (model, estimator, optimizer, closures done) and schedules the rest.
+    """
     import numpy as np
 
     from yt_bias._keras import keras, tf
     from yt_bias.data.loading import load_dataset
-    from yt_bias.distribute import make_strategy, train_parameter_server
+    from yt_bias.distribute import (
+        build_model_with_estimator_shards,
+        estimator_num_shards,
+        make_strategy,
+        train_parameter_server,
+    )
     from yt_bias.evaluation import evaluate_model
-    from yt_bias.train import build_model
 
     dataset = load_dataset(config.data, config.model.embedding_dim)
     strategy = make_strategy(config.distribute, tf_config)
+    num_ps = len(tf_config["cluster"].get("ps", []))
+    num_shards = estimator_num_shards(config.distribute, num_ps, config.estimator.hash_size, config.estimator.num_hashes)
     keras.utils.set_random_seed(config.train.seed)
     with strategy.scope():
-        model = build_model(config, dataset)
+        model = build_model_with_estimator_shards(config, dataset, num_shards)
     examples = dataset.examples("train")
     batch_size = config.train.batch_size
     if steps <= 0:  # distribute.steps = 0: train.epochs passes over the training data
         steps = config.train.epochs * (dataset.num_train // batch_size)
+    if checkpoint_every is None:
+        checkpoint_every = config.distribute.checkpoint_every
+
+    # The checkpoint: the closures-done counter is a local (chief) variable, the rest lives on the PS.
+    closures_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="closures_done")
+    checkpoint = make_checkpoint(model, closures_done)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_DIR), max_to_keep=2)
+    restored_from = manager.latest_checkpoint
+    if restored_from:
+        # Model variables are created (and so restored) at once or on first use (deferred restoration).
+        checkpoint.restore(restored_from)
+        print(f"RESTORED: {restored_from} (closures done {int(closures_done.numpy())})", flush=True)
+    done_before = int(closures_done.numpy())
+    step_before = int(model.frequency.step.numpy()) if hasattr(model.frequency, "step") else None
 
     def dataset_fn():
         # No seed (the global seed is cleared below): each worker draws its own shuffle, so workers read
@@ -206,24 +256,40 @@ def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int 
     def progress(done: int, seconds: float) -> None:
         print(f"WARM: first closure done in {seconds:.1f}s", flush=True)
 
+    def save(done: int) -> None:
+        closures_done.assign(done_before + done)
+        path = manager.save()
+        print(f"CHECKPOINT: {path} (closures done {done_before + done})", flush=True)
+
     started = time.time()
-    info = train_parameter_server(strategy, model, dataset_fn, steps, log_every=log_every, on_progress=progress)
+    info = train_parameter_server(strategy, model, dataset_fn, max(steps - done_before, 0), log_every=log_every,
+                                  on_progress=progress, checkpoint_every=checkpoint_every, on_checkpoint=save)
     finished = time.time()
+    save(info["closures_scheduled"])
     frequency = model.frequency
     metrics = {
         "num_workers": len(tf_config["cluster"].get("worker", [])),
-        "num_ps": len(tf_config["cluster"].get("ps", [])),
+        "num_ps": num_ps,
         "batch_size": batch_size,
         "train_started_at": started,
         "train_finished_at": finished,
         **info,
+        "restored_from": restored_from,
+        "closures_before": done_before,
+        "closures_done": int(closures_done.numpy()),
+        "checkpoint": manager.latest_checkpoint,
+        "estimator_shards": getattr(frequency, "num_shards", None),
+        "estimator_step_before": step_before,
         "estimator_step": int(frequency.step.numpy()) if hasattr(frequency, "step") else None,
         "estimator_tv_error": _estimator_error(model, dataset, batch_size),
         "variables_on": sorted({v.device for v in model.variables if getattr(v, "device", None)}),
         "sharded_variables": sorted(v.name for v in model.variables if "/part_" in v.name),
     }
-    if hasattr(frequency, "step"):
-        metrics["estimator_devices"] = sorted({frequency.interval.device, frequency.last_step.device, frequency.step.device})
+    if hasattr(frequency, "state_variables"):
+        metrics["estimator_devices"] = sorted({v.device for v in frequency.state_variables()})
+        metrics["estimator_variable_devices"] = {v.name: v.device for v in frequency.state_variables()}
+        os.makedirs(workdir, exist_ok=True)
+        np.savez(os.path.join(workdir, ESTIMATOR_ARRAYS), **estimator_arrays(frequency))
     metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen))
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "metrics.json"), "w", encoding="utf-8") as f:
@@ -245,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tf.get_logger().propagate = False  # once, not once more through the root logger
     config = override(config_from_args(args), "distribute.strategy=parameter_server")
     steps = args.steps if args.steps is not None else config.distribute.steps
-    metrics = run_chief(config, tf_config, args.workdir, steps, args.log_every)
+    metrics = run_chief(config, tf_config, args.workdir, steps, args.log_every, args.checkpoint_every)
     print(json.dumps({k: v for k, v in metrics.items() if k != "losses"}, indent=2, default=str), flush=True)
     return 0
 

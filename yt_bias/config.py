@@ -90,10 +90,19 @@ class DistributeConfig:
     min_shard_bytes: int = 256 << 10  # PS: variables larger than this are sharded over the parameter servers
     max_shards: int = 0  # PS: at most this many shards per variable (0 = one per parameter server)
     steps: int = 0  # PS: training steps (closures) to schedule; 0 = train.epochs over the training data
+    # PS: shards of each estimator array (bucket b -> shard b % S, placed round-robin over the parameter servers);
+    # 0 = min(max_shards or number of PS, ceil(bytes of one [m, H] int64 array / min_shard_bytes)); 1 = unsharded.
+    estimator_shards: int = 0
+    checkpoint_every: int = 0  # PS: the chief also checkpoints every this many closures (0 = only at the end)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"distribute.strategy must be one of {STRATEGIES}; received {self.strategy!r}.")
+        if self.estimator_shards < 0 or self.checkpoint_every < 0:
+            raise ValueError(
+                "distribute.estimator_shards and distribute.checkpoint_every must be >= 0; "
+                f"received {self.estimator_shards}, {self.checkpoint_every}."
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,9 @@ Where the estimator lives (section 4 of the paper, "The estimator's contract" of
   per global step and the arrays equal a one-device run on the same global batches.
 * ParameterServerStrategy: the estimator's arrays, the global step and the embedding tables are
   created on the parameter servers (tables larger than ``min_shard_bytes`` are sharded by a
-  variable partitioner; the estimator's [m, H] arrays are not partitioned). Each worker's step
+  variable partitioner; each estimator array is split by the estimator itself into
+  :func:`estimator_num_shards` variables, bucket b in shard b % S, which the strategy places
+  round-robin on different parameter servers). Each worker's step
   function reads the buckets of its batch, updates them and writes them back with scatter ops on
   the PS variables, alongside asynchronous SGD and without locking: the paper's distributed
   updates. :func:`train_parameter_server` drives the workers with a ``ClusterCoordinator``.
@@ -19,7 +21,9 @@ The library never reads the environment: callers pass a ``TF_CONFIG``-style dict
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,8 +33,10 @@ from yt_bias.config import DistributeConfig
 from yt_bias.losses import corrected_softmax_loss
 
 __all__ = [
+    "build_model_with_estimator_shards",
     "cluster_resolver",
     "configure_logical_cpus",
+    "estimator_num_shards",
     "gathered_batch_loss",
     "make_strategy",
     "train_parameter_server",
@@ -104,7 +110,8 @@ def make_strategy(config: DistributeConfig, tf_config: Mapping[str, Any] | str |
 
     def partitioner(shape, dtype):
         # Only tables (many rows) are sharded along rows; the estimator's [m, H] arrays have m = num_hashes
-        # rows and are read with gather_nd, which a ShardedVariable does not support: they stay whole.
+        # rows and are read with gather_nd, which a ShardedVariable does not support: the estimator shards
+        # them itself (num_shards, see estimator_num_shards), and each of its shard variables stays whole.
         if shape.rank is None or shape.rank < 2 or shape[0] < _MIN_SHARDED_ROWS:
             return [1] * max(shape.rank or 1, 1)
         return sizer(shape, dtype)
@@ -113,6 +120,45 @@ def make_strategy(config: DistributeConfig, tf_config: Mapping[str, Any] | str |
 
 
 _MIN_SHARDED_ROWS = 64
+
+
+def estimator_num_shards(config: DistributeConfig, num_ps: int, hash_size: int, num_hashes: int = 1) -> int:
+    """How many variables each estimator array is split into under ParameterServerStrategy.
+
+    ``config.estimator_shards`` when set (> 0); otherwise as the table partitioner would: one shard
+    per ``min_shard_bytes`` of the largest array (A, int64 [m, H]), at most ``max_shards`` (0: the
+    number of parameter servers) and at most ``hash_size``. 1 outside parameter_server.
+    """
+    if config.strategy != "parameter_server":
+        return 1
+    if config.estimator_shards > 0:
+        return min(config.estimator_shards, hash_size)
+    array_bytes = 8 * hash_size * num_hashes
+    shards = math.ceil(array_bytes / max(config.min_shard_bytes, 1))
+    return max(1, min(shards, config.max_shards or num_ps, hash_size))
+
+
+def build_model_with_estimator_shards(config, dataset, num_shards: int):
+    """``train.build_model(config, dataset)``, with the streaming estimator split into ``num_shards``.
+
+    The unsharded estimator is never created (under ParameterServerStrategy its variables would
+    land whole on one parameter server): the model is built without one and then given a
+    :class:`~yt_bias.frequency.StreamingFrequencyEstimator` with ``num_shards``. ``num_shards=1``
+    or a variant without the streaming estimator: exactly ``build_model``.
+    """
+    from yt_bias.frequency import StreamingFrequencyEstimator
+    from yt_bias.train import build_model
+
+    if num_shards <= 1 or config.variant in ("plain-sfx", "correct-sfx-oracle"):  # no streaming estimator
+        return build_model(config, dataset)
+    model = build_model(dataclasses.replace(config, variant="plain-sfx"), dataset)
+    e = config.estimator
+    frequency = StreamingFrequencyEstimator(
+        e.hash_size, num_hashes=e.num_hashes, alpha=e.alpha, initial_interval=e.initial_interval,
+        bias_correction=e.bias_correction, seed=e.seed, num_shards=num_shards, name="frequency",
+    )
+    model.frequency = frequency
+    return model
 
 
 def _num_replicas() -> int:
@@ -150,8 +196,7 @@ def update_estimator(estimator, item_ids: tf.Tensor) -> tf.Tensor:
 
 def _update_mirrored(strategy, estimator, ids, hashed: bool) -> tf.Tensor:
     """Cross-replica context: the same update on every local device copy of the mirrored variables."""
-    names = ("step", "last_step", "interval") + (("hits",) if getattr(estimator, "bias_correction", False) else ())
-    copies = [getattr(estimator, name) for name in names]
+    copies = list(estimator.state_variables())
     local_ids = strategy.experimental_local_results(ids)
     steps = []
     for d, device_vars in enumerate(zip(*(_device_copies(var) for var in copies))):
@@ -218,6 +263,8 @@ def train_parameter_server(
     steps: int,
     log_every: int = 50,
     on_progress: Callable[[int, float], None] | None = None,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Trains ``model`` (built under ``strategy.scope()``) for ``steps`` closures with a ClusterCoordinator.
 
@@ -228,13 +275,20 @@ def train_parameter_server(
 
     Args:
       dataset_fn: builds one worker's (infinite) dataset of batches; run on each worker.
-      steps: closures to schedule.
+      steps: closures to schedule (0: none, the result has no timings).
       log_every: keep every ``log_every``-th closure's loss.
       on_progress: called with (1, seconds) once the first closure (tracing, dataset creation) is done.
+      checkpoint_every: with ``on_checkpoint``: every this many closures, wait for the scheduled
+        closures to finish (``coordinator.join()``) and call ``on_checkpoint(closures_done)``.
+      on_checkpoint: called with the number of closures done at each checkpoint (not at the end:
+        the caller saves its final checkpoint itself).
     Returns:
-      ``{"closures_scheduled", "warmup_seconds", "seconds", "steps_per_second", "losses"}``:
+      ``{"closures_scheduled", "warmup_seconds", "seconds", "steps_per_second", "losses", "checkpoints"}``:
       steps/s over the closures after the first, losses of the first and every ``log_every``-th.
     """
+    if steps <= 0:
+        return {"closures_scheduled": 0, "warmup_seconds": None, "seconds": 0.0, "steps_per_second": None,
+                "losses": [], "checkpoints": 0}
     coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
     per_worker = coordinator.create_per_worker_dataset(dataset_fn)
     iterator = iter(per_worker)
@@ -259,11 +313,17 @@ def train_parameter_server(
     if on_progress is not None:
         on_progress(1, warmup)
     pending = []
+    checkpoints = 0
     start = time.perf_counter()
     for i in range(1, steps):
         result = coordinator.schedule(step_fn, args=(iterator,))
         if log_every and i % log_every == 0:
             pending.append(result)
+        done = i + 1
+        if on_checkpoint is not None and checkpoint_every > 0 and done % checkpoint_every == 0 and done < steps:
+            coordinator.join()  # every scheduled closure has finished: the PS variables are a consistent state
+            on_checkpoint(done)
+            checkpoints += 1
     coordinator.join()
     seconds = time.perf_counter() - start
     losses += [float(result.fetch()) for result in pending]
@@ -273,4 +333,5 @@ def train_parameter_server(
         "seconds": round(seconds, 3),
         "steps_per_second": round((steps - 1) / seconds, 2) if steps > 1 else None,
         "losses": losses,
+        "checkpoints": checkpoints,
     }

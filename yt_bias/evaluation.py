@@ -9,7 +9,7 @@ per query this is also the hit rate; it is not TFRS's FactorizedTopK (which keep
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ def embed(tower, features: Mapping[str, np.ndarray], batch_size: int = 4096) -> 
     count = len(features[names[0]])
     outputs = []
     for start in range(0, count, batch_size):
-        batch = {name: tf.constant(np.asarray(features[name])[start:start + batch_size]) for name in names}
+        batch = {name: tf.constant(np.asarray(features[name])[start : start + batch_size]) for name in names}
         outputs.append(tower(batch, training=False).numpy())
     return np.concatenate(outputs, axis=0) if outputs else np.zeros((0, tower.output_dim), np.float32)
 
@@ -158,8 +158,9 @@ def popularity_bands(train_counts: np.ndarray, shares: tuple[float, float] = (1 
     return band.astype(str)
 
 
-def recall_by_band(top_indices: np.ndarray, targets: np.ndarray, bands: np.ndarray,
-                   ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+def recall_by_band(
+    top_indices: np.ndarray, targets: np.ndarray, bands: np.ndarray, ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, float]:
     """Recall@K of the queries whose held-out item is in each popularity band (NaN for an empty band).
 
     Returns ``{"recall@K/head": ..., "recall@K/torso": ..., "recall@K/tail": ..., "share/head": ...}``
@@ -177,8 +178,9 @@ def recall_by_band(top_indices: np.ndarray, targets: np.ndarray, bands: np.ndarr
     return result
 
 
-def retrieval_metrics(top_indices: np.ndarray, targets: np.ndarray, num_items: int, bands: np.ndarray | None = None,
-                      ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+def retrieval_metrics(
+    top_indices: np.ndarray, targets: np.ndarray, num_items: int, bands: np.ndarray | None = None, ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, float]:
     """Recall@K, NDCG@K, coverage@K and (with ``bands``) Recall@K per popularity band, in one dict."""
     metrics = recall_at_k(top_indices, targets, ks)
     metrics.update(ndcg_at_k(top_indices, targets, ks))

@@ -18,7 +18,7 @@ between the seed video, the watch history and the candidate video.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 KINDS = ("id", "bag", "categorical", "dense")
 
@@ -87,7 +87,7 @@ class FeatureSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FeatureSpec":
+    def from_dict(cls, data: dict) -> FeatureSpec:
         data = dict(data)
         if data.get("vocabulary") is not None:
             data["vocabulary"] = tuple(data["vocabulary"])
@@ -119,7 +119,9 @@ class FeatureConfig:
         if duplicates:
             raise ValueError(f"FeatureConfig: feature names must be unique across towers; repeated: {duplicates}.")
         if self.item_id not in {s.name for s in self.item}:
-            raise ValueError(f"FeatureConfig: item_id '{self.item_id}' is not among the item features {[s.name for s in self.item]}.")
+            raise ValueError(
+                f"FeatureConfig: item_id '{self.item_id}' is not among the item features {[s.name for s in self.item]}."
+            )
         table_specs = shared_tables(self.query + self.item)
         del table_specs  # validated there
 
@@ -131,7 +133,7 @@ class FeatureConfig:
         return {"query": [s.to_dict() for s in self.query], "item": [s.to_dict() for s in self.item], "item_id": self.item_id}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FeatureConfig":
+    def from_dict(cls, data: dict) -> FeatureConfig:
         return cls(
             query=tuple(FeatureSpec.from_dict(s) for s in data["query"]),
             item=tuple(FeatureSpec.from_dict(s) for s in data["item"]),

@@ -24,6 +24,13 @@ read-out: a per-bucket hit count ``n`` is kept and the estimator reads
 update of ``A`` and ``B`` is unchanged; the read-out is the EMA of the observed gaps alone, with
 the initial value's weight removed, so the slow warm-up from ``B0`` (and the leftover of ``B0`` in
 rarely hit buckets) disappears. The first hit of a bucket then reads its first gap ``t - A0``.
+
+``num_shards=S > 1`` (for ParameterServerStrategy, where one variable lives on one parameter
+server) stores each array as S variables: bucket ``b`` of hash ``i`` is row ``b // S`` of shard
+``b % S`` (variables ``A_shard_s``, ``B_shard_s``, ``hits_shard_s`` of shape [m, ceil((H - s) / S)]).
+Updates and reads are routed per shard (``tf.dynamic_partition`` / ``tf.dynamic_stitch``), so the
+numbers are exactly those of ``num_shards=1``; :meth:`StreamingFrequencyEstimator.logical_arrays`
+returns the [m, H] arrays either way.
 """
 
 from __future__ import annotations
@@ -84,6 +91,9 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
       bias_correction: beyond the paper: read the debiased interval
         ``(B - (1 - alpha)^n * B0) / (1 - (1 - alpha)^n)`` with ``n`` a per-bucket hit count (one
         more int32 array per hash); ``False`` is exactly Algorithm 2/3.
+      num_shards: S; > 1 stores each array as S variables (bucket b in shard b % S, row b // S), so
+        that a ParameterServerStrategy places them on different parameter servers. 1 (default):
+        one variable per array, named ``A``, ``B`` (``hits``), as always.
     """
 
     def __init__(
@@ -94,6 +104,7 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         initial_interval: float = 100.0,
         seed: int = 0,
         bias_correction: bool = False,
+        num_shards: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -117,23 +128,82 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         self.step = self.add_weight(
             name="global_step", shape=(), dtype=tf.int64, initializer="zeros", trainable=False
         )
-        self.last_step = self.add_weight(
-            name="A", shape=(self.num_hashes, self.hash_size), dtype=tf.int64, initializer="zeros", trainable=False
-        )
-        self.interval = self.add_weight(
-            name="B",
-            shape=(self.num_hashes, self.hash_size),
-            dtype=tf.float32,
-            initializer=keras.initializers.Constant(self.initial_interval),
-            trainable=False,
-        )
+        if isinstance(num_shards, bool) or not isinstance(num_shards, (int, np.integer)) or num_shards < 1:
+            raise ValueError(f"num_shards must be an integer >= 1; received {num_shards!r}.")
+        if num_shards > self.hash_size:
+            raise ValueError(f"num_shards must be <= hash_size ({self.hash_size}); received {num_shards}.")
+        self.num_shards = int(num_shards)
         if self.bias_correction:
             # Counts saturate once (1 - alpha)^n is negligible, so int32 never overflows.
             decay = math.log1p(-self.alpha) if self.alpha < 1.0 else -math.inf
             self._max_hits = 1 if decay == -math.inf else int(min(2**31 - 2, math.ceil(-80.0 / decay)))
-            self.hits = self.add_weight(
-                name="hits", shape=(self.num_hashes, self.hash_size), dtype=tf.int32, initializer="zeros", trainable=False
+        if self.num_shards == 1:
+            self.last_step = self.add_weight(
+                name="A", shape=(self.num_hashes, self.hash_size), dtype=tf.int64, initializer="zeros", trainable=False
             )
+            self.interval = self.add_weight(
+                name="B",
+                shape=(self.num_hashes, self.hash_size),
+                dtype=tf.float32,
+                initializer=keras.initializers.Constant(self.initial_interval),
+                trainable=False,
+            )
+            if self.bias_correction:
+                self.hits = self.add_weight(
+                    name="hits", shape=(self.num_hashes, self.hash_size), dtype=tf.int32, initializer="zeros",
+                    trainable=False,
+                )
+            return
+        # Sharded: shard s holds buckets s, s + S, s + 2S, ... Each array's shards are created one after the
+        # other, so ParameterServerStrategy's round-robin placement puts them on different parameter servers.
+        rows = [(self.hash_size - s + self.num_shards - 1) // self.num_shards for s in range(self.num_shards)]
+        self.last_step_shards = [
+            self.add_weight(name=f"A_shard_{s}", shape=(self.num_hashes, r), dtype=tf.int64, initializer="zeros",
+                            trainable=False)
+            for s, r in enumerate(rows)
+        ]
+        self.interval_shards = [
+            self.add_weight(name=f"B_shard_{s}", shape=(self.num_hashes, r), dtype=tf.float32,
+                            initializer=keras.initializers.Constant(self.initial_interval), trainable=False)
+            for s, r in enumerate(rows)
+        ]
+        if self.bias_correction:
+            self.hits_shards = [
+                self.add_weight(name=f"hits_shard_{s}", shape=(self.num_hashes, r), dtype=tf.int32,
+                                initializer="zeros", trainable=False)
+                for s, r in enumerate(rows)
+            ]
+
+    def state_variables(self) -> tuple:
+        """The variables :meth:`update_buckets` updates, flat: ``(step, A, B[, hits])``, or with shards
+        ``(step, A_0..A_{S-1}, B_0..B_{S-1}[, hits_0..hits_{S-1}])``."""
+        if self.num_shards == 1:
+            return (self.step, self.last_step, self.interval) + ((self.hits,) if self.bias_correction else ())
+        return (
+            (self.step, *self.last_step_shards, *self.interval_shards)
+            + (tuple(self.hits_shards) if self.bias_correction else ())
+        )
+
+    def logical_arrays(self) -> dict[str, tf.Tensor]:
+        """``{"step", "A", "B"[, "hits"]}``: the global step and the [num_hashes, hash_size] arrays
+        (stitched back from the shards when ``num_shards > 1``)."""
+        out = {"step": tf.convert_to_tensor(self.step)}
+        if self.num_shards == 1:
+            out.update(A=tf.convert_to_tensor(self.last_step), B=tf.convert_to_tensor(self.interval))
+            if self.bias_correction:
+                out["hits"] = tf.convert_to_tensor(self.hits)
+            return out
+        names = [("A", self.last_step_shards), ("B", self.interval_shards)]
+        if self.bias_correction:
+            names.append(("hits", self.hits_shards))
+        buckets = tf.range(self.hash_size, dtype=tf.int64)
+        positions = tf.dynamic_partition(tf.range(self.hash_size), tf.cast(buckets % self.num_shards, tf.int32),
+                                         self.num_shards)
+        for name, shards in names:
+            # [H, m] rows in bucket order, then back to [m, H].
+            stitched = tf.dynamic_stitch(positions, [tf.transpose(tf.convert_to_tensor(v)) for v in shards])
+            out[name] = tf.transpose(stitched)
+        return out
 
     def buckets(self, item_ids: tf.Tensor) -> tf.Tensor:
         """The bucket of each item under each hash function.
@@ -182,7 +252,9 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         """
         buckets = tf.convert_to_tensor(buckets, tf.int64)
         if variables is None:
-            variables = (self.step, self.last_step, self.interval) + ((self.hits,) if self.bias_correction else ())
+            variables = self.state_variables()
+        if self.num_shards > 1:
+            return self._update_sharded(buckets, variables)
         step_var, last_step, interval = variables[:3]
         step = step_var.assign_add(1)
         alpha = tf.constant(self.alpha, tf.float32)
@@ -198,6 +270,45 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
                 variables[3].scatter_nd_update(index, hits)
         return step
 
+    def _update_sharded(self, buckets: tf.Tensor, variables: Sequence[tf.Variable]) -> tf.Tensor:
+        """:meth:`update_buckets` on sharded arrays: the same per-bucket arithmetic, routed to bucket % S."""
+        num = self.num_shards
+        step = variables[0].assign_add(1)
+        last_step, interval = variables[1:1 + num], variables[1 + num:1 + 2 * num]
+        hits_vars = variables[1 + 2 * num:1 + 3 * num] if self.bias_correction else None
+        alpha = tf.constant(self.alpha, tf.float32)
+        for i in range(self.num_hashes):
+            unique_buckets, _ = tf.unique(buckets[i])
+            parts = tf.dynamic_partition(unique_buckets // num, tf.cast(unique_buckets % num, tf.int32), num)
+            for s in range(num):
+                rows = parts[s]
+                index = tf.stack([tf.fill(tf.shape(rows), tf.cast(i, tf.int64)), rows], axis=1)
+                gap = tf.cast(step - tf.gather_nd(last_step[s], index), tf.float32)
+                new_interval = (1.0 - alpha) * tf.gather_nd(interval[s], index) + alpha * gap
+                interval[s].scatter_nd_update(index, new_interval)
+                last_step[s].scatter_nd_update(index, tf.fill(tf.shape(rows), step))
+                if self.bias_correction:
+                    hits = tf.minimum(tf.gather_nd(hits_vars[s], index) + 1, self._max_hits)
+                    hits_vars[s].scatter_nd_update(index, hits)
+        return step
+
+    def _gather(self, name: str, buckets: tf.Tensor) -> tf.Tensor:
+        """``array[i, buckets[i, j]]`` for the [num_hashes, n] ``buckets`` of array ``name`` (A, B or hits)."""
+        hash_index = tf.broadcast_to(tf.range(self.num_hashes, dtype=tf.int64)[:, None], tf.shape(buckets))
+        if self.num_shards == 1:
+            variable = {"A": self.last_step, "B": self.interval, "hits": getattr(self, "hits", None)}[name]
+            return tf.gather_nd(variable, tf.stack([hash_index, buckets], axis=-1))
+        shards = {"A": self.last_step_shards, "B": self.interval_shards, "hits": getattr(self, "hits_shards", None)}[name]
+        num = self.num_shards
+        flat_buckets = tf.reshape(buckets, [-1])
+        flat_hash = tf.reshape(hash_index, [-1])
+        shard_of = tf.cast(flat_buckets % num, tf.int32)
+        positions = tf.dynamic_partition(tf.range(tf.size(flat_buckets)), shard_of, num)
+        hash_parts = tf.dynamic_partition(flat_hash, shard_of, num)
+        row_parts = tf.dynamic_partition(flat_buckets // num, shard_of, num)
+        values = [tf.gather_nd(shards[s], tf.stack([hash_parts[s], row_parts[s]], axis=1)) for s in range(num)]
+        return tf.reshape(tf.dynamic_stitch(positions, values), tf.shape(buckets))
+
     def probability(self, item_ids: tf.Tensor) -> tf.Tensor:
         """The estimated per-step sampling probability ``1 / max_i B_i[h_i(id)]``.
 
@@ -209,11 +320,9 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
           [batch_size] float32 probabilities in (0, 1].
         """
         buckets = self.buckets(item_ids)
-        hash_index = tf.broadcast_to(tf.range(self.num_hashes, dtype=tf.int64)[:, None], tf.shape(buckets))
-        index = tf.stack([hash_index, buckets], axis=-1)
-        intervals = tf.gather_nd(self.interval, index)
+        intervals = self._gather("B", buckets)
         if self.bias_correction:
-            intervals = self._debiased(intervals, tf.gather_nd(self.hits, index))
+            intervals = self._debiased(intervals, self._gather("hits", buckets))
         return 1.0 / tf.maximum(tf.reduce_max(intervals, axis=0), 1.0)
 
     def _debiased(self, intervals: tf.Tensor, hits: tf.Tensor) -> tf.Tensor:
@@ -238,6 +347,7 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
             initial_interval=self.initial_interval,
             seed=self.seed,
             bias_correction=self.bias_correction,
+            num_shards=self.num_shards,
         )
         return config
 

@@ -24,8 +24,15 @@ from yt_bias.features import validate_examples
 
 SCANN_HINT = "pip install scann==1.4.2 (it needs tensorflow 2.20.*)"
 _SCANN_TENSORS = (
-    "scann_config", "serialized_partitioner", "datapoint_to_token", "ah_codebook", "hashed_dataset",
-    "int8_dataset", "int8_multipliers", "dp_norms", "dataset",
+    "scann_config",
+    "serialized_partitioner",
+    "datapoint_to_token",
+    "ah_codebook",
+    "hashed_dataset",
+    "int8_dataset",
+    "int8_multipliers",
+    "dp_norms",
+    "dataset",
 )
 
 
@@ -38,7 +45,9 @@ def import_scann_ops():
     try:
         from scann.scann_ops.py import scann_ops
     except Exception as error:  # a missing package, or ops built for another TensorFlow
-        raise ImportError(f"This needs ScaNN's TensorFlow ops, which failed to import ({error}). Install them: {SCANN_HINT}.") from error
+        raise ImportError(
+            f"This needs ScaNN's TensorFlow ops, which failed to import ({error}). Install them: {SCANN_HINT}."
+        ) from error
     return scann_ops
 
 
@@ -127,7 +136,9 @@ class ItemIndex:
         ids = int(sum(len(i.encode()) for i in self.ids.tolist()))
         if self.scann_tensors is None:
             return int(self.embeddings.nbytes) + ids
-        return int(sum(np.asarray(t).nbytes if np.asarray(t).dtype != object else len(t) for t in self.scann_tensors.values())) + ids
+        return (
+            int(sum(np.asarray(t).nbytes if np.asarray(t).dtype != object else len(t) for t in self.scann_tensors.values())) + ids
+        )
 
     def scann_state(self):
         """ScaNN's searcher assets as a trackable ``tf.Module`` (what a SavedModel stores)."""
@@ -181,13 +192,19 @@ class ItemIndex:
 
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            tensors = {n[len("scann/"):]: data[n] for n in data.files if n.startswith("scann/")}
+            tensors = {n[len("scann/") :]: data[n] for n in data.files if n.startswith("scann/")}
             for n in data.files:
                 if n.startswith("scann_bytes/"):
-                    tensors[n[len("scann_bytes/"):]] = np.array([data[n].tobytes()], dtype=object)
+                    tensors[n[len("scann_bytes/") :]] = np.array([data[n].tobytes()], dtype=object)
             tensors = tensors or None
-            return cls(data["ids"].astype(str), data["embeddings"], from_dict(meta["config"], IndexConfig),
-                       meta["parameters"], tensors, float(meta["build_seconds"]))
+            return cls(
+                data["ids"].astype(str),
+                data["embeddings"],
+                from_dict(meta["config"], IndexConfig),
+                meta["parameters"],
+                tensors,
+                float(meta["build_seconds"]),
+            )
 
 
 def scann_search(state, queries: tf.Tensor, k: int, parallel: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
@@ -222,7 +239,9 @@ def build_index(embeddings: np.ndarray, ids, config: IndexConfig | None = None) 
     embeddings = np.ascontiguousarray(np.asarray(embeddings, np.float32))
     ids = np.asarray(ids).astype(str)
     if embeddings.ndim != 2 or embeddings.shape[0] == 0:
-        raise ValueError(f"embeddings: expected a non-empty [num_items, dim] matrix (the corpus is empty?); received shape {embeddings.shape}.")
+        raise ValueError(
+            f"embeddings: expected a non-empty [num_items, dim] matrix (the corpus is empty?); received shape {embeddings.shape}."
+        )
     if ids.shape != (embeddings.shape[0],):
         raise ValueError(f"ids: expected shape ({embeddings.shape[0]},), one ID per embedding row; received {ids.shape}.")
     if len(np.unique(ids)) != len(ids) or np.any(ids == ""):
@@ -240,9 +259,12 @@ def build_index(embeddings: np.ndarray, ids, config: IndexConfig | None = None) 
         builder = builder.score_brute_force()
     else:
         builder = builder.tree(
-            num_leaves=params["num_leaves"], num_leaves_to_search=params["num_leaves_to_search"],
+            num_leaves=params["num_leaves"],
+            num_leaves_to_search=params["num_leaves_to_search"],
             training_sample_size=params["training_sample_size"],
-        ).score_ah(params["dimensions_per_block"], anisotropic_quantization_threshold=params["anisotropic_quantization_threshold"])
+        ).score_ah(
+            params["dimensions_per_block"], anisotropic_quantization_threshold=params["anisotropic_quantization_threshold"]
+        )
         if params["reorder"]:
             builder = builder.reorder(params["reorder"])
     searcher = builder.build()

@@ -44,11 +44,15 @@ def _check_shapes(query, candidates, log_q, positive_index, candidate_ids, candi
     if positive_index is not None and not positive_index.shape.is_compatible_with([batch]):
         raise ValueError(f"positive_index must be [batch_size] = [{batch}]; received shape {positive_index.shape}.")
     if log_q is not None and not (log_q.shape.is_compatible_with([num]) or log_q.shape.is_compatible_with([batch, num])):
-        raise ValueError(f"log_q must be [num_candidates] = [{num}] or [batch_size, num_candidates]; received shape {log_q.shape}.")
+        raise ValueError(
+            f"log_q must be [num_candidates] = [{num}] or [batch_size, num_candidates]; received shape {log_q.shape}."
+        )
     if candidate_ids is not None and not candidate_ids.shape.is_compatible_with([num]):
         raise ValueError(f"candidate_ids must be [num_candidates] = [{num}]; received shape {candidate_ids.shape}.")
     if candidate_mask is not None and not candidate_mask.shape.is_compatible_with([batch, num]):
-        raise ValueError(f"candidate_mask must be [batch_size, num_candidates] = [{batch}, {num}]; received {candidate_mask.shape}.")
+        raise ValueError(
+            f"candidate_mask must be [batch_size, num_candidates] = [{batch}, {num}]; received {candidate_mask.shape}."
+        )
 
 
 def _checked_rewards(rewards: tf.Tensor) -> tf.Tensor:

@@ -7,7 +7,7 @@ corrected batch softmax loss with log p, and apply one optimizer step.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from yt_bias._keras import keras, tf
 from yt_bias.data.dataset import REWARD
@@ -136,7 +136,7 @@ class TwoTowerModel(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> "TwoTowerModel":
+    def from_config(cls, config: dict) -> TwoTowerModel:
         config = dict(config)
         config["features"] = FeatureConfig.from_dict(config["features"])
         return cls(**config)

@@ -56,8 +56,9 @@ class CrossBatchMemory(keras.layers.Layer):
             raise ValueError(f"CrossBatchMemory.size must be >= 1; received {size}.")
         self.size, self.dim, self.warmup_steps = int(size), int(dim), int(warmup_steps)
         self.embeddings = self.add_weight(name="embeddings", shape=(self.size, self.dim), initializer="zeros", trainable=False)
-        self.item_index = self.add_weight(name="item_index", shape=(self.size,), dtype=tf.int64, initializer="zeros",
-                                          trainable=False)
+        self.item_index = self.add_weight(
+            name="item_index", shape=(self.size,), dtype=tf.int64, initializer="zeros", trainable=False
+        )
         self.filled = self.add_weight(name="filled", shape=(), dtype=tf.int64, initializer="zeros", trainable=False)
         self.pushes = self.add_weight(name="pushes", shape=(), dtype=tf.int64, initializer="zeros", trainable=False)
         self.cursor = self.add_weight(name="cursor", shape=(), dtype=tf.int64, initializer="zeros", trainable=False)
@@ -69,8 +70,8 @@ class CrossBatchMemory(keras.layers.Layer):
 
     def push(self, embeddings: tf.Tensor, item_index: tf.Tensor) -> tf.Operation:
         """Enqueues [n, dim] embeddings (stop_gradient) and their [n] item indices, oldest out."""
-        embeddings = tf.stop_gradient(tf.convert_to_tensor(embeddings, tf.float32))[-self.size:]
-        item_index = tf.cast(item_index, tf.int64)[-self.size:]
+        embeddings = tf.stop_gradient(tf.convert_to_tensor(embeddings, tf.float32))[-self.size :]
+        item_index = tf.cast(item_index, tf.int64)[-self.size :]
         n = tf.cast(tf.shape(embeddings)[0], tf.int64)
         slots = (self.cursor + tf.range(n, dtype=tf.int64)) % self.size
         return tf.group(
@@ -138,8 +139,7 @@ class NegativeStrategy(keras.layers.Layer):
     def _corpus_rows(self, index: tf.Tensor) -> dict[str, tf.Tensor]:
         return {name: tf.gather(values, index) for name, values in self._corpus.items()}
 
-    def candidates(self, model, batch: Mapping[str, tf.Tensor], items: tf.Tensor, log_p: tf.Tensor | None,
-                   training: bool):
+    def candidates(self, model, batch: Mapping[str, tf.Tensor], items: tf.Tensor, log_p: tf.Tensor | None, training: bool):
         """All candidates of one batch: (embeddings [N, d], ids [N], log_q [B, N] or None, mask [B, N]).
 
         Columns: the batch's positives (B), then the shared extras (B' uniform, then M memory
@@ -158,8 +158,14 @@ class NegativeStrategy(keras.layers.Layer):
         if self.memory is not None:
             index = self.memory.item_index
             valid = tf.broadcast_to(self.memory.valid()[None, :], [batch_size, self.memory.size])
-            blocks.append((tf.stop_gradient(tf.identity(self.memory.embeddings)), tf.gather(self._corpus[self.item_id], index),
-                           "sampled", valid))
+            blocks.append(
+                (
+                    tf.stop_gradient(tf.identity(self.memory.embeddings)),
+                    tf.gather(self._corpus[self.item_id], index),
+                    "sampled",
+                    valid,
+                )
+            )
         per_query = []
         if self.uniform_per_query:
             k = self.uniform_per_query
@@ -167,8 +173,9 @@ class NegativeStrategy(keras.layers.Layer):
             per_query.append((index, tf.ones_like(index, tf.bool), k, "sampled"))
         if self.hard_negatives:
             if HARD_NEGATIVES not in batch:
-                raise ValueError(f"hard negatives need the batch column '{HARD_NEGATIVES}' [batch, slate]; "
-                                 f"received columns {sorted(batch)}.")
+                raise ValueError(
+                    f"hard negatives need the batch column '{HARD_NEGATIVES}' [batch, slate]; received columns {sorted(batch)}."
+                )
             shown = tf.cast(batch[HARD_NEGATIVES], tf.int64)
             width = int(shown.shape[1])
             index = tf.reshape(shown, [-1])
@@ -196,7 +203,7 @@ class NegativeStrategy(keras.layers.Layer):
             unigram = unigram + filled / tf.cast(batch_size, tf.float32)
         uniform = (self.mixed_uniform + self.uniform_per_query) / self.num_items
         columns = []
-        for embeddings, ids, kind, _ in blocks:
+        for _embeddings, ids, kind, _ in blocks:
             if kind == "fixed":
                 columns.append(tf.fill([tf.shape(ids)[0]], self.hard_negative_log_q))
                 continue
@@ -206,18 +213,26 @@ class NegativeStrategy(keras.layers.Layer):
         log_q = tf.concat(columns, axis=0)
         return tf.broadcast_to(log_q[None, :], [batch_size, tf.shape(log_q)[0]])
 
-    def loss(self, model, batch: Mapping[str, tf.Tensor], query: tf.Tensor, items: tf.Tensor,
-             log_p: tf.Tensor | None, training: bool) -> tf.Tensor:
+    def loss(
+        self, model, batch: Mapping[str, tf.Tensor], query: tf.Tensor, items: tf.Tensor, log_p: tf.Tensor | None, training: bool
+    ) -> tf.Tensor:
         """The strategy's loss for one batch (and, in training, the memory's enqueue)."""
         embeddings, ids, log_q, mask = self.candidates(model, batch, items, log_p, training)
         rewards = batch.get(REWARD)
         if self.loss_name == "corrected-logq-2025":
-            value = corrected_logq_loss(query, embeddings, model.temperature, log_q, rewards,
-                                        candidate_ids=ids, candidate_mask=mask)
+            value = corrected_logq_loss(
+                query, embeddings, model.temperature, log_q, rewards, candidate_ids=ids, candidate_mask=mask
+            )
         else:
             value = corrected_softmax_loss(
-                query, embeddings, temperature=model.temperature, log_q=log_q, rewards=rewards, candidate_ids=ids,
-                remove_accidental_hits=model.remove_accidental_hits, candidate_mask=mask,
+                query,
+                embeddings,
+                temperature=model.temperature,
+                log_q=log_q,
+                rewards=rewards,
+                candidate_ids=ids,
+                remove_accidental_hits=model.remove_accidental_hits,
+                candidate_mask=mask,
                 correct_positive=self.correct_positive,
             )
         if self.memory is not None and training:
@@ -231,11 +246,16 @@ class NegativeStrategy(keras.layers.Layer):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
-            item_id=self.item_id, in_batch=self.in_batch, uniform_per_query=self.uniform_per_query,
-            mixed_uniform=self.mixed_uniform, memory_size=self.memory.size if self.memory else 0,
-            memory_warmup_steps=self.memory.warmup_steps if self.memory else 0, hard_negatives=self.hard_negatives,
+            item_id=self.item_id,
+            in_batch=self.in_batch,
+            uniform_per_query=self.uniform_per_query,
+            mixed_uniform=self.mixed_uniform,
+            memory_size=self.memory.size if self.memory else 0,
+            memory_warmup_steps=self.memory.warmup_steps if self.memory else 0,
+            hard_negatives=self.hard_negatives,
             hard_negative_log_q=self.hard_negative_log_q,
-            loss=self.loss_name, correct_positive=self.correct_positive,
+            loss=self.loss_name,
+            correct_positive=self.correct_positive,
             embedding_dim=self.memory.dim if self.memory else None,
         )
         return config
@@ -247,15 +267,30 @@ def build_strategy(config, dataset: RecDataset, embedding_dim: int) -> NegativeS
     'weak-positive' impressions change the training data only (see :func:`training_examples`).
     """
     hard = config.impressions == "hard-negative"
-    if (config.in_batch and not config.uniform_per_query and not config.mixed_uniform and not config.memory_size
-            and not hard and config.loss == "sampled-softmax" and config.correct_positive):
+    if (
+        config.in_batch
+        and not config.uniform_per_query
+        and not config.mixed_uniform
+        and not config.memory_size
+        and not hard
+        and config.loss == "sampled-softmax"
+        and config.correct_positive
+    ):
         return None
     return NegativeStrategy(
-        dataset.items, dataset.features.item_id, in_batch=config.in_batch, uniform_per_query=config.uniform_per_query,
-        mixed_uniform=config.mixed_uniform, memory_size=config.memory_size,
-        memory_warmup_steps=config.memory_warmup_steps, hard_negatives=hard,
-        hard_negative_log_q=config.hard_negative_log_q, loss=config.loss,
-        correct_positive=config.correct_positive, embedding_dim=embedding_dim, name="negatives",
+        dataset.items,
+        dataset.features.item_id,
+        in_batch=config.in_batch,
+        uniform_per_query=config.uniform_per_query,
+        mixed_uniform=config.mixed_uniform,
+        memory_size=config.memory_size,
+        memory_warmup_steps=config.memory_warmup_steps,
+        hard_negatives=hard,
+        hard_negative_log_q=config.hard_negative_log_q,
+        loss=config.loss,
+        correct_positive=config.correct_positive,
+        embedding_dim=embedding_dim,
+        name="negatives",
     )
 
 

@@ -41,9 +41,16 @@ def _inner_products(model, dataset: RecDataset, queries: dict[str, np.ndarray], 
     return np.einsum("qd,qnd->qn", q, v[candidates])
 
 
-def rerank(ranker: RankingModel, dataset: RecDataset, queries: dict[str, np.ndarray], candidates: np.ndarray,
-           chunk: int = 256, blend: float = 0.0, retrieval_scores: np.ndarray | None = None,
-           retriever=None) -> np.ndarray:
+def rerank(
+    ranker: RankingModel,
+    dataset: RecDataset,
+    queries: dict[str, np.ndarray],
+    candidates: np.ndarray,
+    chunk: int = 256,
+    blend: float = 0.0,
+    retrieval_scores: np.ndarray | None = None,
+    retriever=None,
+) -> np.ndarray:
     """Candidates re-ordered by predicted CTR, best first: [num_queries, n] int64.
 
     The ranker scores each candidate with the request's user features, the candidate's item features,
@@ -58,8 +65,9 @@ def rerank(ranker: RankingModel, dataset: RecDataset, queries: dict[str, np.ndar
     if blend and retrieval_scores is None:
         raise ValueError(f"blend={blend} needs retrieval_scores [num_queries, n]; received None.")
     if uses_retrieval_score(ranker) and retriever is None:
-        raise ValueError(f"the ranker reads the feature '{RETRIEVAL_SCORE}'; expected retriever=<the recall-stage "
-                         "model>, received None.")
+        raise ValueError(
+            f"the ranker reads the feature '{RETRIEVAL_SCORE}'; expected retriever=<the recall-stage model>, received None."
+        )
     num_queries, n = candidates.shape
     feature = _inner_products(retriever, dataset, queries, candidates) if uses_retrieval_score(ranker) else None
     width = next(s for s in ranker.specs if s.name == POSITION).vocabulary
@@ -84,9 +92,17 @@ def rerank(ranker: RankingModel, dataset: RecDataset, queries: dict[str, np.ndar
     return reordered
 
 
-def evaluate_two_stage(retriever, ranker: RankingModel, dataset: RecDataset, num_candidates: int = 100,
-                       ks: Sequence[int] = (10, 50), exclude_seen: bool = True, max_queries: int | None = None,
-                       seed: int = 0, blend: float = 0.0) -> dict[str, float]:
+def evaluate_two_stage(
+    retriever,
+    ranker: RankingModel,
+    dataset: RecDataset,
+    num_candidates: int = 100,
+    ks: Sequence[int] = (10, 50),
+    exclude_seen: bool = True,
+    max_queries: int | None = None,
+    seed: int = 0,
+    blend: float = 0.0,
+) -> dict[str, float]:
     """Recall@K and NDCG@K of the test clicks, on the same queries and the same top-N candidates:
     retrieval order ("retrieval/..."), re-ranked by the pCTR model ("two_stage/...") and, with
     ``blend`` > 0, by pCTR logit + ``blend`` * retrieval logit ("two_stage_blend/...").
@@ -107,10 +123,17 @@ def evaluate_two_stage(retriever, ranker: RankingModel, dataset: RecDataset, num
     orders = [("retrieval", candidates), ("two_stage", rerank(ranker, dataset, queries, candidates, retriever=retriever))]
     if blend:
         logits = retrieval_logits(retriever, dataset, queries, candidates)
-        orders.append(("two_stage_blend", rerank(ranker, dataset, queries, candidates, blend=blend,
-                                                 retrieval_scores=logits, retriever=retriever)))
-    result = {"num_queries": len(targets), "num_candidates": num_candidates,
-              f"recall@{num_candidates}": recall_at_k(candidates, targets, (num_candidates,))[f"recall@{num_candidates}"]}
+        orders.append(
+            (
+                "two_stage_blend",
+                rerank(ranker, dataset, queries, candidates, blend=blend, retrieval_scores=logits, retriever=retriever),
+            )
+        )
+    result = {
+        "num_queries": len(targets),
+        "num_candidates": num_candidates,
+        f"recall@{num_candidates}": recall_at_k(candidates, targets, (num_candidates,))[f"recall@{num_candidates}"],
+    }
     result["blend"] = blend
     for name, top in orders:
         for key, value in {**recall_at_k(top, targets, ks), **ndcg_at_k(top, targets, ks)}.items():

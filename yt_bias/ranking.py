@@ -67,8 +67,9 @@ def context_specs(max_slate: int) -> tuple[FeatureSpec, ...]:
     )
 
 
-def retrieval_scores(retriever, dataset: RecDataset, queries: Mapping[str, np.ndarray], rows: np.ndarray,
-                     items: np.ndarray) -> np.ndarray:
+def retrieval_scores(
+    retriever, dataset: RecDataset, queries: Mapping[str, np.ndarray], rows: np.ndarray, items: np.ndarray
+) -> np.ndarray:
     """The recall stage's score ``<u, v>`` (towers' outputs, before the temperature) of each
     (query row, item) pair: [n, 1] float32."""
     from yt_bias.evaluation import embed
@@ -130,8 +131,11 @@ class RankingModel(keras.Model):
         return tf.squeeze(self.logit(x), axis=-1)
 
     def get_config(self) -> dict:
-        return {"specs": [s.to_dict() for s in self.specs], "cross_layers": self.cross_layers,
-                "hidden_units": list(self.hidden_units)}
+        return {
+            "specs": [s.to_dict() for s in self.specs],
+            "cross_layers": self.cross_layers,
+            "hidden_units": list(self.hidden_units),
+        }
 
     @classmethod
     def from_config(cls, config: dict) -> RankingModel:
@@ -152,8 +156,9 @@ def uses_retrieval_score(model: RankingModel) -> bool:
     return any(spec.name == RETRIEVAL_SCORE for spec in model.specs)
 
 
-def train_ranking(dataset: RecDataset, config: RankingConfig | None = None, verbose: int = 0,
-                  retriever=None) -> tuple[RankingModel, dict]:
+def train_ranking(
+    dataset: RecDataset, config: RankingConfig | None = None, verbose: int = 0, retriever=None
+) -> tuple[RankingModel, dict]:
     """Trains the pCTR model on the training impressions; returns it and ``{"train_seconds", "loss_history"}``.
 
     Args:
@@ -167,14 +172,16 @@ def train_ranking(dataset: RecDataset, config: RankingConfig | None = None, verb
     if retriever is not None:
         specs = specs + (FeatureSpec(RETRIEVAL_SCORE, "dense", width=1),)
     model = RankingModel(specs, config.cross_layers, config.hidden_units)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=keras.losses.BinaryCrossentropy(from_logits=True))
     examples = ranking_examples(dataset, "train", retriever)
     start = time.perf_counter()
-    history = model.fit(_dataset(examples, [s.name for s in specs], config.batch_size, True, config.seed),
-                        epochs=config.epochs, verbose=verbose)
-    return model, {"train_seconds": round(time.perf_counter() - start, 2),
-                   "loss_history": [float(v) for v in history.history["loss"]]}
+    history = model.fit(
+        _dataset(examples, [s.name for s in specs], config.batch_size, True, config.seed), epochs=config.epochs, verbose=verbose
+    )
+    return model, {
+        "train_seconds": round(time.perf_counter() - start, 2),
+        "loss_history": [float(v) for v in history.history["loss"]],
+    }
 
 
 def predict_ctr(model: RankingModel, examples: Mapping[str, np.ndarray], batch_size: int = 8192) -> np.ndarray:
@@ -183,7 +190,7 @@ def predict_ctr(model: RankingModel, examples: Mapping[str, np.ndarray], batch_s
     count = len(examples[names[0]])
     out = []
     for start in range(0, count, batch_size):
-        batch = {n: tf.constant(np.asarray(examples[n])[start:start + batch_size]) for n in names}
+        batch = {n: tf.constant(np.asarray(examples[n])[start : start + batch_size]) for n in names}
         out.append(tf.sigmoid(model(batch, training=False)).numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
@@ -220,8 +227,13 @@ def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -
     groups = np.array_split(order, bins)
     table = [{"predicted": float(p[g].mean()), "observed": float(y[g].mean()), "count": len(g)} for g in groups if len(g)]
     ece = sum(abs(r["predicted"] - r["observed"]) * r["count"] for r in table) / len(p)
-    return {"predicted_ctr": float(p.mean()), "observed_ctr": float(y.mean()),
-            "calibration_ratio": float(p.mean() / max(y.mean(), 1e-12)), "ece": float(ece), "bins": table}
+    return {
+        "predicted_ctr": float(p.mean()),
+        "observed_ctr": float(y.mean()),
+        "calibration_ratio": float(p.mean() / max(y.mean(), 1e-12)),
+        "ece": float(ece),
+        "bins": table,
+    }
 
 
 def ctr_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
@@ -247,8 +259,10 @@ def evaluate_ranking(model: RankingModel | None, dataset: RecDataset, retriever=
       ValueError: the model reads the recall stage's score but no ``retriever`` is given.
     """
     if model is not None and uses_retrieval_score(model) and retriever is None:
-        raise ValueError(f"the ranking model reads the feature '{RETRIEVAL_SCORE}'; expected the recall-stage "
-                         "model as retriever=..., received None.")
+        raise ValueError(
+            f"the ranking model reads the feature '{RETRIEVAL_SCORE}'; expected the recall-stage "
+            "model as retriever=..., received None."
+        )
     examples = ranking_examples(dataset, "test", retriever if model is not None and uses_retrieval_score(model) else None)
     if model is None:
         predictions = popularity_ctr(dataset)[examples[ITEM_INDEX]]

@@ -101,8 +101,12 @@ def export(path: str, query_tower, index: ItemIndex, metadata: dict | None = Non
         outputs={"item_ids": "string [batch, k]", "scores": "float32 [batch, k]"},
         k=module.k,
         num_items=index.num_items,
-        index={"config": dataclasses.asdict(index.config), "parameters": index.parameters,
-               "build_seconds": index.build_seconds, "size_bytes": index.size_bytes},
+        index={
+            "config": dataclasses.asdict(index.config),
+            "parameters": index.parameters,
+            "build_seconds": index.build_seconds,
+            "size_bytes": index.size_bytes,
+        },
         needs_scann=index.kind == "scann",
     )
     os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
@@ -127,15 +131,21 @@ def restore_model(workdir: str, checkpoint: str | None = None):
 
     config_path = os.path.join(workdir, "config.json")
     if not os.path.isfile(config_path):
-        raise ValueError(f"workdir {workdir!r}: expected a training workdir with config.json; found none (run yt-bias train --workdir first).")
+        raise ValueError(
+            f"workdir {workdir!r}: expected a training workdir with config.json; found none (run yt-bias train --workdir first)."
+        )
     with open(config_path, encoding="utf-8") as f:
         config: ExperimentConfig = from_dict(json.load(f))
     if checkpoint is None:
         checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoint"))
         if checkpoint is None:
-            raise ValueError(f"workdir {workdir!r}: expected a checkpoint under {os.path.join(workdir, 'checkpoint')}; found none.")
+            raise ValueError(
+                f"workdir {workdir!r}: expected a checkpoint under {os.path.join(workdir, 'checkpoint')}; found none."
+            )
     elif not tf.io.gfile.exists(checkpoint + ".index"):
-        raise ValueError(f"checkpoint: expected a checkpoint prefix with a .index file; received {checkpoint!r}, which does not exist.")
+        raise ValueError(
+            f"checkpoint: expected a checkpoint prefix with a .index file; received {checkpoint!r}, which does not exist."
+        )
     dataset = load_dataset(config.data, config.model.embedding_dim)
     features_path = os.path.join(workdir, "features.json")
     if os.path.isfile(features_path):
@@ -162,8 +172,9 @@ def load_items(path: str) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
-def index_from_workdir(workdir: str, config: IndexConfig | None = None, items: Mapping[str, np.ndarray] | None = None,
-                       checkpoint: str | None = None):
+def index_from_workdir(
+    workdir: str, config: IndexConfig | None = None, items: Mapping[str, np.ndarray] | None = None, checkpoint: str | None = None
+):
     """Restores a trained model and indexes a corpus (the data set's by default): (model, dataset, index, config).
 
     Refreshing without retraining: pass a newer ``checkpoint`` or a changed ``items`` corpus.
@@ -175,8 +186,14 @@ def index_from_workdir(workdir: str, config: IndexConfig | None = None, items: M
     return model, dataset, index, experiment
 
 
-def export_from_workdir(workdir: str, path: str, config: IndexConfig | None = None, items: Mapping[str, np.ndarray] | None = None,
-                        checkpoint: str | None = None, index: ItemIndex | None = None) -> dict:
+def export_from_workdir(
+    workdir: str,
+    path: str,
+    config: IndexConfig | None = None,
+    items: Mapping[str, np.ndarray] | None = None,
+    checkpoint: str | None = None,
+    index: ItemIndex | None = None,
+) -> dict:
     """Exports a training workdir as one SavedModel (re-run it to refresh the index without retraining).
 
     Args:
@@ -245,11 +262,15 @@ class ServingModel:
                 value = value.astype(str)
             if value.shape[1:] != spec.shape:
                 raise ValueError(
-                    f"query feature '{spec.name}' ({spec.kind}): expected shape [batch, {', '.join(map(str, spec.shape))}]"
-                    .replace(", ]", "]") + f"; received {list(value.shape)}."
+                    f"query feature '{spec.name}' ({spec.kind}): expected shape [batch, {', '.join(map(str, spec.shape))}]".replace(
+                        ", ]", "]"
+                    )
+                    + f"; received {list(value.shape)}."
                 )
             if batch is not None and value.shape[0] != batch:
-                raise ValueError(f"query feature '{spec.name}': expected batch size {batch} like the others; received {value.shape[0]}.")
+                raise ValueError(
+                    f"query feature '{spec.name}': expected batch size {batch} like the others; received {value.shape[0]}."
+                )
             batch = value.shape[0]
             tensors[spec.name] = tf.constant(value)
         return tensors
@@ -310,7 +331,9 @@ def parse_feature_values(specs: Sequence[FeatureSpec], assignments: Sequence[str
             try:
                 values = [float(v) for v in text.split(",")]
             except ValueError:
-                raise ValueError(f"--feature {name} (dense): expected {spec.width} comma-separated floats; received {text!r}.") from None
+                raise ValueError(
+                    f"--feature {name} (dense): expected {spec.width} comma-separated floats; received {text!r}."
+                ) from None
             if len(values) != spec.width:
                 raise ValueError(f"--feature {name} (dense): expected {spec.width} value(s); received {len(values)}.")
             features[name] = np.asarray([values], np.float32)

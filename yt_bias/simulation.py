@@ -99,9 +99,7 @@ def _inclusion_integral(q: np.ndarray, batch_size: int, panels: int, order: int,
     t_end = batch_size / q.max()
     while _prob_at_most(q, t_end, batch_size) > 1e-17:
         t_end *= 2.0
-    edges = np.unique(
-        np.concatenate([np.linspace(0.0, t_end, panels + 1), np.geomspace(1e-2 / q.max(), t_end, panels + 1)])
-    )
+    edges = np.unique(np.concatenate([np.linspace(0.0, t_end, panels + 1), np.geomspace(1e-2 / q.max(), t_end, panels + 1)]))
     nodes, weights = _gauss_legendre(edges, order)
     n, k = q.size, batch_size
     pi = np.zeros(n)
@@ -547,7 +545,13 @@ def compare_with_reference(result: SimulationResult) -> list[dict]:
                 continue
             measured = result.at([step])[label][0]
             rows.append(
-                {"label": label, "step": step, "measured": measured, "reference": reference, "rel_diff": measured / reference - 1.0}
+                {
+                    "label": label,
+                    "step": step,
+                    "measured": measured,
+                    "reference": reference,
+                    "rel_diff": measured / reference - 1.0,
+                }
             )
     return rows
 

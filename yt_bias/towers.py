@@ -9,7 +9,7 @@ seed video, the watch history and the candidate video.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from yt_bias._keras import keras, tf
 from yt_bias.features import FeatureSpec, shared_tables
@@ -63,7 +63,7 @@ class SharedEmbeddings(keras.layers.Layer):
         return config
 
     @classmethod
-    def from_config(cls, config: dict) -> "SharedEmbeddings":
+    def from_config(cls, config: dict) -> SharedEmbeddings:
         config = dict(config)
         config["specs"] = [FeatureSpec.from_dict(s) for s in config["specs"]]
         return cls(**config)
@@ -137,13 +137,11 @@ class Tower(keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(
-            specs=[s.to_dict() for s in self.specs], hidden_units=list(self.hidden_units), normalize=self.normalize
-        )
+        config.update(specs=[s.to_dict() for s in self.specs], hidden_units=list(self.hidden_units), normalize=self.normalize)
         return config
 
     @classmethod
-    def from_config(cls, config: dict) -> "Tower":
+    def from_config(cls, config: dict) -> Tower:
         config = dict(config)
         config["specs"] = [FeatureSpec.from_dict(s) for s in config["specs"]]
         return cls(**config)

@@ -20,7 +20,7 @@ from yt_bias._keras import keras, tf
 from yt_bias.config import ExperimentConfig
 from yt_bias.data.dataset import RecDataset, make_tf_dataset
 from yt_bias.data.loading import load_dataset
-from yt_bias.evaluation import evaluate_model, evaluate_most_popular
+from yt_bias.evaluation import evaluate_model
 from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator, total_variation_error
 from yt_bias.model import TwoTowerModel
 
@@ -34,8 +34,13 @@ def build_frequency(config: ExperimentConfig, dataset: RecDataset):
         return OracleFrequency(dataset.item_ids, probabilities, name="frequency")
     e = config.estimator
     return StreamingFrequencyEstimator(
-        e.hash_size, num_hashes=e.num_hashes, alpha=e.alpha, initial_interval=e.initial_interval,
-        bias_correction=e.bias_correction, seed=e.seed, name="frequency"
+        e.hash_size,
+        num_hashes=e.num_hashes,
+        alpha=e.alpha,
+        initial_interval=e.initial_interval,
+        bias_correction=e.bias_correction,
+        seed=e.seed,
+        name="frequency",
     )
 
 
@@ -122,8 +127,10 @@ def _strategy_scope(config: ExperimentConfig):
 
         return make_strategy(config.distribute).scope()
     if config.distribute.strategy == "parameter_server":
-        raise ValueError("distribute.strategy='parameter_server' trains through the cluster entry point: "
-                         "python -m yt_bias.cluster_main (see docs/distributed.md).")
+        raise ValueError(
+            "distribute.strategy='parameter_server' trains through the cluster entry point: "
+            "python -m yt_bias.cluster_main (see docs/distributed.md)."
+        )
     return contextlib.nullcontext()
 
 
@@ -169,9 +176,7 @@ def fit(config: ExperimentConfig, dataset: RecDataset, workdir: str | None = Non
     return model, info
 
 
-def train_and_evaluate(
-    config: ExperimentConfig, workdir: str | None = None, dataset: RecDataset | None = None
-) -> dict[str, Any]:
+def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, dataset: RecDataset | None = None) -> dict[str, Any]:
     """Trains ``config`` and evaluates it with exact Recall@K; returns (and saves) the metrics.
 
     Args:

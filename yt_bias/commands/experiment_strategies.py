@@ -25,8 +25,12 @@ def register(subparsers) -> None:
         description="Trains every strategy x seed on the default data with impressions and writes "
         "strategies.md and strategies.json (PAPER.md sections 6-7).",
     )
-    parser.add_argument("--data", default="synthetic", choices=DATA_SOURCES,
-                        help="the data: 'synthetic' = the default generator with a logging policy and clicks")
+    parser.add_argument(
+        "--data",
+        default="synthetic",
+        choices=DATA_SOURCES,
+        help="the data: 'synthetic' = the default generator with a logging policy and clicks",
+    )
     parser.add_argument("--workdir", default="runs/strategies", help="where strategies.md and strategies.json go")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0 1 2)")
     parser.add_argument("--strategies", nargs="+", default=None, choices=sorted(STRATEGIES), help="subset of strategies")

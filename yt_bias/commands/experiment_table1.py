@@ -11,19 +11,32 @@ from yt_bias.config import VARIANTS, override
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "table1", help="tau x {plain-sfx, correct-sfx, correct-sfx-oracle} x seeds + MostPop + TFRS Retrieval")
-    parser.add_argument("--data", default=None,
-                        help="a data directory (MovieLens, RecBole atomic files or MIND); default: the synthetic data")
-    parser.add_argument("--format", default="auto", choices=["auto", "movielens", "recbole", "mind"],
-                        help="the loader (auto: detected from the files)")
+        "table1", help="tau x {plain-sfx, correct-sfx, correct-sfx-oracle} x seeds + MostPop + TFRS Retrieval"
+    )
+    parser.add_argument(
+        "--data", default=None, help="a data directory (MovieLens, RecBole atomic files or MIND); default: the synthetic data"
+    )
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "movielens", "recbole", "mind"],
+        help="the loader (auto: detected from the files)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (mean and spread)")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.05, 0.07, 0.14], help="the tau grid")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        help="the variants to train (default: all three)")
+    parser.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="the variants to train (default: all three)"
+    )
     parser.add_argument("--no-tfrs", action="store_true", help="skip the TFRS Retrieval reference rows")
     parser.add_argument("--workdir", default="runs/table1", help="where table1.md and table1.json go")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="override a field of the table1 config, e.g. --set train.epochs=5 --set data.split=random")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a field of the table1 config, e.g. --set train.epochs=5 --set data.split=random",
+    )
     parser.set_defaults(func=run)
 
 
@@ -41,14 +54,18 @@ def run(args: argparse.Namespace) -> int:
         config = override(config, assignment)
     start = time.perf_counter()
     dataset = load_dataset(config.data, config.model.embedding_dim)
-    print(f"Data '{dataset.name}': {dataset.num_items} items, {dataset.num_train} training and {dataset.num_test} test "
-          f"interactions, {len(dataset.test_positives()['item_index'])} test positives (split={config.data.split}, "
-          f"seen items excluded: {config.eval.exclude_seen}).", flush=True)
-    rows = run_table1(config, dataset, args.temperatures, variants=args.variants, seeds=args.seeds,
-                      include_tfrs=not args.no_tfrs)
+    print(
+        f"Data '{dataset.name}': {dataset.num_items} items, {dataset.num_train} training and {dataset.num_test} test "
+        f"interactions, {len(dataset.test_positives()['item_index'])} test positives (split={config.data.split}, "
+        f"seen items excluded: {config.eval.exclude_seen}).",
+        flush=True,
+    )
+    rows = run_table1(config, dataset, args.temperatures, variants=args.variants, seeds=args.seeds, include_tfrs=not args.no_tfrs)
     elapsed = time.perf_counter() - start
-    header = (f"Data {dataset.name} ({config.data.split} split), seeds {args.seeds}, "
-              f"config: {config.to_json().replace(chr(10), ' ')}; wall time {elapsed:.0f} s.")
+    header = (
+        f"Data {dataset.name} ({config.data.split} split), seeds {args.seeds}, "
+        f"config: {config.to_json().replace(chr(10), ' ')}; wall time {elapsed:.0f} s."
+    )
     table = save_table1(rows, config.eval.ks, args.workdir, header)
     print()
     print(table)

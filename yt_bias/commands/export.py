@@ -24,8 +24,12 @@ def run(args: argparse.Namespace) -> int:
     index = ItemIndex.load(args.index_path) if args.index_path else None
     meta = export_from_workdir(args.workdir, args.out, index_config_from_args(args), items, args.checkpoint, index)
     report = {key: meta[key] for key in ("k", "num_items", "needs_scann", "save_seconds")}
-    report.update(index_kind=meta["index"]["config"]["kind"], index_build_seconds=meta["index"]["build_seconds"],
-                  index_size_bytes=meta["index"]["size_bytes"], inputs=[s["name"] for s in meta["inputs"]])
+    report.update(
+        index_kind=meta["index"]["config"]["kind"],
+        index_build_seconds=meta["index"]["build_seconds"],
+        index_size_bytes=meta["index"]["size_bytes"],
+        inputs=[s["name"] for s in meta["inputs"]],
+    )
     print(json.dumps(report, indent=2))
     print(f"Wrote the SavedModel {args.out} (signature 'serving_default'; metadata in {args.out}/assets.extra/yt_bias.json)")
     return 0

@@ -15,7 +15,11 @@ def add_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--items", default=None, help=".npz of item feature arrays: a changed corpus (default: the data set's)")
     parser.add_argument("--index-kind", choices=("scann", "brute_force"), default="scann", help="ScaNN or exact brute force")
     parser.add_argument(
-        "--index-set", dest="index_overrides", action="append", default=[], metavar="FIELD=VALUE",
+        "--index-set",
+        dest="index_overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
         help=f"set one IndexConfig field, e.g. --index-set num_leaves=1000 (fields: {', '.join(f.name for f in dataclasses.fields(IndexConfig))})",
     )
 
@@ -39,8 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     items = load_items(args.items) if args.items else None
     _, _, index, _ = index_from_workdir(args.workdir, index_config_from_args(args), items, args.checkpoint)
-    report = {"kind": index.kind, "num_items": index.num_items, "dim": int(index.embeddings.shape[1]),
-              "build_seconds": index.build_seconds, "size_bytes": index.size_bytes, "parameters": index.parameters}
+    report = {
+        "kind": index.kind,
+        "num_items": index.num_items,
+        "dim": int(index.embeddings.shape[1]),
+        "build_seconds": index.build_seconds,
+        "size_bytes": index.size_bytes,
+        "parameters": index.parameters,
+    }
     if args.out:
         index.save(args.out)
         report["written"] = args.out

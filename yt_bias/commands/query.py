@@ -10,7 +10,11 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("query", help="top-K items of one query from an exported SavedModel")
     parser.add_argument("path", help="the SavedModel directory written by yt-bias export")
     parser.add_argument(
-        "--feature", dest="features", action="append", default=[], metavar="NAME=VALUE",
+        "--feature",
+        dest="features",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="one query feature (repeat for each); bags and dense features take comma-separated values",
     )
     parser.set_defaults(func=run)

@@ -27,9 +27,12 @@ def run(args: argparse.Namespace) -> int:
         config = override(config, "train.verbose=2")  # one line per epoch: three runs share the screen
     start = time.perf_counter()
     dataset = load_dataset(config.data, config.model.embedding_dim)
-    print(f"Data '{dataset.name}': {dataset.num_items} items, {dataset.num_train} training and "
-          f"{dataset.num_test} test interactions (exact Recall@K over all items, seen items excluded: "
-          f"{config.eval.exclude_seen}).", flush=True)
+    print(
+        f"Data '{dataset.name}': {dataset.num_items} items, {dataset.num_train} training and "
+        f"{dataset.num_test} test interactions (exact Recall@K over all items, seen items excluded: "
+        f"{config.eval.exclude_seen}).",
+        flush=True,
+    )
     rows = run_comparison(config, dataset, seeds=args.seeds, workdir=args.workdir, progress=lambda m: print(m, flush=True))
     table = save_comparison(rows, config.eval.ks, args.workdir)
     print()

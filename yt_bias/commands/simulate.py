@@ -111,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
             reference_path = os.path.join(args.output, f"figure{figure}_reference.csv")
             _write_rows(rows, reference_path)
             worst = max(rows, key=lambda r: abs(r["rel_diff"]))
-            print(f"vs the reference table: worst relative difference {worst['rel_diff']:+.1%} ({worst['label']}, t={worst['step']})")
+            print(
+                f"vs the reference table: worst relative difference {worst['rel_diff']:+.1%} ({worst['label']}, t={worst['step']})"
+            )
             print(f"Wrote {reference_path}")
     print(f"Wrote {csv_path} and {png_path} in {time.perf_counter() - start:.1f} s")
     return 0

@@ -14,8 +14,11 @@ def register(subparsers) -> None:
     add_config_arguments(parser)
     parser.add_argument("--variant", choices=VARIANTS, default=None, help="plain-sfx, correct-sfx or correct-sfx-oracle")
     parser.add_argument("--workdir", default="runs/train", help="where checkpoint, logs and metrics.json go")
-    parser.add_argument("--stream", action="store_true",
-                        help="sequential training day by day (config section 'stream'); resumes an interrupted workdir")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="sequential training day by day (config section 'stream'); resumes an interrupted workdir",
+    )
     parser.add_argument("--days", type=int, default=None, help="with --stream: number of days (stream.days)")
     parser.add_argument("--stream-dir", default=None, help="with --stream: read day_*.npz files from this directory")
     parser.set_defaults(func=run)
@@ -48,6 +51,8 @@ def _run_stream(config, args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in day.items()}), flush=True)
 
     _, result = train_stream(config, args.workdir, on_day_end=report)
-    print(f"Resumed from day {result['resumed_from']}; {result['completed_days']} days done. "
-          f"Wrote {args.workdir}/{STATE_FILE} and {args.workdir}/checkpoint")
+    print(
+        f"Resumed from day {result['resumed_from']}; {result['completed_days']} days done. "
+        f"Wrote {args.workdir}/{STATE_FILE} and {args.workdir}/checkpoint"
+    )
     return 0

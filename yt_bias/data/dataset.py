@@ -10,7 +10,7 @@ evaluation and serving never depend on where the data came from.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -32,11 +32,15 @@ def _check_interactions(name: str, data: Mapping[str, np.ndarray], features: Fea
     if not np.issubdtype(index.dtype, np.integer):
         raise ValueError(f"{name}: '{ITEM_INDEX}' must be integers; received dtype {index.dtype}.")
     if count and (index.min() < 0 or index.max() >= num_items):
-        raise ValueError(f"{name}: '{ITEM_INDEX}' must be in [0, {num_items}); received values in [{index.min()}, {index.max()}].")
+        raise ValueError(
+            f"{name}: '{ITEM_INDEX}' must be in [0, {num_items}); received values in [{index.min()}, {index.max()}]."
+        )
     reward = np.asarray(data[REWARD], dtype=np.float64)
     bad = ~np.isfinite(reward) | (reward < 0)
     if bad.any():
-        raise ValueError(f"{name}: '{REWARD}' must be finite and >= 0; received {reward[bad][:5].tolist()} at rows {np.flatnonzero(bad)[:5].tolist()}.")
+        raise ValueError(
+            f"{name}: '{REWARD}' must be finite and >= 0; received {reward[bad][:5].tolist()} at rows {np.flatnonzero(bad)[:5].tolist()}."
+        )
     return count
 
 
@@ -128,8 +132,9 @@ class RecDataset:
         return {name: np.asarray(values)[keep] for name, values in self.test.items()}
 
 
-def make_tf_dataset(examples: Mapping[str, np.ndarray], batch_size: int, shuffle: bool = True, seed: int = 0,
-                    drop_remainder: bool = True):
+def make_tf_dataset(
+    examples: Mapping[str, np.ndarray], batch_size: int, shuffle: bool = True, seed: int = 0, drop_remainder: bool = True
+):
     """A tf.data pipeline of batches of dicts (shuffled each epoch, full batches by default).
 
     Full batches keep the estimator's notion of a step (one batch of B items) exact.

@@ -111,8 +111,7 @@ def _published_md5(archive: Archive, timeout: float, manual_dir: str, scratch: s
     return candidates[0]
 
 
-def download(name: str, cache_dir: str | None = None, base_url: str | None = None, timeout: float = 15.0,
-             log=print) -> str:
+def download(name: str, cache_dir: str | None = None, base_url: str | None = None, timeout: float = 15.0, log=print) -> str:
     """Downloads, verifies and unzips data set ``name``; returns the directory to use as ``data.path``.
 
     Args:
@@ -146,10 +145,15 @@ def download(name: str, cache_dir: str | None = None, base_url: str | None = Non
         if expected is not None and actual != expected:
             os.remove(zip_path)
             raise DownloadError(f"{zip_path}: MD5 {actual} does not match the published {expected} ({url}); deleted.")
-        record[os.path.basename(url)] = {"md5": actual, "sha256": file_digest(zip_path, "sha256"),
-                                         "verified": expected is not None}
-        log(f"{name}: {os.path.basename(url)} MD5 {actual} "
-            + ("verified" if expected else "(no checksum is published: NOT verified; recorded in checksums.json)"))
+        record[os.path.basename(url)] = {
+            "md5": actual,
+            "sha256": file_digest(zip_path, "sha256"),
+            "verified": expected is not None,
+        }
+        log(
+            f"{name}: {os.path.basename(url)} MD5 {actual} "
+            + ("verified" if expected else "(no checksum is published: NOT verified; recorded in checksums.json)")
+        )
         with zipfile.ZipFile(zip_path) as archive_file:
             archive_file.extractall(manual)
     with open(os.path.join(root, "checksums.json"), "w", encoding="utf-8") as f:

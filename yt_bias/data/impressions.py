@@ -97,8 +97,17 @@ def _user_rows(dataset: RecDataset, split: str) -> np.ndarray:
     return np.char.replace(keys, "user_", "").astype(np.int64)
 
 
-def _slate_split(data: dict, users: np.ndarray, sizes: np.ndarray, consumed: np.ndarray, policy_logits,
-                 utility: np.ndarray, config: ImpressionsConfig, truth: dict, rng: np.random.Generator):
+def _slate_split(
+    data: dict,
+    users: np.ndarray,
+    sizes: np.ndarray,
+    consumed: np.ndarray,
+    policy_logits,
+    utility: np.ndarray,
+    config: ImpressionsConfig,
+    truth: dict,
+    rng: np.random.Generator,
+):
     """The slate click model on one split (module docstring). Requests are processed in time order per
     user (all users' t-th requests together), so that the policy never shows, and the user never
     clicks, an item the user already consumed (``consumed`` [num_users, num_items] bool, updated in place
@@ -129,8 +138,10 @@ def _slate_split(data: dict, users: np.ndarray, sizes: np.ndarray, consumed: np.
             policy = shown[r][available[r]]
             size = min(sizes[row], len(policy) + int(fresh[r]))
             if size == 0:
-                raise ValueError(f"ImpressionsConfig: user row {u[r]} has consumed the whole corpus; expected "
-                                 f"num_items ({consumed.shape[1]}) well above the interactions per user.")
+                raise ValueError(
+                    f"ImpressionsConfig: user row {u[r]} has consumed the whole corpus; expected "
+                    f"num_items ({consumed.shape[1]}) well above the interactions per user."
+                )
             if fresh[r]:
                 slates[row, :size] = np.insert(policy[: size - 1], rng.integers(size), organic[row])
             else:
@@ -182,7 +193,8 @@ def add_impressions(dataset: RecDataset, config: ImpressionsConfig | None = None
     slate_mode = config.click_model == "slate"
     if slate_mode:
         utility = truth.get("popularity_weight", 1.0) * np.log(truth["popularity"])[None, :] + float(
-            truth.get("affinity_scale", 5.0)) * (users_v @ items_v.T)  # [num_users, num_items] ground truth
+            truth.get("affinity_scale", 5.0)
+        ) * (users_v @ items_v.T)  # [num_users, num_items] ground truth
         consumed = np.zeros((len(users_v), num_items), bool)  # carried from train into test (test is later)
 
     def policy_logits(user_rows: np.ndarray) -> np.ndarray:
@@ -196,8 +208,9 @@ def add_impressions(dataset: RecDataset, config: ImpressionsConfig | None = None
         n, width = len(chosen), config.slate_size
         sizes = rng.integers(config.min_slate_size, width + 1, size=n)
         if slate_mode:
-            data, slates, clicks, organic[split] = _slate_split(data, users, sizes, consumed, policy_logits, utility,
-                                                                config, truth, rng)
+            data, slates, clicks, organic[split] = _slate_split(
+                data, users, sizes, consumed, policy_logits, utility, config, truth, rng
+            )
         else:
             slates = np.full((n, width), -1, np.int64)
             clicks = np.full((n, width), -1.0, np.float32)
@@ -252,7 +265,9 @@ def impression_indices(dataset: RecDataset, split: str, label: float | None = 0.
         None keeps every shown item.
     """
     if not has_impressions(dataset):
-        raise ValueError(f"the data set '{dataset.name}' has no '{IMPRESSIONS}' columns; build it with generate_with_impressions.")
+        raise ValueError(
+            f"the data set '{dataset.name}' has no '{IMPRESSIONS}' columns; build it with generate_with_impressions."
+        )
     data = {"train": dataset.train, "test": dataset.test}[split]
     names = np.asarray(data[IMPRESSIONS]).astype(str)
     lookup = {name: j for j, name in enumerate(dataset.item_ids.tolist())}

@@ -54,5 +54,7 @@ def detect_source(path: str) -> str:
         return "recbole"
     if "behaviors.tsv" in names or glob.glob(os.path.join(path, "*", "behaviors.tsv")):
         return "mind"
-    raise ValueError(f"--data {path!r}: cannot tell the format from its files {sorted(names)[:10]}; expected "
-                     "u.data / ratings.dat / ratings.csv (movielens), *.inter (recbole) or behaviors.tsv (mind).")
+    raise ValueError(
+        f"--data {path!r}: cannot tell the format from its files {sorted(names)[:10]}; expected "
+        "u.data / ratings.dat / ratings.csv (movielens), *.inter (recbole) or behaviors.tsv (mind)."
+    )

@@ -67,13 +67,17 @@ def _behaviors(path: str, news: dict, rows: dict, prior: dict) -> None:
         try:
             time = datetime.datetime.strptime(fields[2].strip(), TIME_FORMAT).timestamp()
         except ValueError:
-            raise ValueError(f"{path}:{line}: field 'time' must look like 11/15/2019 8:55:22 AM; received {fields[2]!r}.") from None
+            raise ValueError(
+                f"{path}:{line}: field 'time' must look like 11/15/2019 8:55:22 AM; received {fields[2]!r}."
+            ) from None
         clicked, shown = [], []
         for entry in fields[4].split():
             news_id, _, label = entry.rpartition("-")
             if label not in ("0", "1") or not news_id:
-                raise ValueError(f"{path}:{line}: impression {entry!r} must look like N123-1 or N123-0 (MIND's test "
-                                 f"set has no labels and cannot be used).")
+                raise ValueError(
+                    f"{path}:{line}: impression {entry!r} must look like N123-1 or N123-0 (MIND's test "
+                    f"set has no labels and cannot be used)."
+                )
             if news_id not in news:
                 raise ValueError(f"{path}:{line}: impression news {news_id!r} is not in news.tsv.")
             (clicked if label == "1" else shown).append(news_id)
@@ -118,5 +122,13 @@ def load_mind(path: str, config, embedding_dim: int = 32) -> RecDataset:
     interactions = Interactions(rows["user"], rows["item"], rows["time"], None)
     extra = {"impressions": pad_bags(rows["impressions"], MAX_IMPRESSIONS)}
     name = f"mind:{os.path.basename(os.path.normpath(path))}"
-    return build_dataset(name, interactions, items, item_specs, config, embedding_dim,
-                         prior_history={u: h for u, (_, h) in prior.items()}, extra_columns=extra)
+    return build_dataset(
+        name,
+        interactions,
+        items,
+        item_specs,
+        config,
+        embedding_dim,
+        prior_history={u: h for u, (_, h) in prior.items()},
+        extra_columns=extra,
+    )

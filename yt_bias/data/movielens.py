@@ -36,8 +36,27 @@ from yt_bias.data.splits import (
 )
 
 FORMATS = ("ml-100k", "ml-1m", "ml-csv")
-ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
-                 "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western")
+ML100K_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 _AGE_BUCKETS = ((18, "under18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (50, "45-49"), (56, "50-55"))
 
 
@@ -46,8 +65,10 @@ def detect_format(path: str) -> str:
     for fmt, marker in (("ml-100k", "u.data"), ("ml-1m", "ratings.dat"), ("ml-csv", "ratings.csv")):
         if os.path.isfile(os.path.join(path, marker)):
             return fmt
-    raise FileNotFoundError(f"{path}: no MovieLens ratings file; expected one of u.data (ml-100k), ratings.dat (ml-1m) "
-                            f"or ratings.csv (ml-20m/ml-25m/ml-latest).")
+    raise FileNotFoundError(
+        f"{path}: no MovieLens ratings file; expected one of u.data (ml-100k), ratings.dat (ml-1m) "
+        f"or ratings.csv (ml-20m/ml-25m/ml-latest)."
+    )
 
 
 def age_bucket(age: float) -> str:
@@ -121,8 +142,9 @@ def _ml100k(path: str):
     user_rows = []
     for line, fields in read_rows(user_file, "|", num_fields=5, encoding="latin-1"):
         age = parse_number(fields[1], user_file, line, "age")
-        user_rows.append((require_id(fields[0], user_file, line, "user id"), age_bucket(age), fields[2], fields[3],
-                          fields[4].strip()[:1]))
+        user_rows.append(
+            (require_id(fields[0], user_file, line, "user id"), age_bucket(age), fields[2], fields[3], fields[4].strip()[:1])
+        )
     interactions = _interactions(_file(path, "u.data"), "\t", "latin-1", header=False)
     return interactions, items, item_specs, _user_table(user_rows)
 
@@ -141,8 +163,15 @@ def _ml1m(path: str):
     if os.path.isfile(user_file):
         user_rows = []
         for line, fields in read_rows(user_file, "::", num_fields=5, encoding="latin-1"):
-            user_rows.append((require_id(fields[0], user_file, line, "UserID"), f"age_{fields[2]}", fields[1],
-                              f"occupation_{fields[3]}", fields[4].strip()[:1]))
+            user_rows.append(
+                (
+                    require_id(fields[0], user_file, line, "UserID"),
+                    f"age_{fields[2]}",
+                    fields[1],
+                    f"occupation_{fields[3]}",
+                    fields[4].strip()[:1],
+                )
+            )
     interactions = _interactions(_file(path, "ratings.dat"), "::", "latin-1", header=False)
     return interactions, items, item_specs, _user_table(user_rows) if user_rows else (None, ())
 
@@ -177,9 +206,13 @@ def _ml_csv(path: str):
 
 def _user_table(rows: list[tuple]) -> tuple[dict, tuple]:
     columns = list(zip(*rows))
-    users = {"user_id": np.asarray(columns[0], dtype=str), "age": np.asarray(columns[1], dtype=str),
-             "gender": np.asarray(columns[2], dtype=str), "occupation": np.asarray(columns[3], dtype=str),
-             "zip_prefix": np.asarray(columns[4], dtype=str)}
+    users = {
+        "user_id": np.asarray(columns[0], dtype=str),
+        "age": np.asarray(columns[1], dtype=str),
+        "gender": np.asarray(columns[2], dtype=str),
+        "occupation": np.asarray(columns[3], dtype=str),
+        "zip_prefix": np.asarray(columns[4], dtype=str),
+    }
     specs = tuple(categorical_spec(name, users[name]) for name in ("age", "gender", "occupation", "zip_prefix"))
     return users, specs
 

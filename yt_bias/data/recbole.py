@@ -66,8 +66,9 @@ def read_atomic(path: str) -> tuple[list[tuple[str, str]], list[tuple[int, list[
     columns = _header(path, rows[0][1])
     for line, fields in rows[1:]:
         if len(fields) != len(columns):
-            raise ValueError(f"{path}:{line}: expected {len(columns)} tab-separated fields (as the header); "
-                             f"received {len(fields)}.")
+            raise ValueError(
+                f"{path}:{line}: expected {len(columns)} tab-separated fields (as the header); received {len(fields)}."
+            )
     return columns, rows[1:]
 
 
@@ -115,8 +116,9 @@ def _features(path: str, columns, rows, key: str, prefix: str) -> tuple[np.ndarr
             arrays[feature] = pad_bags(bags, min(MAX_BAG, max([len(b) for b in bags] + [1])))
             specs.append(bag_spec(feature, arrays[feature]))
         else:  # float
-            numbers = np.array([np.nan if not v.strip() else parse_number(v, path, line, name)
-                                for (line, _), v in zip(rows, values)])
+            numbers = np.array(
+                [np.nan if not v.strip() else parse_number(v, path, line, name) for (line, _), v in zip(rows, values)]
+            )
             known = numbers[np.isfinite(numbers)]
             mean, std = (known.mean(), known.std()) if len(known) else (0.0, 1.0)
             standard = (numbers - mean) / (std if std > 0 else 1.0)

@@ -73,8 +73,14 @@ class Interactions:
 
 
 # ----------------------------------------------------------------------------- parsing helpers
-def read_rows(path: str, sep: str, num_fields: int | None = None, encoding: str = "utf-8",
-              skip_header: bool = False, min_fields: int | None = None) -> Iterator[tuple[int, list[str]]]:
+def read_rows(
+    path: str,
+    sep: str,
+    num_fields: int | None = None,
+    encoding: str = "utf-8",
+    skip_header: bool = False,
+    min_fields: int | None = None,
+) -> Iterator[tuple[int, list[str]]]:
     """Yields (line number, fields) of a delimited text file; blank lines are skipped.
 
     Raises:
@@ -89,11 +95,14 @@ def read_rows(path: str, sep: str, num_fields: int | None = None, encoding: str 
                 continue
             fields = line.split(sep)
             if num_fields is not None and len(fields) != num_fields:
-                raise ValueError(f"{path}:{number}: expected {num_fields} fields separated by {sep!r}; "
-                                 f"received {len(fields)}: {line[:80]!r}.")
+                raise ValueError(
+                    f"{path}:{number}: expected {num_fields} fields separated by {sep!r}; received {len(fields)}: {line[:80]!r}."
+                )
             if min_fields is not None and len(fields) < min_fields:
-                raise ValueError(f"{path}:{number}: expected at least {min_fields} fields separated by {sep!r}; "
-                                 f"received {len(fields)}: {line[:80]!r}.")
+                raise ValueError(
+                    f"{path}:{number}: expected at least {min_fields} fields separated by {sep!r}; "
+                    f"received {len(fields)}: {line[:80]!r}."
+                )
             yield number, fields
 
 
@@ -155,8 +164,9 @@ def bag_spec(name: str, values: np.ndarray, dim: int = 8, hashed_buckets: int | 
     if hashed_buckets:
         return FeatureSpec(name, "bag", dim=dim, buckets=hashed_buckets, max_len=values.shape[1])
     vocabulary = vocabulary_of(values)
-    return FeatureSpec(name, "bag", dim=dim, vocabulary=vocabulary or None, buckets=1 if vocabulary else 16,
-                       max_len=values.shape[1])
+    return FeatureSpec(
+        name, "bag", dim=dim, vocabulary=vocabulary or None, buckets=1 if vocabulary else 16, max_len=values.shape[1]
+    )
 
 
 # ----------------------------------------------------------------------------- protocol
@@ -195,8 +205,9 @@ def _chronological(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(len(users)), timestamps, users))
 
 
-def split_mask(users: np.ndarray, timestamps: np.ndarray, split: str, test_fraction: float = 0.2,
-               last_n: int = 1, seed: int = 0) -> np.ndarray:
+def split_mask(
+    users: np.ndarray, timestamps: np.ndarray, split: str, test_fraction: float = 0.2, last_n: int = 1, seed: int = 0
+) -> np.ndarray:
     """Which rows are held out: [n] bool.
 
     ``temporal``: rows at or after the ``1 - test_fraction`` quantile of time; ``user-last-n``: each
@@ -289,8 +300,9 @@ def build_dataset(
     reward = rewards(interactions.rating, config.reward, config.min_rating_positive)
     if reward is None:
         reward = np.ones(len(interactions), np.float32)
-    is_test = split_mask(interactions.user, interactions.timestamp, config.split, config.test_fraction,
-                         config.last_n, config.split_seed)
+    is_test = split_mask(
+        interactions.user, interactions.timestamp, config.split, config.test_fraction, config.last_n, config.split_seed
+    )
     if not (~is_test).any():
         raise ValueError(f"{name}: the split left no training interactions.")
 

@@ -48,8 +48,16 @@ class SyntheticConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for field in ("num_users", "num_items", "num_categories", "tags_per_category", "num_regions", "latent_dim",
-                      "interactions_per_user", "history_length"):
+        for field in (
+            "num_users",
+            "num_items",
+            "num_categories",
+            "tags_per_category",
+            "num_regions",
+            "latent_dim",
+            "interactions_per_user",
+            "history_length",
+        ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SyntheticConfig.{field} must be an integer >= 1; received {value!r}.")
@@ -70,15 +78,25 @@ def synthetic_features(config: SyntheticConfig, embedding_dim: int = 32) -> Feat
     return FeatureConfig(
         query=(
             FeatureSpec("user_id", "id", dim=embedding_dim, buckets=max(1024, config.num_users)),
-            FeatureSpec("region", "categorical", dim=8, vocabulary=tuple(f"region_{r}" for r in range(config.num_regions)), buckets=1),
+            FeatureSpec(
+                "region", "categorical", dim=8, vocabulary=tuple(f"region_{r}" for r in range(config.num_regions)), buckets=1
+            ),
             FeatureSpec("history", "bag", max_len=config.history_length, **item_table),
             FeatureSpec("activity", "dense", width=1),
         ),
         item=(
             FeatureSpec("item_id", "id", **item_table),
-            FeatureSpec("category", "categorical", dim=8, vocabulary=tuple(f"cat_{c}" for c in range(config.num_categories)), buckets=1),
-            FeatureSpec("tags", "bag", dim=8, max_len=3, buckets=1,
-                        vocabulary=tuple(f"tag_{c}_{t}" for c in range(config.num_categories) for t in range(config.tags_per_category))),
+            FeatureSpec(
+                "category", "categorical", dim=8, vocabulary=tuple(f"cat_{c}" for c in range(config.num_categories)), buckets=1
+            ),
+            FeatureSpec(
+                "tags",
+                "bag",
+                dim=8,
+                max_len=3,
+                buckets=1,
+                vocabulary=tuple(f"tag_{c}_{t}" for c in range(config.num_categories) for t in range(config.tags_per_category)),
+            ),
             FeatureSpec("log_views", "dense", width=1),
         ),
         item_id="item_id",
@@ -118,7 +136,9 @@ def generate(config: SyntheticConfig = SyntheticConfig(), embedding_dim: int = 3
         user_vectors[u] += 0.6 * centres[others].sum(axis=0)
     user_vectors += 0.3 * rng.normal(size=(n_users, k)) / np.sqrt(k)
     user_vectors /= np.linalg.norm(user_vectors, axis=1, keepdims=True)
-    region = np.where(rng.random(n_users) < 0.7, main_interest % config.num_regions, rng.integers(config.num_regions, size=n_users))
+    region = np.where(
+        rng.random(n_users) < 0.7, main_interest % config.num_regions, rng.integers(config.num_regions, size=n_users)
+    )
     activity = rng.lognormal(0.0, 0.5, size=n_users)
     counts = np.clip(np.round(activity / activity.mean() * config.interactions_per_user), 2, n_items - 1).astype(int)
 
@@ -142,9 +162,9 @@ def generate(config: SyntheticConfig = SyntheticConfig(), embedding_dim: int = 3
     start = 0
     for u in range(n_users):
         n = counts[u]
-        names = item_names[items[start:start + n]]
+        names = item_names[items[start : start + n]]
         for i in range(1, n):
-            past = names[max(0, i - config.history_length):i][::-1]
+            past = names[max(0, i - config.history_length) : i][::-1]
             history[start + i, : len(past)] = past
         start += n
 

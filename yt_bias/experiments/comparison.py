@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -62,8 +62,10 @@ def run_comparison(
                 row.runs.append(train_and_evaluate(run, run_dir, dataset))
                 done += 1
                 if progress:
-                    progress(f"[{done}/{total}] {variant} tau={temperature:g} seed={seed}: "
-                             + ", ".join(f"{k}={row.runs[-1][k]:.4f}" for k in row.runs[-1] if k.startswith("recall@")))
+                    progress(
+                        f"[{done}/{total}] {variant} tau={temperature:g} seed={seed}: "
+                        + ", ".join(f"{k}={row.runs[-1][k]:.4f}" for k in row.runs[-1] if k.startswith("recall@"))
+                    )
             rows.append(row)
     return rows
 
@@ -91,8 +93,11 @@ def save_comparison(rows: Sequence[ComparisonRow], ks: Sequence[int], workdir: s
     with open(os.path.join(workdir, f"{stem}.md"), "w", encoding="utf-8") as f:
         f.write(table + "\n")
     data = [
-        {"method": r.method, "temperature": r.temperature,
-         "runs": [{k: v for k, v in run.items() if k != "loss_history"} for run in r.runs]}
+        {
+            "method": r.method,
+            "temperature": r.temperature,
+            "runs": [{k: v for k, v in run.items() if k != "loss_history"} for run in r.runs],
+        }
         for r in rows
     ]
     with open(os.path.join(workdir, f"{stem}.json"), "w", encoding="utf-8") as f:

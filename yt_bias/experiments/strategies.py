@@ -54,15 +54,18 @@ class StrategiesConfig:
     """Data, model and grid of the experiment (defaults: about 15 minutes on 2 CPU cores)."""
 
     synthetic: SyntheticConfig = dataclasses.field(
-        default_factory=lambda: SyntheticConfig(num_users=1500, num_items=800, interactions_per_user=20))
+        default_factory=lambda: SyntheticConfig(num_users=1500, num_items=800, interactions_per_user=20)
+    )
     impressions: ImpressionsConfig = dataclasses.field(default_factory=ImpressionsConfig)
-    base: ExperimentConfig = dataclasses.field(default_factory=lambda: ExperimentConfig(
-        name="strategies",
-        model=ModelConfig(embedding_dim=16, hidden_units=(64, 32)),
-        estimator=EstimatorConfig(hash_size=1 << 14),
-        train=TrainConfig(batch_size=256, epochs=5, learning_rate=0.2, verbose=0),
-        eval=EvalConfig(ks=(10, 50, 100)),
-    ))
+    base: ExperimentConfig = dataclasses.field(
+        default_factory=lambda: ExperimentConfig(
+            name="strategies",
+            model=ModelConfig(embedding_dim=16, hidden_units=(64, 32)),
+            estimator=EstimatorConfig(hash_size=1 << 14),
+            train=TrainConfig(batch_size=256, epochs=5, learning_rate=0.2, verbose=0),
+            eval=EvalConfig(ks=(10, 50, 100)),
+        )
+    )
     ranking: RankingConfig = dataclasses.field(default_factory=RankingConfig)
     strategies: tuple[str, ...] = tuple(STRATEGIES)
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -125,8 +128,12 @@ def recall_stage_metrics(model, dataset: RecDataset, ks: Sequence[int], bands: n
     return retrieval_metrics(top, positives[ITEM_INDEX], dataset.num_items, bands, ks)
 
 
-def run_strategies(config: StrategiesConfig, workdir: str | None = None, dataset: RecDataset | None = None,
-                   progress: Callable[[str], None] | None = None) -> dict:
+def run_strategies(
+    config: StrategiesConfig,
+    workdir: str | None = None,
+    dataset: RecDataset | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Runs the grid; returns ``{"recall": {strategy: [run...]}, "ranking": [...], "pipeline": [...], ...}``."""
     say = progress or (lambda message: None)
     start = time.perf_counter()
@@ -134,40 +141,67 @@ def run_strategies(config: StrategiesConfig, workdir: str | None = None, dataset
         dataset = generate_with_impressions(config.synthetic, config.impressions, config.base.model.embedding_dim)
     bands = popularity_bands(dataset.item_counts("train"))
     ks = tuple(sorted(set(config.base.eval.ks) | {config.band_k}))
-    results: dict = {"recall": {}, "ranking": [], "ranking_baseline": None, "pipeline": [],
-                     "data": {"num_items": dataset.num_items, "num_train": dataset.num_train, "num_test": dataset.num_test,
-                              "band_sizes": {b: int((bands == b).sum()) for b in ("head", "torso", "tail")}}}
+    results: dict = {
+        "recall": {},
+        "ranking": [],
+        "ranking_baseline": None,
+        "pipeline": [],
+        "data": {
+            "num_items": dataset.num_items,
+            "num_train": dataset.num_train,
+            "num_test": dataset.num_test,
+            "band_sizes": {b: int((bands == b).sum()) for b in ("head", "torso", "tail")},
+        },
+    }
     retrievers = {}
     for name in config.strategies:
         negatives = _scaled(STRATEGIES[name], config.base.train.batch_size, dataset.num_items)
         runs = []
         for seed in config.seeds:
-            run_config = dataclasses.replace(config.base, negatives=negatives,
-                                             train=dataclasses.replace(config.base.train, seed=seed))
+            run_config = dataclasses.replace(
+                config.base, negatives=negatives, train=dataclasses.replace(config.base.train, seed=seed)
+            )
             model, info = fit(run_config, dataset)
             metrics = recall_stage_metrics(model, dataset, ks, bands, config.base.eval.exclude_seen)
-            metrics.update(seed=seed, train_seconds=info["train_seconds"],
-                           seconds_per_epoch=info["train_seconds"] / config.base.train.epochs,
-                           final_loss=info["loss_history"][-1])
+            metrics.update(
+                seed=seed,
+                train_seconds=info["train_seconds"],
+                seconds_per_epoch=info["train_seconds"] / config.base.train.epochs,
+                final_loss=info["loss_history"][-1],
+            )
             runs.append(metrics)
             if name == config.retriever:
                 retrievers[seed] = model
-            say(f"{name} seed={seed}: " + ", ".join(f"R@{k}={metrics[f'recall@{k}']:.4f}" for k in ks)
-                + f", {metrics['seconds_per_epoch']:.1f} s/epoch")
+            say(
+                f"{name} seed={seed}: "
+                + ", ".join(f"R@{k}={metrics[f'recall@{k}']:.4f}" for k in ks)
+                + f", {metrics['seconds_per_epoch']:.1f} s/epoch"
+            )
         results["recall"][name] = runs
     results["ranking_baseline"] = _strip(evaluate_ranking(None, dataset))
     for seed in config.seeds:
         retriever = retrievers.get(seed)  # the recall stage whose score the ranker reads (None: not in the grid)
         ranker, info = train_ranking(dataset, dataclasses.replace(config.ranking, seed=seed), retriever=retriever)
         metrics = evaluate_ranking(ranker, dataset, retriever)
-        metrics.update(seed=seed, train_seconds=info["train_seconds"],
-                       seconds_per_epoch=info["train_seconds"] / config.ranking.epochs)
+        metrics.update(
+            seed=seed, train_seconds=info["train_seconds"], seconds_per_epoch=info["train_seconds"] / config.ranking.epochs
+        )
         results["ranking"].append(metrics)
-        say(f"ranking seed={seed}: AUC={metrics['auc']:.4f}, log loss={metrics['log_loss']:.4f} "
-            f"(popularity CTR: AUC={results['ranking_baseline']['auc']:.4f})")
+        say(
+            f"ranking seed={seed}: AUC={metrics['auc']:.4f}, log loss={metrics['log_loss']:.4f} "
+            f"(popularity CTR: AUC={results['ranking_baseline']['auc']:.4f})"
+        )
         if retriever is not None:
-            pipe = evaluate_two_stage(retriever, ranker, dataset, config.num_candidates, config.pipeline_ks,
-                                      config.base.eval.exclude_seen, config.pipeline_queries, seed)
+            pipe = evaluate_two_stage(
+                retriever,
+                ranker,
+                dataset,
+                config.num_candidates,
+                config.pipeline_ks,
+                config.base.eval.exclude_seen,
+                config.pipeline_queries,
+                seed,
+            )
             pipe["seed"] = seed
             results["pipeline"].append(pipe)
             say(f"pipeline seed={seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in pipe.items() if "ndcg" in k))
@@ -198,8 +232,12 @@ def format_tables(results: dict, config: StrategiesConfig) -> str:
     ks = tuple(sorted(set(config.base.eval.ks) | {config.band_k}))
     bk = config.band_k
     head = ["strategy"] + [f"R@{k}" for k in ks] + [f"R@{bk} head", f"R@{bk} torso", f"R@{bk} tail", "s/epoch"]
-    lines = [f"Recall stage (n seeds = {len(config.seeds)}; mean ± std):", "",
-             "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    lines = [
+        f"Recall stage (n seeds = {len(config.seeds)}; mean ± std):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---" * len(head) + "|",
+    ]
     for name, runs in results["recall"].items():
         cells = [_cell(runs, f"recall@{k}") for k in ks]
         cells += [_cell(runs, f"recall@{bk}/{b}") for b in ("head", "torso", "tail")]
@@ -207,18 +245,31 @@ def format_tables(results: dict, config: StrategiesConfig) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if results["ranking"]:
         base = results["ranking_baseline"]
-        lines += ["", "Ranking stage (test impressions):", "", "| model | AUC | log loss | predicted / observed CTR | ECE | s/epoch |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Ranking stage (test impressions):",
+            "",
+            "| model | AUC | log loss | predicted / observed CTR | ECE | s/epoch |",
+            "|---|---|---|---|---|---|",
+        ]
         r = results["ranking"]
-        lines.append(f"| pCTR (DCN) | {_cell(r, 'auc')} | {_cell(r, 'log_loss')} | {_cell(r, 'calibration_ratio', 3)} | "
-                     f"{_cell(r, 'ece')} | {_cell(r, 'seconds_per_epoch', 1)} |")
-        lines.append(f"| popularity CTR | {base['auc']:.4f} | {base['log_loss']:.4f} | {base['calibration_ratio']:.3f} | "
-                     f"{base['ece']:.4f} | - |")
+        lines.append(
+            f"| pCTR (DCN) | {_cell(r, 'auc')} | {_cell(r, 'log_loss')} | {_cell(r, 'calibration_ratio', 3)} | "
+            f"{_cell(r, 'ece')} | {_cell(r, 'seconds_per_epoch', 1)} |"
+        )
+        lines.append(
+            f"| popularity CTR | {base['auc']:.4f} | {base['log_loss']:.4f} | {base['calibration_ratio']:.3f} | "
+            f"{base['ece']:.4f} | - |"
+        )
     if results["pipeline"]:
         p = results["pipeline"]
-        lines += ["", f"Two stages (retriever: {config.retriever}, top {config.num_candidates} re-ranked; test clicks):", "",
-                  "| order | " + " | ".join(f"R@{k} | NDCG@{k}" for k in config.pipeline_ks) + " |",
-                  "|---|" + "---|---|" * len(config.pipeline_ks)]
+        lines += [
+            "",
+            f"Two stages (retriever: {config.retriever}, top {config.num_candidates} re-ranked; test clicks):",
+            "",
+            "| order | " + " | ".join(f"R@{k} | NDCG@{k}" for k in config.pipeline_ks) + " |",
+            "|---|" + "---|---|" * len(config.pipeline_ks),
+        ]
         for stage in ("retrieval", "two_stage", "two_stage_blend"):
             if f"{stage}/recall@{config.pipeline_ks[0]}" not in p[0]:
                 continue

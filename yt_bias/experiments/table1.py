@@ -46,8 +46,9 @@ def movielens_config() -> ExperimentConfig:
     )
 
 
-def evaluate_towers(query_tower, item_tower, dataset: RecDataset, ks: Sequence[int], exclude_seen: bool = True,
-                    bands: np.ndarray | None = None) -> dict[str, float]:
+def evaluate_towers(
+    query_tower, item_tower, dataset: RecDataset, ks: Sequence[int], exclude_seen: bool = True, bands: np.ndarray | None = None
+) -> dict[str, float]:
     """All retrieval metrics of two towers on the held-out positives (exact top-K over the corpus)."""
     positives = dataset.test_positives()
     queries = embed(query_tower, positives)
@@ -57,8 +58,9 @@ def evaluate_towers(query_tower, item_tower, dataset: RecDataset, ks: Sequence[i
     return retrieval_metrics(top, positives[ITEM_INDEX], dataset.num_items, bands, ks)
 
 
-def evaluate_popular(dataset: RecDataset, ks: Sequence[int], exclude_seen: bool = True,
-                     bands: np.ndarray | None = None) -> dict[str, float]:
+def evaluate_popular(
+    dataset: RecDataset, ks: Sequence[int], exclude_seen: bool = True, bands: np.ndarray | None = None
+) -> dict[str, float]:
     """The most-popular baseline (training counts) with all metrics."""
     positives = dataset.test_positives()
     counts = dataset.item_counts("train").astype(np.float32)
@@ -76,16 +78,23 @@ def fit_tfrs(config: ExperimentConfig, dataset: RecDataset):
     probabilities = np.maximum(dataset.step_probabilities(config.train.batch_size), 1e-9)
     m = config.model
     model = TFRSRetrievalModel(
-        dataset.features, hidden_units=m.hidden_units, normalize=m.normalize, temperature=m.temperature,
+        dataset.features,
+        hidden_units=m.hidden_units,
+        normalize=m.normalize,
+        temperature=m.temperature,
         frequency=OracleFrequency(dataset.item_ids, probabilities, name="frequency"),
-        remove_accidental_hits=m.remove_accidental_hits, share_embeddings=m.share_embeddings, reduction="mean",
+        remove_accidental_hits=m.remove_accidental_hits,
+        share_embeddings=m.share_embeddings,
+        reduction="mean",
     )
     model.compile(optimizer=build_optimizer(config))
     data = make_tf_dataset(dataset.examples("train"), config.train.batch_size, seed=config.train.seed)
     start = time.perf_counter()
     history = model.fit(data, epochs=config.train.epochs, verbose=config.train.verbose)
-    return model, {"train_seconds": round(time.perf_counter() - start, 2),
-                   "loss_history": [float(v) for v in history.history["loss"]]}
+    return model, {
+        "train_seconds": round(time.perf_counter() - start, 2),
+        "loss_history": [float(v) for v in history.history["loss"]],
+    }
 
 
 def run_table1(
@@ -110,7 +119,8 @@ def run_table1(
             row = ComparisonRow(method, float(temperature), [])
             for seed in seeds:
                 run = dataclasses.replace(
-                    config, variant=method if method != TFRS_METHOD else "correct-sfx-oracle",
+                    config,
+                    variant=method if method != TFRS_METHOD else "correct-sfx-oracle",
                     model=dataclasses.replace(config.model, temperature=float(temperature)),
                     train=dataclasses.replace(config.train, seed=int(seed)),
                 )
@@ -143,8 +153,13 @@ def format_table1(rows: Sequence[ComparisonRow], ks: Sequence[int], band_k: int 
     bk = band_k if band_k in ks else max(ks)
     first = rows[0].runs[0]
     shares = ", ".join(f"{b} {first[f'share/{b}']:.0%}" for b in BANDS)
-    lines += ["", f"Recall@{bk} by popularity band of the held-out item (share of test positives: {shares}):", "",
-              "| method | " + " | ".join(BANDS) + " |", "|---|" + "---|" * len(BANDS)]
+    lines += [
+        "",
+        f"Recall@{bk} by popularity band of the held-out item (share of test positives: {shares}):",
+        "",
+        "| method | " + " | ".join(BANDS) + " |",
+        "|---|" + "---|" * len(BANDS),
+    ]
     lines += [f"| {_name(r)} | " + " | ".join(_cell(r, f"recall@{bk}/{b}") for b in BANDS) + " |" for r in rows]
     return "\n".join(lines)
 
