@@ -69,6 +69,18 @@ def _checked_rewards(rewards: tf.Tensor) -> tf.Tensor:
         return tf.identity(rewards)
 
 
+def _reward_weighted(per_example: tf.Tensor, rewards: tf.Tensor | None, reduce: bool) -> tf.Tensor:
+    """``r_i * loss_i`` [batch_size], or its mean over the batch (Eq. 4) when ``reduce``."""
+    if rewards is not None:
+        rewards = tf.convert_to_tensor(rewards, tf.float32)
+        if not rewards.shape.is_compatible_with(per_example.shape):
+            raise ValueError(f"rewards must be [batch_size] = {per_example.shape.as_list()}; received shape {rewards.shape}.")
+        per_example = _checked_rewards(rewards) * per_example
+    if not reduce:
+        return per_example
+    return tf.reduce_mean(per_example)
+
+
 def corrected_softmax_logits(
     query_embeddings: tf.Tensor,
     candidate_embeddings: tf.Tensor,
@@ -172,14 +184,7 @@ def corrected_softmax_loss(
     )
     positive_logit = tf.gather(logits, positive_index, axis=1, batch_dims=1)
     per_example = tf.reduce_logsumexp(logits, axis=1) - positive_logit
-    if rewards is not None:
-        rewards = tf.convert_to_tensor(rewards, tf.float32)
-        if not rewards.shape.is_compatible_with(positive_logit.shape):
-            raise ValueError(f"rewards must be [batch_size] = {positive_logit.shape.as_list()}; received shape {rewards.shape}.")
-        per_example = _checked_rewards(rewards) * per_example
-    if not reduce:
-        return per_example
-    return tf.reduce_mean(per_example)
+    return _reward_weighted(per_example, rewards, reduce)
 
 
 # --- Khrylchenko et al. 2025, "Correcting the LogQ Correction" (arXiv 2507.09331); PAPER.md section 6 ---
@@ -237,11 +242,4 @@ def corrected_logq_loss(
     positive_logit = tf.gather(logits, positive_index, axis=1, batch_dims=1)
     log_p_hat = positive_logit - tf.reduce_logsumexp(logits, axis=1)
     per_example = -tf.stop_gradient(1.0 - tf.exp(log_p_hat)) * log_p_hat
-    if rewards is not None:
-        rewards = tf.convert_to_tensor(rewards, tf.float32)
-        if not rewards.shape.is_compatible_with(positive_logit.shape):
-            raise ValueError(f"rewards must be [batch_size] = {positive_logit.shape.as_list()}; received shape {rewards.shape}.")
-        per_example = _checked_rewards(rewards) * per_example
-    if not reduce:
-        return per_example
-    return tf.reduce_mean(per_example)
+    return _reward_weighted(per_example, rewards, reduce)

@@ -14,7 +14,7 @@ from yt_bias.data.dataset import REWARD
 from yt_bias.distribute import gathered_batch_loss, update_estimator
 from yt_bias.features import FeatureConfig
 from yt_bias.losses import corrected_softmax_loss, log_probability
-from yt_bias.towers import SharedEmbeddings, Tower
+from yt_bias.towers import build_towers
 
 
 class TwoTowerModel(keras.Model):
@@ -59,9 +59,7 @@ class TwoTowerModel(keras.Model):
         self.read_after_update = bool(read_after_update)
         self.remove_accidental_hits = bool(remove_accidental_hits)
         self.share_embeddings = bool(share_embeddings)
-        shared = SharedEmbeddings(features.all, name="shared_embeddings") if share_embeddings else None
-        self.query_tower = Tower(features.query, hidden_units, normalize, embeddings=shared, name="query_tower")
-        self.item_tower = Tower(features.item, hidden_units, normalize, embeddings=shared, name="item_tower")
+        self.query_tower, self.item_tower = build_towers(features, hidden_units, normalize, share_embeddings)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.negatives = negatives
 

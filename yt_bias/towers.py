@@ -145,3 +145,16 @@ class Tower(keras.layers.Layer):
         config = dict(config)
         config["specs"] = [FeatureSpec.from_dict(s) for s in config["specs"]]
         return cls(**config)
+
+
+def build_towers(
+    features, hidden_units=(128, 64), normalize: bool = True, share_embeddings: bool = True
+) -> tuple[Tower, Tower]:
+    """The query and item towers of a :class:`~yt_bias.features.FeatureConfig`.
+
+    With ``share_embeddings`` both towers read one :class:`SharedEmbeddings` (tables matched by name).
+    """
+    shared = SharedEmbeddings(features.all, name="shared_embeddings") if share_embeddings else None
+    query = Tower(features.query, hidden_units, normalize, embeddings=shared, name="query_tower")
+    item = Tower(features.item, hidden_units, normalize, embeddings=shared, name="item_tower")
+    return query, item

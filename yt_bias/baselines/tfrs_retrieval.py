@@ -12,7 +12,7 @@ import tensorflow_recommenders as tfrs
 from yt_bias._keras import keras, tf
 from yt_bias.data.dataset import REWARD
 from yt_bias.features import FeatureConfig
-from yt_bias.towers import SharedEmbeddings, Tower
+from yt_bias.towers import build_towers
 
 
 class TFRSRetrievalModel(tfrs.Model):
@@ -44,9 +44,7 @@ class TFRSRetrievalModel(tfrs.Model):
             raise ValueError(f"reduction must be 'sum' or 'mean'; received {reduction!r}.")
         self.features = features
         self.frequency = frequency
-        shared = SharedEmbeddings(features.all, name="shared_embeddings") if share_embeddings else None
-        self.query_tower = Tower(features.query, hidden_units, normalize, embeddings=shared, name="query_tower")
-        self.item_tower = Tower(features.item, hidden_units, normalize, embeddings=shared, name="item_tower")
+        self.query_tower, self.item_tower = build_towers(features, hidden_units, normalize, share_embeddings)
         self.task = tfrs.tasks.Retrieval(
             loss=keras.losses.CategoricalCrossentropy(from_logits=True, reduction=reductions[reduction]),
             temperature=temperature,
