@@ -126,9 +126,9 @@ def test_parameter_server_cluster_survives_a_killed_worker(tmp_path):
     both = ["/job:ps/replica:0/task:0/device:CPU:0", "/job:ps/replica:0/task:1/device:CPU:0"]
     assert metrics["estimator_shards"] == 2
     assert metrics["estimator_devices"] == both
-    placed = metrics["estimator_variable_devices"]
+    placed = {name.split("/")[-1].split(":")[0]: device for name, device in metrics["estimator_variable_devices"].items()}
     for array in ("A", "B"):
-        assert {placed[f"frequency/{array}_shard_{s}:0"] for s in range(2)} == set(both), placed
+        assert {placed[f"{array}_shard_{s}"] for s in range(2)} == set(both), placed  # shards on different PS
     assert metrics["variables_on"] == both
     assert metrics["sharded_variables"], "no table was sharded by the variable partitioner"
     # The final checkpoint restores, in this process without a strategy, to the estimator the chief trained.
