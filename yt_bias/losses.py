@@ -126,25 +126,26 @@ def corrected_softmax_logits(
     if positive_index is None:
         positive_index = tf.range(batch_size)
     positive_index = tf.cast(positive_index, tf.int32)
-    is_positive = tf.one_hot(positive_index, num_candidates, on_value=True, off_value=False, dtype=tf.bool)
+    needs_mask = remove_accidental_hits or candidate_mask is not None
+    if needs_mask or (log_q is not None and not correct_positive):
+        is_positive = tf.one_hot(positive_index, num_candidates, on_value=True, off_value=False, dtype=tf.bool)
 
     logits = tf.matmul(query, candidates, transpose_b=True) / temperature
     if log_q is not None:
         correction = log_q if log_q.shape.rank == 2 else log_q[None, :]
-        correction = tf.broadcast_to(correction, tf.shape(logits))
         if not correct_positive:
+            correction = tf.broadcast_to(correction, tf.shape(logits))
             correction = tf.where(is_positive, tf.zeros_like(correction), correction)
         logits = logits - correction
 
-    keep = tf.ones_like(is_positive)
-    if remove_accidental_hits:
-        positive_ids = tf.gather(candidate_ids, positive_index)
-        same_id = tf.equal(positive_ids[:, None], candidate_ids[None, :])
-        keep = tf.logical_and(keep, tf.logical_not(same_id))
-    if candidate_mask is not None:
-        keep = tf.logical_and(keep, candidate_mask)
-    keep = tf.logical_or(keep, is_positive)
-    logits = tf.where(keep, logits, tf.fill(tf.shape(logits), tf.constant(_MASKED_LOGIT, logits.dtype)))
+    if needs_mask:  # (no mask: skip the [B, N] select altogether, the common in-batch case)
+        keep = candidate_mask
+        if remove_accidental_hits:
+            positive_ids = tf.gather(candidate_ids, positive_index)
+            other_id = tf.not_equal(positive_ids[:, None], candidate_ids[None, :])
+            keep = other_id if keep is None else tf.logical_and(keep, other_id)
+        keep = tf.logical_or(keep, is_positive)  # the positive always stays
+        logits = tf.where(keep, logits, tf.fill(tf.shape(logits), tf.constant(_MASKED_LOGIT, logits.dtype)))
     return logits, positive_index
 
 
@@ -182,8 +183,7 @@ def corrected_softmax_loss(
         candidate_mask=candidate_mask,
         correct_positive=correct_positive,
     )
-    positive_logit = tf.gather(logits, positive_index, axis=1, batch_dims=1)
-    per_example = tf.reduce_logsumexp(logits, axis=1) - positive_logit
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=positive_index, logits=logits)
     return _reward_weighted(per_example, rewards, reduce)
 
 
