@@ -183,7 +183,9 @@ def corrected_softmax_loss(
         candidate_mask=candidate_mask,
         correct_positive=correct_positive,
     )
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=positive_index, logits=logits)
+    # One-hot labels with the dense fused kernel: measured faster on CPU than the sparse kernel.
+    labels = tf.one_hot(positive_index, tf.shape(logits)[1], dtype=logits.dtype)
+    per_example = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     return _reward_weighted(per_example, rewards, reduce)
 
 
