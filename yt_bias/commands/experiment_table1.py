@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import time
 
+from yt_bias.commands.common import add_override_argument
 from yt_bias.config import VARIANTS, override
 
 
@@ -29,14 +30,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--no-tfrs", action="store_true", help="skip the TFRS Retrieval reference rows")
     parser.add_argument("--workdir", default="runs/table1", help="where table1.md and table1.json go")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a field of the table1 config, e.g. --set train.epochs=5 --set data.split=random",
-    )
+    add_override_argument(parser, "--set train.epochs=5 --set data.split=random")
     parser.set_defaults(func=run)
 
 
