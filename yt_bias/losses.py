@@ -21,10 +21,16 @@ _MASKED_LOGIT = -1e9
 MIN_PROBABILITY = 1e-12
 
 
-def log_probability(probabilities: tf.Tensor) -> tf.Tensor:
-    """``log(p)`` with p clipped to [1e-12, 1], so p = 0 or rounding above 1 gives no inf or NaN."""
+def log_probability(probabilities: tf.Tensor, max_probability: float | None = 1.0) -> tf.Tensor:
+    """``log(p)`` with p clipped to [1e-12, max_probability], so p = 0 gives no inf or NaN.
+
+    ``max_probability=1.0`` (default) suits an inclusion probability (rounding above 1 is
+    clipped); ``None`` clips from below only, for an expected count per batch that may exceed 1.
+    """
     p = tf.cast(probabilities, tf.float32)
-    return tf.math.log(tf.clip_by_value(p, MIN_PROBABILITY, 1.0))
+    if max_probability is None:
+        return tf.math.log(tf.maximum(p, MIN_PROBABILITY))
+    return tf.math.log(tf.clip_by_value(p, MIN_PROBABILITY, float(max_probability)))
 
 
 def _check_shapes(query, candidates, log_q, positive_index, candidate_ids, candidate_mask) -> None:
