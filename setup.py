@@ -14,7 +14,8 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=7", "pytest-xdist>=3", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6"],
+    "test": ["pytest>=7", "pytest-xdist>=3", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6", "pyarrow>=14"],
+    "parquet": ["pyarrow>=14"],
     "notebooks": ["jupyter", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6"],
     "dev": ["ruff>=0.5"],
 }
