@@ -246,6 +246,69 @@ def test_hard_negatives_are_masked_to_their_query(data):
         strategy.candidates(model, _batch(data.examples("train")), items, log_q, training=False)
 
 
+def test_mined_hard_negatives_are_the_top_scoring_non_positive_items(data):
+    examples = data.examples("train")
+    batch = _batch(examples)
+    model = _model(data)
+    strategy = NegativeStrategy(data.items, mined_hard_per_query=3)
+    log_q = model.sampling_log_q(batch["item_id"], update=False)
+    query, items = model(batch)
+    emb, ids, lq, mask = strategy.candidates(model, batch, items, log_q, training=False, query=query)
+    assert emb.shape[0] == 8 + 8 * 3
+    corpus = model.item_tower({k: tf.constant(v) for k, v in data.items.items()}, training=False).numpy()
+    scores = query.numpy() @ corpus.T
+    positives = examples["item_id"][:8]
+    ids = ids.numpy().astype(str)
+    m, lq = mask.numpy(), lq.numpy()
+    p = model.frequency.probability(tf.constant(ids)).numpy()
+    mined_any_in_batch = False
+    for i in range(8):
+        own = data.item_ids == positives[i]
+        expected = np.argsort(-np.where(own, -np.inf, scores[i]), kind="stable")[:3]
+        got = ids[8 + 3 * i : 8 + 3 * i + 3]
+        assert positives[i] not in got
+        assert set(got) == set(data.item_ids[expected])  # the k best non-positive items of query i
+        np.testing.assert_allclose(np.sort(scores[i][np.isin(data.item_ids, got)]), np.sort(scores[i][expected]), rtol=1e-5)
+        assert m[i, 8 + 3 * i : 8 + 3 * i + 3].all() and m[i, 8:].sum() == 3  # masked to their own query
+        # log q = log(expected count): mined columns 1 + p_j; in-batch columns p_j (+1 if also mined for i)
+        np.testing.assert_allclose(lq[i, 8 + 3 * i : 8 + 3 * i + 3], np.log(1 + p[8 + 3 * i : 8 + 3 * i + 3]), rtol=1e-5)
+        also_mined = np.isin(ids[:8], got)
+        mined_any_in_batch |= bool(also_mined.any())
+        np.testing.assert_allclose(lq[i, :8], np.log(p[:8] + also_mined), rtol=1e-5)
+    assert mined_any_in_batch  # the +1 case above was exercised (40 items, 8 positives, top 3 each)
+    # The mined block is differentiable through the item tower (re-embedded with gradient).
+    with tf.GradientTape() as tape:
+        loss = strategy.loss(model, batch, *model(batch, training=True), log_q, training=True)
+    grads = tape.gradient(loss, model.item_tower.trainable_variables)
+    assert np.isfinite(loss.numpy()) and all(g is not None for g in grads)
+
+
+def test_mined_hard_negatives_from_a_pool(data):
+    batch = _batch(data.examples("train"))
+    model = _model(data)
+    strategy = NegativeStrategy(data.items, mined_hard_per_query=2, mined_pool=10)
+    log_q = model.sampling_log_q(batch["item_id"], update=False)
+    query, items = model(batch)
+    tf.random.set_seed(1)
+    _, ids, lq, mask = strategy.candidates(model, batch, items, log_q, training=False, query=query)
+    ids = ids.numpy().astype(str)
+    mined = ids[8:].reshape(8, 2)
+    assert not np.any(mined == batch["item_id"].numpy().astype(str)[:, None])
+    p = model.frequency.probability(tf.constant(ids[8:])).numpy()
+    own = np.concatenate([lq.numpy()[i, 8 + 2 * i : 10 + 2 * i] for i in range(8)])
+    np.testing.assert_allclose(own, np.log(p + 10 / data.num_items), rtol=1e-5)  # inclusion P/N
+    with pytest.raises(ValueError, match="mined_pool must be <= the corpus size"):
+        NegativeStrategy(data.items, mined_hard_per_query=2, mined_pool=data.num_items + 1)
+    with pytest.raises(ValueError, match="mined_hard_per_query must be < the mining pool"):
+        NegativeStrategy(data.items, mined_hard_per_query=data.num_items)
+    with pytest.raises(ValueError, match="mined_pool must be 0"):
+        NegativesConfig(mined_hard_per_query=3, mined_pool=3)
+    with pytest.raises(ValueError, match="mined_pool must be 0"):
+        NegativesConfig(mined_pool=8)
+    assert isinstance(build_strategy(NegativesConfig(mined_hard_per_query=2), data, 8), NegativeStrategy)
+    assert NegativesConfig(in_batch=False, mined_hard_per_query=2).mined_hard_per_query == 2
+
+
 def test_weak_positive_rows(data):
     config = NegativesConfig(impressions="weak-positive", impression_reward=0.25)
     examples = training_examples(config, data)
@@ -307,6 +370,8 @@ def test_every_strategy_trains(data):
         NegativesConfig(impressions="weak-positive"),
         NegativesConfig(impressions="hard-negative"),
         NegativesConfig(loss="corrected-logq-2025"),
+        NegativesConfig(mined_hard_per_query=3),
+        NegativesConfig(mined_hard_per_query=2, mined_pool=16),
     ):
         model, info = fit(dataclasses.replace(base, negatives=negatives), data)
         assert np.isfinite(info["loss_history"][0]) and info["loss_history"][0] > 0

@@ -147,6 +147,11 @@ class NegativesConfig:
       loss: 'sampled-softmax' (the paper's corrected softmax) or 'corrected-logq-2025'
         (Khrylchenko et al. 2025).
       correct_positive: subtract log q from the positive's logit too (the paper's choice).
+      mined_hard_per_query: k hard negatives per query mined from the model itself: the k
+        highest-scoring items under the current towers, the positive excluded, masked to their
+        query (0 = off).
+      mined_pool: where they are mined: 0 = the whole corpus (exact top-k); P > 0 = a pool of P
+        items drawn uniformly per step (cheaper on large corpora; needs P > mined_hard_per_query).
     """
 
     in_batch: bool = True
@@ -159,9 +164,12 @@ class NegativesConfig:
     hard_negative_log_q: float = 0.0
     loss: str = "sampled-softmax"
     correct_positive: bool = True
+    mined_hard_per_query: int = 0
+    mined_pool: int = 0
 
     def __post_init__(self) -> None:
-        for field in ("uniform_per_query", "mixed_uniform", "memory_size", "memory_warmup_steps"):
+        for field in ("uniform_per_query", "mixed_uniform", "memory_size", "memory_warmup_steps", "mined_hard_per_query",
+                      "mined_pool"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"NegativesConfig.{field} must be an integer >= 0; received {value!r}.")
@@ -171,10 +179,14 @@ class NegativesConfig:
             raise ValueError(f"NegativesConfig.loss must be one of {NEGATIVE_LOSSES}; received {self.loss!r}.")
         if not 0.0 < self.impression_reward <= 1.0:
             raise ValueError(f"NegativesConfig.impression_reward must be in (0, 1]; received {self.impression_reward!r}.")
+        if self.mined_pool and not 0 < self.mined_hard_per_query < self.mined_pool:
+            raise ValueError(f"NegativesConfig.mined_pool must be 0 (whole corpus) or > mined_hard_per_query >= 1 "
+                             f"(mined_hard_per_query={self.mined_hard_per_query}); received {self.mined_pool}.")
         if not self.in_batch and not (self.uniform_per_query or self.mixed_uniform or self.memory_size
-                                      or self.impressions == "hard-negative"):
+                                      or self.impressions == "hard-negative" or self.mined_hard_per_query):
             raise ValueError("NegativesConfig.in_batch=False needs another source of negatives (uniform_per_query, "
-                             "mixed_uniform, memory_size or impressions='hard-negative'); received none.")
+                             "mixed_uniform, memory_size, mined_hard_per_query or impressions='hard-negative'); "
+                             "received none.")
 
     @property
     def is_default(self) -> bool:

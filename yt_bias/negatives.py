@@ -22,6 +22,18 @@ per-step probability p_j (the expected count of item j in a batch of B positives
   uncorrected one (a test pins this).
 * impressions as hard negatives: a fixed per-query set (inclusion probability 1), so log q = 0
   by default (``hard_negative_log_q`` up-weights them when negative); masked to their own query.
+* k hard negatives mined from the model per query (the k highest-scoring items under the current
+  towers, the positive excluded; masked to their query): mining the whole corpus is deterministic
+  given the model, so item j is among query i's mined items with probability m_ij = 1 if it was
+  mined for i and 0 otherwise. The expected count of j among query i's candidates is then
+  ``unigram * p_j + uniform + m_ij`` and every (not fixed) column of query i gets the log of it: a
+  mined column ``log(1 + ...)``, about 0 (counted once, like an impression); an in-batch column
+  whose item was also mined for that query ``log(p_j + 1)`` instead of ``log p_j`` (it is in
+  the candidates for sure, not by chance); all other columns are unchanged. The importance-weighted
+  partition sum, ``sum over copies of exp(s) / E[count]``, stays unbiased. Mining from a uniform
+  pool of P items per step instead (``mined_pool``), a mined item's inclusion probability is
+  taken as P/N: exact for the items among the query's corpus-wide top k (every pool holding them
+  keeps them), an over-estimate for lower-ranked ones, which are then corrected a little too much.
 Without a frequency source (plain-sfx) no column is corrected.
 """
 
@@ -96,7 +108,8 @@ class NegativeStrategy(keras.layers.Layer):
         indices become item-tower inputs inside the graph.
       item_id: the name of the item-ID feature.
       in_batch, uniform_per_query, mixed_uniform, memory_size, memory_warmup_steps, hard_negatives,
-      loss, correct_positive: see :class:`yt_bias.config.NegativesConfig`.
+      loss, correct_positive, mined_hard_per_query, mined_pool: see
+      :class:`yt_bias.config.NegativesConfig`.
       embedding_dim: the towers' output width (for the cross-batch memory).
     """
 
@@ -114,6 +127,8 @@ class NegativeStrategy(keras.layers.Layer):
         loss: str = "sampled-softmax",
         correct_positive: bool = True,
         embedding_dim: int | None = None,
+        mined_hard_per_query: int = 0,
+        mined_pool: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -135,19 +150,60 @@ class NegativeStrategy(keras.layers.Layer):
         self.loss_name = loss
         self.correct_positive = bool(correct_positive)
         self.memory = CrossBatchMemory(memory_size, embedding_dim, memory_warmup_steps, name="memory") if memory_size else None
+        self.mined_hard_per_query, self.mined_pool = int(mined_hard_per_query), int(mined_pool)
+        if self.mined_hard_per_query < 0 or self.mined_pool < 0:
+            raise ValueError(
+                f"mined_hard_per_query and mined_pool must be >= 0; received {mined_hard_per_query!r}, {mined_pool!r}."
+            )
+        if self.mined_pool > self.num_items:
+            raise ValueError(f"mined_pool must be <= the corpus size {self.num_items}; received {self.mined_pool}.")
+        if self.mined_hard_per_query >= (self.mined_pool or self.num_items):
+            raise ValueError(
+                f"mined_hard_per_query must be < the mining pool of {self.mined_pool or self.num_items} items (the "
+                f"positive is excluded from it); received {self.mined_hard_per_query}."
+            )
 
     def _corpus_rows(self, index: tf.Tensor) -> dict[str, tf.Tensor]:
         return {name: tf.gather(values, index) for name, values in self._corpus.items()}
 
-    def candidates(self, model, batch: Mapping[str, tf.Tensor], items: tf.Tensor, log_p: tf.Tensor | None, training: bool):
+    def mine(self, model, query: tf.Tensor, positive_ids: tf.Tensor) -> tf.Tensor:
+        """The k highest-scoring items of each query, its positive excluded: corpus indices [B, k] int64.
+
+        Scores are dot products of the (stop-gradient) query embeddings with the current item
+        tower's embeddings of the whole corpus, or of a pool of ``mined_pool`` items drawn
+        uniformly without replacement (shared by the batch).
+        """
+        if self.mined_pool:
+            pool = tf.random.shuffle(tf.range(self.num_items, dtype=tf.int64))[: self.mined_pool]
+            rows = self._corpus_rows(pool)
+        else:
+            pool, rows = tf.range(self.num_items, dtype=tf.int64), self._corpus
+        embedded = tf.stop_gradient(model.item_tower(rows, training=False))
+        scores = tf.matmul(tf.stop_gradient(query), embedded, transpose_b=True)
+        positive = tf.equal(positive_ids[:, None], rows[self.item_id][None, :])
+        scores = tf.where(positive, tf.constant(-np.inf, scores.dtype), scores)
+        return tf.gather(pool, tf.math.top_k(scores, k=self.mined_hard_per_query).indices)
+
+    def candidates(
+        self,
+        model,
+        batch: Mapping[str, tf.Tensor],
+        items: tf.Tensor,
+        log_p: tf.Tensor | None,
+        training: bool,
+        query: tf.Tensor | None = None,
+    ):
         """All candidates of one batch: (embeddings [N, d], ids [N], log_q [B, N] or None, mask [B, N]).
 
         Columns: the batch's positives (B), then the shared extras (B' uniform, then M memory
-        slots), then the per-query extras (K uniform per query, then S impressions per query).
+        slots), then the per-query extras (K uniform per query, then S impressions per query,
+        then k mined per query). ``query`` (the batch's query embeddings) is what mining scores;
+        the query tower runs on the batch when it is None.
         """
         batch_size = tf.shape(items)[0]
         ids = tf.reshape(batch[self.item_id], [-1])
         ids = ids if ids.dtype == tf.string else tf.strings.as_string(ids)
+        mined = None
         eye = tf.eye(batch_size, dtype=tf.bool)
         blocks = [(items, ids, "positives", eye if not self.in_batch else tf.ones_like(eye))]
         if self.mixed_uniform:
@@ -180,6 +236,12 @@ class NegativeStrategy(keras.layers.Layer):
             width = int(shown.shape[1])
             index = tf.reshape(shown, [-1])
             per_query.append((tf.maximum(index, 0), index >= 0, width, "fixed"))
+        if self.mined_hard_per_query:
+            if query is None:
+                query = model.query_tower(batch, training=False)
+            mined = self.mine(model, query, ids)
+            index = tf.reshape(mined, [-1])
+            per_query.append((index, tf.ones_like(index, tf.bool), self.mined_hard_per_query, "mined"))
         for index, valid, width, kind in per_query:
             rows = self._corpus_rows(index)
             embedded = model.item_tower(rows, training=training)
@@ -192,32 +254,48 @@ class NegativeStrategy(keras.layers.Layer):
         mask = tf.concat([b[3] for b in blocks], axis=1)
         log_q = None
         if log_p is not None and model.frequency is not None:
-            log_q = self._log_q(model, blocks, log_p, batch_size)
+            member = None
+            if mined is not None:  # m_ij: column j's item was mined for query i
+                hashed = tf.strings.to_hash_bucket_fast(all_ids, 1 << 62)
+                mined_hashed = tf.strings.to_hash_bucket_fast(tf.gather(self._corpus[self.item_id], mined), 1 << 62)
+                member = tf.reduce_any(tf.equal(mined_hashed[:, :, None], hashed[None, None, :]), axis=1)
+            log_q = self._log_q(model, blocks, log_p, batch_size, member)
         return embeddings, all_ids, log_q, mask
 
-    def _log_q(self, model, blocks, log_p, batch_size) -> tf.Tensor:
-        """log of the expected count of each candidate (see the module docstring): [B, N]."""
+    def _log_q(self, model, blocks, log_p, batch_size, mined_member: tf.Tensor | None = None) -> tf.Tensor:
+        """log of the expected count of each candidate for each query (see the module docstring): [B, N].
+
+        Args:
+          mined_member: [B, N] bool, True where column j's item is among query i's mined items.
+        """
         unigram = 1.0 if self.in_batch else 0.0
         if self.memory is not None:
             filled = tf.cast(tf.reduce_sum(tf.cast(self.memory.valid(), tf.int64)), tf.float32)
             unigram = unigram + filled / tf.cast(batch_size, tf.float32)
         uniform = (self.mixed_uniform + self.uniform_per_query) / self.num_items
-        columns = []
+        counts, fixed = [], []
         for _embeddings, ids, kind, _ in blocks:
+            n = tf.shape(ids)[0]
+            fixed.append(tf.fill([n], kind == "fixed"))
             if kind == "fixed":
-                columns.append(tf.fill([tf.shape(ids)[0]], self.hard_negative_log_q))
+                counts.append(tf.ones([n]))  # replaced by hard_negative_log_q below
                 continue
             block_log_p = log_p if kind == "positives" else log_probability(model.frequency.probability(ids))
-            count = unigram * tf.exp(block_log_p) + uniform
-            columns.append(tf.math.log(tf.maximum(count, 1e-12)))
-        log_q = tf.concat(columns, axis=0)
-        return tf.broadcast_to(log_q[None, :], [batch_size, tf.shape(log_q)[0]])
+            counts.append(unigram * tf.exp(block_log_p) + uniform)
+        count = tf.concat(counts, axis=0)
+        count = tf.broadcast_to(count[None, :], [batch_size, tf.shape(count)[0]])
+        if mined_member is not None:
+            inclusion = self.mined_pool / self.num_items if self.mined_pool else 1.0
+            count = count + inclusion * tf.cast(mined_member, tf.float32)
+        log_q = tf.math.log(tf.maximum(count, 1e-12))
+        fixed = tf.broadcast_to(tf.concat(fixed, axis=0)[None, :], tf.shape(log_q))
+        return tf.where(fixed, tf.constant(self.hard_negative_log_q, tf.float32), log_q)
 
     def loss(
         self, model, batch: Mapping[str, tf.Tensor], query: tf.Tensor, items: tf.Tensor, log_p: tf.Tensor | None, training: bool
     ) -> tf.Tensor:
         """The strategy's loss for one batch (and, in training, the memory's enqueue)."""
-        embeddings, ids, log_q, mask = self.candidates(model, batch, items, log_p, training)
+        embeddings, ids, log_q, mask = self.candidates(model, batch, items, log_p, training, query=query)
         rewards = batch.get(REWARD)
         if self.loss_name == "corrected-logq-2025":
             value = corrected_logq_loss(
@@ -257,6 +335,8 @@ class NegativeStrategy(keras.layers.Layer):
             loss=self.loss_name,
             correct_positive=self.correct_positive,
             embedding_dim=self.memory.dim if self.memory else None,
+            mined_hard_per_query=self.mined_hard_per_query,
+            mined_pool=self.mined_pool,
         )
         return config
 
@@ -273,6 +353,7 @@ def build_strategy(config, dataset: RecDataset, embedding_dim: int) -> NegativeS
         and not config.mixed_uniform
         and not config.memory_size
         and not hard
+        and not config.mined_hard_per_query
         and config.loss == "sampled-softmax"
         and config.correct_positive
     ):
@@ -290,6 +371,8 @@ def build_strategy(config, dataset: RecDataset, embedding_dim: int) -> NegativeS
         loss=config.loss,
         correct_positive=config.correct_positive,
         embedding_dim=embedding_dim,
+        mined_hard_per_query=config.mined_hard_per_query,
+        mined_pool=config.mined_pool,
         name="negatives",
     )
 

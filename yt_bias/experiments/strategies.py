@@ -46,6 +46,7 @@ STRATEGIES: dict[str, NegativesConfig] = {
     "impressions-hard-negative": NegativesConfig(impressions="hard-negative"),
     "impressions-hard-negative-x30": NegativesConfig(impressions="hard-negative", hard_negative_log_q=-3.4),
     "corrected-logq-2025": NegativesConfig(loss="corrected-logq-2025"),
+    "mined-hard": NegativesConfig(mined_hard_per_query=5),
 }
 
 
@@ -110,11 +111,12 @@ def quick() -> StrategiesConfig:
 
 
 def _scaled(negatives: NegativesConfig, batch_size: int, num_items: int) -> NegativesConfig:
-    """Keeps the strategy's sizes meaningful on small data: B' and M at most the corpus / a few batches."""
+    """Keeps the strategy's sizes meaningful on small data: B', M and the mining pool at most the corpus / a few batches."""
     return dataclasses.replace(
         negatives,
         mixed_uniform=min(negatives.mixed_uniform, num_items),
         memory_size=min(negatives.memory_size, 4 * batch_size),
+        mined_pool=min(negatives.mined_pool, num_items),
     )
 
 
