@@ -9,7 +9,17 @@ from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator, tota
 __version__ = "0.1.0"
 
 __all__ = [
+    "CorrectedRetrieval",
     "OracleFrequency",
     "StreamingFrequencyEstimator",
     "total_variation_error",
 ]
+
+
+def __getattr__(name: str):
+    # CorrectedRetrieval imports tensorflow_recommenders: loaded on first use, not with the package.
+    if name == "CorrectedRetrieval":
+        from yt_bias.tfrs import CorrectedRetrieval
+
+        return CorrectedRetrieval
+    raise AttributeError(f"module 'yt_bias' has no attribute {name!r}")
