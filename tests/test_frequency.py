@@ -146,7 +146,10 @@ def test_independent_hashes_differ():
         (dict(hash_size=10, alpha=0.0), r"alpha must be in \(0, 1\]; received 0.0"),
         (dict(hash_size=10, alpha=1.5), r"alpha must be in \(0, 1\]; received 1.5"),
         (dict(hash_size=10, num_hashes=0), "num_hashes must be an integer >= 1"),
-        (dict(hash_size=10, initial_interval=-1.0), "initial_interval must be > 0"),
+        (dict(hash_size=10, initial_interval=-1.0), "initial_interval must be finite and > 0"),
+            (dict(hash_size=10, initial_interval=float("inf")), "initial_interval must be finite and > 0"),
+            (dict(hash_size=10, seed=2**62), "seed must be an integer >= 0"),
+            (dict(hash_size=10, estimand="count"), "estimand must be one of"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, match):

@@ -30,6 +30,7 @@ from typing import Any
 
 from yt_bias._keras import tf
 from yt_bias.config import DistributeConfig
+from yt_bias.frequency import estimator_from_settings, update_once_per_global_step
 from yt_bias.losses import corrected_softmax_loss
 
 __all__ = [
@@ -146,71 +147,18 @@ def build_model_with_estimator_shards(config, dataset, num_shards: int):
     :class:`~yt_bias.frequency.StreamingFrequencyEstimator` with ``num_shards``. ``num_shards=1``
     or a variant without the streaming estimator: exactly ``build_model``.
     """
-    from yt_bias.frequency import StreamingFrequencyEstimator
     from yt_bias.train import build_model
 
     if num_shards <= 1 or config.variant in ("plain-sfx", "correct-sfx-oracle"):  # no streaming estimator
         return build_model(config, dataset)
     model = build_model(dataclasses.replace(config, variant="plain-sfx"), dataset)
-    e = config.estimator
-    frequency = StreamingFrequencyEstimator(
-        e.hash_size, num_hashes=e.num_hashes, alpha=e.alpha, initial_interval=e.initial_interval,
-        bias_correction=e.bias_correction, seed=e.seed, num_shards=num_shards, name="frequency",
-    )
+    frequency = estimator_from_settings(config.estimator, num_shards=num_shards)
     model.frequency = frequency
     return model
 
 
-def _num_replicas() -> int:
-    return tf.distribute.get_strategy().num_replicas_in_sync
-
-
-def update_estimator(estimator, item_ids: tf.Tensor) -> tf.Tensor:
-    """One global step of the estimator, whatever the context (the estimator's contract).
-
-    * no strategy, one replica, or ParameterServerStrategy: ``estimator.update(item_ids)`` (under
-      PS the reads and scatter writes go to the parameter servers' variables);
-    * replica context with several replicas: all-gather the IDs, then one ``merge_call`` updates
-      every copy of the mirrored variables with the union (``strategy.extended.update``);
-    * cross-replica context: ``item_ids`` must already be the union (or a PerReplica value).
-
-    Args:
-      item_ids: [local_batch_size] this replica's item IDs.
-    Returns:
-      The new global step (int64 scalar).
-    """
-    step = getattr(estimator, "step", None)
-    if step is None or not tf.distribute.has_strategy() or _num_replicas() == 1:
-        return estimator.update(item_ids)
-    replica = tf.distribute.get_replica_context()
-    if replica is not None:
-        # Strings cannot be all-gathered: gather the hashed buckets [m, B/R] along the batch axis.
-        buckets = replica.all_gather(estimator.buckets(item_ids), axis=1)
-
-        def merge(strategy, gathered):
-            return _update_mirrored(strategy, estimator, gathered, hashed=True)
-
-        return replica.merge_call(merge, args=(buckets,))
-    return _update_mirrored(tf.distribute.get_strategy(), estimator, item_ids, hashed=False)
-
-
-def _update_mirrored(strategy, estimator, ids, hashed: bool) -> tf.Tensor:
-    """Cross-replica context: the same update on every local device copy of the mirrored variables."""
-    copies = list(estimator.state_variables())
-    local_ids = strategy.experimental_local_results(ids)
-    steps = []
-    for d, device_vars in enumerate(zip(*(_device_copies(var) for var in copies))):
-        values = local_ids[d] if len(local_ids) > d else local_ids[0]
-        with tf.device(device_vars[0].device):
-            buckets = values if hashed else estimator.buckets(values)
-            steps.append(estimator.update_buckets(buckets, variables=device_vars))
-    with tf.control_dependencies(steps):
-        return tf.identity(steps[0])
-
-
-def _device_copies(variable) -> tuple:
-    values = getattr(variable, "values", None)
-    return tuple(values) if isinstance(values, (tuple, list)) else (variable,)
+# The estimator owns its cross-replica update; kept here under its first name.
+update_estimator = update_once_per_global_step
 
 
 def _id_fingerprints(ids: tf.Tensor) -> tf.Tensor:

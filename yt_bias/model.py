@@ -11,10 +11,27 @@ from collections.abc import Mapping
 
 from yt_bias._keras import keras, tf
 from yt_bias.data.dataset import REWARD
-from yt_bias.distribute import gathered_batch_loss, update_estimator
+from yt_bias.distribute import gathered_batch_loss
 from yt_bias.features import FeatureConfig
+from yt_bias.frequency import update_once_per_global_step
 from yt_bias.losses import corrected_softmax_loss, log_probability
 from yt_bias.towers import build_towers
+
+
+CANDIDATE_MODES = ("rows", "unique")
+
+
+def unique_columns(item_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The batch's distinct items as candidate columns.
+
+    Returns:
+      (unique_ids [U], column [B] the column of each row's item, first_row [U] the first row of
+      each distinct item).
+    """
+    unique_ids, column = tf.unique(item_ids)
+    rows = tf.range(tf.shape(item_ids)[0])
+    first_row = tf.math.unsorted_segment_min(rows, column, tf.shape(unique_ids)[0])
+    return unique_ids, column, first_row
 
 
 class TwoTowerModel(keras.Model):
@@ -32,6 +49,10 @@ class TwoTowerModel(keras.Model):
       share_embeddings: one set of embedding tables for both towers (tables are matched by name).
       negatives: a :class:`~yt_bias.negatives.NegativeStrategy` (extra candidates: uniform, mixed,
         cross-batch, impressions; or the 2025 loss), or None for the paper's in-batch softmax.
+      candidates: the in-batch candidate columns: ``"rows"`` (one column per row of the batch, so
+        an item with c rows has c columns; pair with the ``expected_count`` estimand) or
+        ``"unique"`` (one column per distinct item of the batch, a row's positive is its item's
+        column; pair with the ``inclusion`` estimand).
     """
 
     # In-batch negatives from every replica's items under a strategy (yt_bias/distribute.py); set by build_model.
@@ -48,6 +69,7 @@ class TwoTowerModel(keras.Model):
         remove_accidental_hits: bool = False,
         share_embeddings: bool = True,
         negatives: keras.layers.Layer | None = None,
+        candidates: str = "rows",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -62,6 +84,11 @@ class TwoTowerModel(keras.Model):
         self.query_tower, self.item_tower = build_towers(features, hidden_units, normalize, share_embeddings)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.negatives = negatives
+        if candidates not in CANDIDATE_MODES:
+            raise ValueError(f"candidates must be one of {list(CANDIDATE_MODES)}; received {candidates!r}.")
+        if candidates == "unique" and negatives is not None:
+            raise ValueError("candidates='unique' works with the in-batch softmax only; received a negative-sampling strategy.")
+        self.candidates = candidates
 
     @property
     def metrics(self):
@@ -72,31 +99,53 @@ class TwoTowerModel(keras.Model):
         return self.query_tower(inputs, training=training), self.item_tower(inputs, training=training)
 
     def sampling_log_q(self, item_ids: tf.Tensor, update: bool) -> tf.Tensor | None:
-        """log p of the batch's items; with ``update`` the estimator first (or then) consumes the batch."""
+        """log p of the batch's items; with ``update`` the estimator also consumes the batch.
+
+        The update is one global step under any tf.distribute strategy (the estimator's own
+        cross-replica update). p is clipped at 1 only when the estimand is an inclusion probability.
+        """
         if self.frequency is None:
             return None
-        # update_estimator: one global step under any tf.distribute strategy (yt_bias/distribute.py).
-        if update and self.read_after_update:
-            with tf.control_dependencies([update_estimator(self.frequency, item_ids)]):
-                return log_probability(self.frequency.probability(item_ids))
+        if update and hasattr(self.frequency, "update_and_probability"):
+            probability = self.frequency.update_and_probability(item_ids, read_after_update=self.read_after_update)
+        elif update:
+            probability = self._update_then_read(item_ids)
+        else:
+            probability = self.frequency.probability(item_ids)
+        estimand = getattr(self.frequency, "estimand", "inclusion")
+        return log_probability(probability, max_probability=1.0 if estimand == "inclusion" else None)
+
+    def _update_then_read(self, item_ids: tf.Tensor) -> tf.Tensor:
+        """For frequency sources without a fused update-and-read (``update`` and ``probability`` only)."""
+        if self.read_after_update:
+            with tf.control_dependencies([update_once_per_global_step(self.frequency, item_ids)]):
+                return self.frequency.probability(item_ids)
         probability = self.frequency.probability(item_ids)
-        if update:
-            with tf.control_dependencies([probability]):
-                update_estimator(self.frequency, item_ids)
-        return log_probability(probability)
+        with tf.control_dependencies([probability]):
+            step = update_once_per_global_step(self.frequency, item_ids)
+        with tf.control_dependencies([step]):
+            return tf.identity(probability)
 
     def batch_loss(self, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor | None, training: bool) -> tf.Tensor:
-        """The corrected in-batch softmax loss of one batch (the positives are the diagonal)."""
+        """The corrected in-batch softmax loss of one batch (the positives are the diagonal, or the
+        rows' item columns with ``candidates="unique"``)."""
         query, items = self(batch, training=training)
         if self.negatives is not None:
             return self.negatives.loss(self, batch, query, items, log_q, training)
+        item_ids = batch[self.features.item_id]
+        positive_index = None
+        if self.candidates == "unique":
+            item_ids, positive_index, first_row = unique_columns(item_ids)
+            items = tf.gather(items, first_row)
+            log_q = None if log_q is None else tf.gather(log_q, first_row)
         return corrected_softmax_loss(
             query,
             items,
             temperature=self.temperature,
             log_q=log_q,
             rewards=batch.get(REWARD),
-            candidate_ids=batch[self.features.item_id],
+            positive_index=positive_index,
+            candidate_ids=item_ids,
             remove_accidental_hits=self.remove_accidental_hits,
         )
 
@@ -104,6 +153,8 @@ class TwoTowerModel(keras.Model):
         log_q = self.sampling_log_q(batch[self.features.item_id], update=True)
         with tf.GradientTape() as tape:
             if self.gather_negatives_across_replicas:
+                if self.candidates == "unique":
+                    raise ValueError("candidates='unique' cannot gather negatives across replicas; use candidates='rows'.")
                 loss = gathered_batch_loss(self, batch, log_q, training=True)
             else:
                 loss = self.batch_loss(batch, log_q, training=True)
@@ -131,6 +182,7 @@ class TwoTowerModel(keras.Model):
             "read_after_update": self.read_after_update,
             "remove_accidental_hits": self.remove_accidental_hits,
             "share_embeddings": self.share_embeddings,
+            "candidates": self.candidates,
         }
 
     @classmethod

@@ -1,15 +1,15 @@
 """Training and evaluation of one configuration: ``train_and_evaluate(config, workdir) -> metrics``.
 
 Called by the CLI, the notebooks, the experiments and the tests. It writes, under ``workdir``:
-``config.json``, ``features.json``, ``checkpoint/`` (model, optimizer and estimator state),
+``config.json``, ``features.json``, ``items.npz`` (the item corpus it trained on), ``run.json``
+(the run's fingerprint and status), ``checkpoint/`` (model, optimizer and estimator state),
 ``tensorboard/`` (loss and the estimator's error against the true frequencies) and
-``metrics.json``.
+``metrics.json`` (only when training finished with finite loss and weights).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from typing import Any
@@ -20,28 +20,23 @@ from yt_bias._keras import keras, tf
 from yt_bias.config import ExperimentConfig
 from yt_bias.data.dataset import RecDataset, make_tf_dataset
 from yt_bias.data.loading import load_dataset
-from yt_bias.evaluation import evaluate_model
-from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator, total_variation_error
+from yt_bias.divergence import DivergenceGuard
+from yt_bias.evaluation import check_ks, evaluate_model
+from yt_bias.frequency import OracleFrequency, estimator_from_settings, total_variation_error
 from yt_bias.model import TwoTowerModel
+from yt_bias.run_directory import RunDirectory
 
 
 def build_frequency(config: ExperimentConfig, dataset: RecDataset):
     """The sampling-probability source of a variant: None, the streaming estimator or the oracle."""
     if config.variant == "plain-sfx":
         return None
+    estimand = config.estimator.estimand
     if config.variant == "correct-sfx-oracle":
-        probabilities = np.maximum(dataset.step_probabilities(config.train.batch_size), 1e-9)  # unseen items: tiny, not 0
-        return OracleFrequency(dataset.item_ids, probabilities, name="frequency")
-    e = config.estimator
-    return StreamingFrequencyEstimator(
-        e.hash_size,
-        num_hashes=e.num_hashes,
-        alpha=e.alpha,
-        initial_interval=e.initial_interval,
-        bias_correction=e.bias_correction,
-        seed=e.seed,
-        name="frequency",
-    )
+        probabilities = dataset.step_probabilities(config.train.batch_size, estimand)
+        probabilities = np.maximum(probabilities, 1e-9)  # unseen items: tiny, not 0
+        return OracleFrequency(dataset.item_ids, probabilities, estimand=estimand, name="frequency")
+    return estimator_from_settings(config.estimator)
 
 
 def build_optimizer(config: ExperimentConfig) -> keras.optimizers.Optimizer:
@@ -85,6 +80,7 @@ def build_model(config: ExperimentConfig, dataset: RecDataset) -> TwoTowerModel:
         remove_accidental_hits=m.remove_accidental_hits,
         share_embeddings=m.share_embeddings,
         negatives=_build_negatives(config, dataset),
+        candidates=m.candidates,
     )
     model.gather_negatives_across_replicas = config.distribute.gather_negatives_across_replicas
     model.compile(optimizer=build_optimizer(config))
@@ -96,7 +92,8 @@ def estimator_error(model: TwoTowerModel, dataset: RecDataset, batch_size: int) 
     if model.frequency is None:
         return None
     estimated = model.frequency.probability(tf.constant(dataset.item_ids)).numpy()
-    return total_variation_error(estimated, dataset.step_probabilities(batch_size), batch_size)
+    estimand = getattr(model.frequency, "estimand", "inclusion")
+    return total_variation_error(estimated, dataset.step_probabilities(batch_size, estimand), batch_size)
 
 
 class EstimatorErrorLogger(keras.callbacks.Callback):
@@ -139,28 +136,30 @@ def checkpoint_for(model: TwoTowerModel) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(model=model, optimizer=model.optimizer)
 
 
-def _write_json(path: str, data: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-    os.replace(tmp, path)
-
-
-def fit(config: ExperimentConfig, dataset: RecDataset, workdir: str | None = None) -> tuple[TwoTowerModel, dict]:
+def fit(
+    config: ExperimentConfig, dataset: RecDataset, workdir: str | None = None, run: RunDirectory | None = None
+) -> tuple[TwoTowerModel, dict]:
     """Trains ``config`` on ``dataset``; returns the model and ``{"train_seconds", "loss_history", ...}``.
 
-    With a ``workdir`` it writes config.json, features.json, TensorBoard logs and a checkpoint.
+    With a ``workdir`` it writes a run directory (:mod:`yt_bias.run_directory`: config, features,
+    item corpus snapshot, run.json), TensorBoard logs and a checkpoint; a workdir holding another
+    run is replaced. ``run``: a run directory the caller already opened for ``workdir``.
+
+    Raises:
+      TrainingDiverged: the loss or a weight became NaN or infinite (the run is marked failed).
     """
+    if workdir and run is None:
+        with RunDirectory.start(workdir, config, dataset) as run:
+            return fit(config, dataset, workdir, run)
     keras.utils.set_random_seed(config.train.seed)
     with _strategy_scope(config):
         model = build_model(config, dataset)
     train_data = make_tf_dataset(_train_examples(config, dataset), config.train.batch_size, seed=config.train.seed)
     log_dir = os.path.join(workdir, "tensorboard") if workdir else None
-    if workdir:
-        os.makedirs(workdir, exist_ok=True)
-        _write_json(os.path.join(workdir, "config.json"), config.to_dict())
-        _write_json(os.path.join(workdir, "features.json"), dataset.features.to_dict())
-    callbacks: list[keras.callbacks.Callback] = [EstimatorErrorLogger(dataset, config.train.batch_size, log_dir)]
+    callbacks: list[keras.callbacks.Callback] = [
+        DivergenceGuard(hint=f"Lower train.learning_rate (now {config.train.learning_rate:g})."),
+        EstimatorErrorLogger(dataset, config.train.batch_size, log_dir),
+    ]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", profile_batch=0))
 
@@ -171,24 +170,40 @@ def fit(config: ExperimentConfig, dataset: RecDataset, workdir: str | None = Non
         "steps": int(config.train.epochs * (dataset.num_train // config.train.batch_size)),
         "loss_history": [float(v) for v in history.history["loss"]],
     }
-    if workdir:
-        checkpoint_for(model).save(os.path.join(workdir, "checkpoint", "ckpt"))
+    if run is not None:
+        run.commit_checkpoint(checkpoint_for(model).save(os.path.join(run.checkpoint_dir, "ckpt")))
     return model, info
 
 
-def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, dataset: RecDataset | None = None) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ExperimentConfig, workdir: str | None = None, dataset: RecDataset | None = None, mode: str = "overwrite"
+) -> dict[str, Any]:
     """Trains ``config`` and evaluates it with exact Recall@K; returns (and saves) the metrics.
 
     Args:
       config: the experiment.
       workdir: where checkpoint, TensorBoard logs and metrics.json go; nothing is written if None.
       dataset: a ready data set (skips loading ``config.data``; experiments share one).
+      mode: when ``workdir`` holds another run: 'overwrite' (replace it) or 'refuse' (raise).
     Returns:
       ``{"variant", "recall@K"..., "estimator_tv_error", "train_seconds", "loss_history", ...}``.
+    Raises:
+      RunConflict: ``workdir`` holds another run and ``mode='refuse'``, or another process is writing it.
+      TrainingDiverged: the loss or a weight became non-finite (no metrics.json is written).
     """
     if dataset is None:
         dataset = load_dataset(config.data, config.model.embedding_dim)
-    model, info = fit(config, dataset, workdir)
+    check_ks(config.eval.ks, dataset.num_items)
+    if workdir:
+        with RunDirectory.start(workdir, config, dataset, mode=mode) as run:
+            metrics = _train_and_evaluate(config, dataset, workdir, run)
+            run.finish(metrics)
+        return metrics
+    return _train_and_evaluate(config, dataset, None, None)
+
+
+def _train_and_evaluate(config: ExperimentConfig, dataset: RecDataset, workdir: str | None, run) -> dict[str, Any]:
+    model, info = fit(config, dataset, workdir, run)
     metrics: dict[str, Any] = {"name": config.name, "variant": config.variant}
     metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen))
     metrics["estimator_tv_error"] = estimator_error(model, dataset, config.train.batch_size)
@@ -198,6 +213,4 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, dat
         num_train=dataset.num_train,
         num_test_positives=int(np.sum(np.asarray(dataset.test["reward"]) > 0)),
     )
-    if workdir:
-        _write_json(os.path.join(workdir, "metrics.json"), metrics)
     return metrics

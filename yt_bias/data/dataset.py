@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from math import lgamma
 
 import numpy as np
 
@@ -42,6 +43,37 @@ def _check_interactions(name: str, data: Mapping[str, np.ndarray], features: Fea
             f"{name}: '{REWARD}' must be finite and >= 0; received {reward[bad][:5].tolist()} at rows {np.flatnonzero(bad)[:5].tolist()}."
         )
     return count
+
+
+def batch_frequencies(counts: np.ndarray, batch_size: int, estimand: str = "inclusion") -> np.ndarray:
+    """Exact per-batch frequencies of items with ``counts`` rows among ``sum(counts)`` shuffled rows.
+
+    Args:
+      counts: [num_items] rows per item.
+      batch_size: B (capped at the number of rows).
+      estimand: ``"inclusion"``: ``1 - C(n - c, B) / C(n, B)``, the probability of being in a batch
+        of B rows drawn without replacement; ``"expected_count"``: ``B c / n``.
+    Returns:
+      [num_items] float64.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    n = float(counts.sum())
+    if n <= 0:
+        raise ValueError("batch_frequencies: no rows (all counts are 0).")
+    b = min(int(batch_size), int(n))
+    if estimand == "expected_count":
+        return b * counts / n
+    if estimand != "inclusion":
+        raise ValueError(f"estimand must be 'inclusion' or 'expected_count'; received {estimand!r}.")
+
+    def log_comb_ratio(c: float) -> float:
+        # log C(n - c, B) - log C(n, B), in closed form via lgamma.
+        if n - c < b:
+            return -np.inf
+        return lgamma(n - c + 1) - lgamma(n - c - b + 1) - lgamma(n + 1) + lgamma(n - b + 1)
+
+    miss = np.exp([log_comb_ratio(c) for c in counts])
+    return 1.0 - miss
 
 
 @dataclasses.dataclass
@@ -96,25 +128,18 @@ class RecDataset:
         data = {"train": self.train, "test": self.test}[split]
         return np.bincount(np.asarray(data[ITEM_INDEX]), minlength=self.num_items)
 
-    def step_probabilities(self, batch_size: int) -> np.ndarray:
-        """Exact probability that each item is in a uniformly shuffled training batch.
+    def step_probabilities(self, batch_size: int, estimand: str = "inclusion") -> np.ndarray:
+        """Exact per-batch frequency of each item in a uniformly shuffled training batch.
 
-        With n training rows of which c_j show item j, a batch of B rows drawn without
-        replacement misses item j with probability C(n - c_j, B) / C(n, B).
+        With n training rows of which c_j show item j and batches of B rows drawn without
+        replacement:
+
+        * ``estimand="inclusion"``: the probability that item j is in the batch,
+          ``1 - C(n - c_j, B) / C(n, B)``;
+        * ``estimand="expected_count"``: its expected number of rows in the batch, ``B c_j / n``.
         """
         counts = self.item_counts("train").astype(np.float64)
-        n = float(self.num_train)
-        b = min(batch_size, self.num_train)
-        # log C(n - c, B) - log C(n, B) = sum_{k<B} log((n - c - k) / (n - k)), in closed form via lgamma.
-        from math import lgamma
-
-        def log_comb_ratio(c: float) -> float:
-            if n - c < b:
-                return -np.inf
-            return lgamma(n - c + 1) - lgamma(n - c - b + 1) - lgamma(n + 1) + lgamma(n - b + 1)
-
-        miss = np.exp([log_comb_ratio(c) for c in counts])
-        return 1.0 - miss
+        return batch_frequencies(counts, batch_size, estimand)
 
     def seen_items(self) -> dict[str, np.ndarray]:
         """Query key -> the sorted item indices it interacted with in training."""
