@@ -42,6 +42,7 @@ class ModelConfig:
     temperature: float = 0.05
     share_embeddings: bool = True
     remove_accidental_hits: bool = False
+    candidates: str = "rows"  # in-batch candidate columns: 'rows' (one per row) or 'unique' (one per distinct item)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,7 @@ class EstimatorConfig:
     read_after_update: bool = True
     bias_correction: bool = False
     seed: int = 0
+    estimand: str = "inclusion"  # what p estimates: 'inclusion' (P(item in batch)) or 'expected_count' (rows per batch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,8 +218,16 @@ class ExperimentConfig:
             raise ValueError(f"train.batch_size must be >= 2 (in-batch negatives); received {self.train.batch_size}.")
         if self.train.epochs < 1:
             raise ValueError(f"train.epochs must be >= 1; received {self.train.epochs}.")
-        if not self.train.learning_rate > 0:
-            raise ValueError(f"train.learning_rate must be > 0; received {self.train.learning_rate}.")
+        if not 0 < self.train.learning_rate < float("inf"):
+            raise ValueError(f"train.learning_rate must be finite and > 0; received {self.train.learning_rate}.")
+        if not 0 < self.model.temperature < float("inf"):
+            raise ValueError(f"model.temperature must be finite and > 0; received {self.model.temperature}.")
+        if self.estimator.estimand not in ("inclusion", "expected_count"):
+            raise ValueError(
+                f"estimator.estimand must be 'inclusion' or 'expected_count'; received {self.estimator.estimand!r}."
+            )
+        if self.model.candidates not in ("rows", "unique"):
+            raise ValueError(f"model.candidates must be 'rows' or 'unique'; received {self.model.candidates!r}.")
         if not self.eval.ks or min(self.eval.ks) < 1:
             raise ValueError(f"eval.ks must be positive integers; received {self.eval.ks}.")
 
