@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="yt-bias",
         description="Sampling-bias-corrected two-tower retrieval (Yi et al., RecSys 2019).",
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in _COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
@@ -35,13 +36,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; returns its exit code.
+
+    A user error (bad input, a conflicting workdir, a missing or damaged file) is one line on
+    stderr and exit code 2; a diverged training run exits with 3; ``--debug`` re-raises instead.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"yt-bias {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        from yt_bias.divergence import TrainingDiverged
+
+        if args.debug:
+            raise
+        if isinstance(error, TrainingDiverged):
+            code = 3
+        elif isinstance(error, (ValueError, TypeError, LookupError, OSError, ImportError)):
+            code = 2
+        else:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"yt-bias {args.command}: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

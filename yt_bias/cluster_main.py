@@ -207,8 +207,6 @@ def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int 
     ``steps`` is the total number of closures: a chief restarted on the same ``workdir`` restores
     the latest checkpoint (model, estimator, optimizer, closures done) and schedules the rest.
     """
-    import numpy as np
-
     from yt_bias._keras import keras, tf
     from yt_bias.data.loading import load_dataset
     from yt_bias.distribute import (
@@ -217,9 +215,12 @@ def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int 
         make_strategy,
         train_parameter_server,
     )
-    from yt_bias.evaluation import evaluate_model
+    from yt_bias.evaluation import check_ks, evaluate_model
+    from yt_bias.run_directory import METRICS_FILE, ensure_directory, write_json_atomic, write_npz_atomic
 
+    ensure_directory(workdir, "--workdir")
     dataset = load_dataset(config.data, config.model.embedding_dim)
+    check_ks(config.eval.ks, dataset.num_items)
     strategy = make_strategy(config.distribute, tf_config)
     num_ps = len(tf_config["cluster"].get("ps", []))
     num_shards = estimator_num_shards(config.distribute, num_ps, config.estimator.hash_size, config.estimator.num_hashes)
@@ -285,15 +286,13 @@ def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int 
         "variables_on": sorted({v.device for v in model.variables if getattr(v, "device", None)}),
         "sharded_variables": sorted(v.name for v in model.variables if "/part_" in v.name),
     }
+    ensure_directory(workdir, "--workdir")
     if hasattr(frequency, "state_variables"):
         metrics["estimator_devices"] = sorted({v.device for v in frequency.state_variables()})
         metrics["estimator_variable_devices"] = {v.name: v.device for v in frequency.state_variables()}
-        os.makedirs(workdir, exist_ok=True)
-        np.savez(os.path.join(workdir, ESTIMATOR_ARRAYS), **estimator_arrays(frequency))
+        write_npz_atomic(os.path.join(workdir, ESTIMATOR_ARRAYS), estimator_arrays(frequency))
     metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen))
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
+    write_json_atomic(os.path.join(workdir, METRICS_FILE), metrics)
     return metrics
 
 

@@ -21,18 +21,32 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--days", type=int, default=None, help="with --stream: number of days (stream.days)")
     parser.add_argument("--stream-dir", default=None, help="with --stream: read day_*.npz files from this directory")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--overwrite", action="store_true", help="the workdir holds another run: replace it (its checkpoint and metrics are deleted)"
+    )
+    existing.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --stream: continue the run in the workdir although the config differs (not in data/model/estimator/negatives)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from yt_bias.train import train_and_evaluate
 
+    if not args.stream:
+        given = [flag for flag, value in (("--days", args.days), ("--stream-dir", args.stream_dir), ("--resume", args.resume or None))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply with --stream; received them without it.")
     config = config_from_args(args)
     if args.variant:
         config = override(config, f"variant={args.variant}")
-    if getattr(args, "stream", False):
+    if args.stream:
         return _run_stream(config, args)
-    metrics = train_and_evaluate(config, args.workdir)
+    metrics = train_and_evaluate(config, args.workdir, mode="overwrite" if args.overwrite else "refuse")
     print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}, indent=2))
     print(f"Wrote {args.workdir}/metrics.json, {args.workdir}/checkpoint and {args.workdir}/tensorboard")
     return 0
@@ -48,9 +62,10 @@ def _run_stream(config, args: argparse.Namespace) -> int:
         config = override(config, f"stream.path={args.stream_dir}")
 
     def report(day: dict) -> None:
-        print(json.dumps({k: v for k, v in day.items()}), flush=True)
+        print(json.dumps(day), flush=True)
 
-    _, result = train_stream(config, args.workdir, on_day_end=report)
+    mode = "overwrite" if args.overwrite else "resume" if args.resume else "refuse"
+    _, result = train_stream(config, args.workdir, on_day_end=report, mode=mode)
     print(
         f"Resumed from day {result['resumed_from']}; {result['completed_days']} days done. "
         f"Wrote {args.workdir}/{STATE_FILE} and {args.workdir}/checkpoint"

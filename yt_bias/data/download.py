@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -74,10 +74,31 @@ def default_cache_dir() -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "yt_bias")
 
 
+# A server that sends less than this many bytes in ``timeout`` seconds is stalled (a trickle is a timeout too).
+MIN_BYTES_PER_TIMEOUT = 1024
+
+
+def _copy(response, out, timeout: float, url: str) -> None:
+    """Copies ``response`` to ``out``; TimeoutError when a ``timeout`` window brings < MIN_BYTES_PER_TIMEOUT bytes."""
+    read = getattr(response, "read1", response.read)
+    window_start, window_bytes = time.monotonic(), 0
+    while True:
+        chunk = read(1 << 20)
+        if not chunk:
+            return
+        out.write(chunk)
+        window_bytes += len(chunk)
+        now = time.monotonic()
+        if now - window_start >= timeout:
+            if window_bytes < MIN_BYTES_PER_TIMEOUT:
+                raise TimeoutError(f"the server sent {window_bytes} bytes in {now - window_start:.0f} s (stalled; --timeout {timeout:g})")
+            window_start, window_bytes = now, 0
+
+
 def _fetch(url: str, target: str, timeout: float, manual_dir: str) -> None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(target + ".part", "wb") as out:
-            shutil.copyfileobj(response, out, length=1 << 20)
+            _copy(response, out, timeout, url)
     except (TimeoutError, urllib.error.URLError, OSError) as error:
         if os.path.exists(target + ".part"):
             os.remove(target + ".part")
@@ -118,18 +139,32 @@ def download(name: str, cache_dir: str | None = None, base_url: str | None = Non
       name: one of :data:`DATASETS`.
       cache_dir: where data sets live (default ``~/.cache/yt_bias``); the data goes to ``cache_dir/name``.
       base_url: replaces the host part of every URL (a mirror; tests use an unreachable one).
+    A data set is ready (and not downloaded again) only when its last step, writing
+    ``checksums.json``, completed: a half-extracted cache is extracted again.
+
     Raises:
-      ValueError: unknown name. DownloadError: no network, an HTTP error or a checksum mismatch.
+      ValueError: unknown name, or a cache directory that is a file. DownloadError: no network, an
+        HTTP error, a stalled server, a checksum mismatch or an archive that is not a zip file.
     """
     if name not in DATASETS:
         raise ValueError(f"data set must be one of {sorted(DATASETS)}; received {name!r}.")
+    if timeout is None or not 0 < timeout < float("inf"):
+        raise ValueError(f"--timeout must be a finite number of seconds > 0; received {timeout!r}.")
     spec = DATASETS[name]
-    root = os.path.join(cache_dir or default_cache_dir(), name)
+    cache_dir = cache_dir or default_cache_dir()
+    if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise ValueError(f"--cache-dir {cache_dir!r} is a file; expected a directory.")
+    root = os.path.join(cache_dir, name)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise ValueError(f"--cache-dir: {root!r} is a file; expected a directory for the data set.")
     data_dir = os.path.join(root, spec.data_dir) if spec.data_dir else root
-    if os.path.isfile(os.path.join(data_dir, spec.expect)):
+    marker = os.path.join(root, "checksums.json")
+    if os.path.isfile(os.path.join(data_dir, spec.expect)) and os.path.isfile(marker):
         log(f"{name}: already in {data_dir}")
         return data_dir
     os.makedirs(root, exist_ok=True)
+    if os.path.exists(marker):
+        os.remove(marker)
     record = {}
     for archive in spec.archives:
         url = archive.url
@@ -154,10 +189,16 @@ def download(name: str, cache_dir: str | None = None, base_url: str | None = Non
             f"{name}: {os.path.basename(url)} MD5 {actual} "
             + ("verified" if expected else "(no checksum is published: NOT verified; recorded in checksums.json)")
         )
-        with zipfile.ZipFile(zip_path) as archive_file:
-            archive_file.extractall(manual)
-    with open(os.path.join(root, "checksums.json"), "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
+        try:
+            with zipfile.ZipFile(zip_path) as archive_file:
+                archive_file.extractall(manual)
+        except (zipfile.BadZipFile, EOFError, OSError) as error:
+            os.remove(zip_path)
+            raise DownloadError(f"{zip_path}: not a readable zip archive ({error}) although its checksum matched ({url}); deleted.") from None
     if not os.path.isfile(os.path.join(data_dir, spec.expect)):
         raise DownloadError(f"{name}: after unzipping, {os.path.join(data_dir, spec.expect)} is missing.")
+    tmp = marker + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+    os.replace(tmp, marker)  # last: marks the cache complete
     return data_dir

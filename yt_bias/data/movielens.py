@@ -179,13 +179,20 @@ def _ml1m(path: str):
 def _ml_csv(path: str):
     movie_file = _file(path, "movies.csv")
     ids, titles, genres, years = [], [], [], []
-    with open(movie_file, encoding="utf-8", newline="") as f:
+    with open(movie_file, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
+        rows = []
+        try:
+            header = next(reader, None)
+            for fields in reader:
+                rows.append((reader.line_num, fields))
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{movie_file}:{reader.line_num + 1}: not valid UTF-8 text ({error.reason}).") from None
+        except csv.Error as error:
+            raise ValueError(f"{movie_file}:{reader.line_num}: malformed CSV ({error}).") from None
         if header is None or [h.strip() for h in header[:3]] != ["movieId", "title", "genres"]:
             raise ValueError(f"{movie_file}:1: expected the header movieId,title,genres; received {header}.")
-        for fields in reader:
-            line = reader.line_num
+        for line, fields in rows:
             if not fields:
                 continue
             if len(fields) != 3:
@@ -196,8 +203,8 @@ def _ml_csv(path: str):
             years.append(title_year(fields[1]))
     items, item_specs = _item_table(ids, titles, genres, years, movie_file)
     ratings_file = _file(path, "ratings.csv")
-    with open(ratings_file, encoding="utf-8") as f:
-        header = f.readline().strip().split(",")
+    header = next((fields for _, fields in read_rows(ratings_file, ",", encoding="utf-8")), [])
+    header = [h.strip() for h in header]
     if header[:4] != ["userId", "movieId", "rating", "timestamp"]:
         raise ValueError(f"{ratings_file}:1: expected the header userId,movieId,rating,timestamp; received {header}.")
     interactions = _interactions(ratings_file, ",", "utf-8", header=True)

@@ -77,6 +77,10 @@ def find_files(path: str) -> dict[str, str]:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"data.path {path!r} is not a directory; expected one with NAME.inter.")
     stem = os.path.basename(os.path.normpath(path))
+    for suffix in ("inter", "item", "user"):
+        for candidate in glob.glob(os.path.join(path, f"*.{suffix}")):
+            if os.path.isdir(candidate):
+                raise ValueError(f"{candidate} is a directory; expected a RecBole atomic file (tab-separated text).")
     if not os.path.isfile(os.path.join(path, f"{stem}.inter")):
         inters = sorted(glob.glob(os.path.join(path, "*.inter")))
         if len(inters) != 1:

@@ -20,6 +20,7 @@ Every loader (MovieLens, RecBole atomic files, MIND) parses its files into an
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -83,11 +84,18 @@ def read_rows(
 ) -> Iterator[tuple[int, list[str]]]:
     """Yields (line number, fields) of a delimited text file; blank lines are skipped.
 
+    A byte-order mark at the start of the file is dropped (UTF-8's, also when read as latin-1).
+
     Raises:
-      ValueError: a line with the wrong number of fields, naming the file and the line number.
+      ValueError: a path that is a directory, text that is not ``encoding``, or a line with the wrong
+        number of fields, naming the file and the line number.
     """
-    with open(path, encoding=encoding, newline="") as f:
-        for number, line in enumerate(f, start=1):
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory; expected a text file.")
+    with open(path, "rb") as f:
+        for number, line in _lines(f, path, encoding):
+            if number == 1:
+                line = strip_bom(line)
             line = line.rstrip("\r\n")
             if skip_header and number == 1:
                 continue
@@ -104,6 +112,29 @@ def read_rows(
                     f"received {len(fields)}: {line[:80]!r}."
                 )
             yield number, fields
+
+
+_BOMS = ("\ufeff", "\xef\xbb\xbf")  # UTF-8's byte-order mark, decoded as UTF-8 and as latin-1
+
+
+def strip_bom(text: str) -> str:
+    """``text`` without a leading byte-order mark."""
+    for bom in _BOMS:
+        if text.startswith(bom):
+            return text[len(bom) :]
+    return text
+
+
+def _lines(f, path: str, encoding: str) -> Iterator[tuple[int, str]]:
+    """(line number, decoded line) of a file opened in binary mode; a decoding error names the file and line."""
+    for number, raw in enumerate(f, start=1):
+        try:
+            yield number, raw.decode(encoding)
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{path}:{number}: not valid {encoding} text ({error.reason} at byte {error.start + 1} of the line); "
+                "re-save the file in that encoding."
+            ) from None
 
 
 def parse_number(text: str, path: str, line: int, field: str) -> float:

@@ -1,0 +1,549 @@
+"""A training run directory: what it holds, who may write it, and how it is written.
+
+One :class:`RunDirectory` owns a workdir of ``yt-bias train`` (and of the stream and cluster
+entry points). Its layout:
+
+* ``config.json``: the experiment config; ``features.json``: the feature spec of both towers;
+* ``items.npz``: the item corpus snapshot the model was trained on (one array per item feature);
+  export, index and query use it, never a corpus rebuilt from the config;
+* ``run.json``: the run's fingerprint (kind, config, data source and a content hash of the data,
+  a hash of the corpus snapshot, package version), its status (``running``, ``complete`` or
+  ``failed``) and the checkpoint it last committed;
+* ``checkpoint/``: TensorFlow checkpoints; ``metrics.json``: written only by a finished run;
+* ``run.lock``: held while a process writes the directory (a second concurrent run is refused;
+  the lock of a dead process is taken over with a warning).
+
+Every JSON or npz file is written to a temporary name in the same folder and renamed
+(:func:`write_json_atomic`, :func:`write_npz_atomic`), so a kill leaves the old file or the new
+one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+CONFIG_FILE = "config.json"
+FEATURES_FILE = "features.json"
+RUN_FILE = "run.json"
+ITEMS_FILE = "items.npz"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoint"
+LOCK_FILE = "run.lock"
+MODES = ("refuse", "overwrite", "resume")
+# Files a run owns; --overwrite removes these and nothing else.
+OWNED = (RUN_FILE, METRICS_FILE, CONFIG_FILE, FEATURES_FILE, ITEMS_FILE, "stream_state.json", CHECKPOINT_DIR, "tensorboard")
+# Config fields that say how a run is watched, not what it computes: never part of its identity.
+VOLATILE_FIELDS = ("train.verbose",)
+# Config sections that shape the model and its checkpoint: --resume may not change them.
+MODEL_SECTIONS = ("variant", "data", "model", "estimator", "negatives")
+
+
+class RunConflict(ValueError):
+    """A workdir that holds another run, is in use by another process, or is not a directory."""
+
+
+# ----------------------------------------------------------------------------- atomic files
+def _json_default(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Writes ``data`` as JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True, default=_json_default)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_npz_atomic(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """Writes arrays to an ``.npz`` at ``path`` through a temporary file in the same folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{name: np.asarray(value) for name, value in arrays.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def read_json(path: str, what: str) -> Any:
+    """Reads a JSON file, with a clear error naming ``what`` and the file when it is missing or damaged.
+
+    Raises:
+      FileNotFoundError: no such file. ValueError: a directory, or not valid JSON.
+    """
+    if os.path.isdir(path):
+        raise ValueError(f"{what}: {path!r} is a directory; expected a JSON file.")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what}: {path!r} does not exist.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{what}: {path!r} is not valid JSON ({error}); it is damaged.") from None
+
+
+def read_npz(path: str, what: str) -> dict[str, np.ndarray]:
+    """Reads every array of an ``.npz`` file, with a clear error naming ``what`` and the file.
+
+    Raises:
+      ValueError: the file is missing, a directory, not an npz archive, truncated or damaged.
+    """
+    if os.path.isdir(path):
+        raise ValueError(f"{what}: {path!r} is a directory; expected an .npz file.")
+    if not os.path.isfile(path):
+        raise ValueError(f"{what}: expected an .npz file; {path!r} does not exist.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{what}: {path!r} is not an .npz archive (numpy.savez); received another kind of file.")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{what}: {path!r} is truncated or damaged ({type(error).__name__}: {error}).") from None
+
+
+def ensure_directory(path: str, what: str) -> str:
+    """Creates ``path`` as a directory if needed; a clear error when it exists as a file.
+
+    Raises:
+      RunConflict: ``path`` (or one of its parents) is a file.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise RunConflict(f"{what}: {path!r} is a file; expected a directory (or a path that does not exist yet).")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RunConflict(f"{what}: cannot create the directory {path!r}: a parent of it is a file.") from None
+    return path
+
+
+# ----------------------------------------------------------------------------- fingerprints
+def array_digest(arrays: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of named arrays: names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(np.asarray(arrays[name]))
+        if value.dtype == object:
+            value = value.astype(str)
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def dataset_digest(dataset) -> str:
+    """Content hash of a :class:`~yt_bias.data.dataset.RecDataset`: its items, train and test arrays."""
+    parts = {f"items/{k}": v for k, v in dataset.items.items()}
+    parts.update({f"train/{k}": v for k, v in dataset.train.items()})
+    parts.update({f"test/{k}": v for k, v in dataset.test.items()})
+    return array_digest(parts)
+
+
+def tower_fingerprint(tower) -> str:
+    """A hash of a tower's weights (in order: shapes and values): equal for the same trained tower only."""
+    digest = hashlib.sha256()
+    for weight in tower.weights:
+        value = np.ascontiguousarray(weight.numpy())
+        digest.update(f"{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _flatten(data: Mapping, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(a: Mapping, b: Mapping, ignore: Iterable[str] = VOLATILE_FIELDS) -> list[str]:
+    """The dotted config fields whose values differ between two ``config.to_dict()``s."""
+    fa, fb = _flatten(json.loads(json.dumps(a, default=_json_default))), _flatten(json.loads(json.dumps(b, default=_json_default)))
+    ignore = set(ignore)
+    return sorted(k for k in set(fa) | set(fb) if k not in ignore and fa.get(k, "<absent>") != fb.get(k, "<absent>"))
+
+
+def package_version() -> str:
+    from yt_bias import __version__
+
+    return __version__
+
+
+def fingerprint(kind: str, config, dataset, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What identifies a run: its kind, config, data source and content, and corpus snapshot.
+
+    Args:
+      kind: ``'train'``, ``'stream'`` or ``'cluster'``.
+      config: the :class:`~yt_bias.config.ExperimentConfig`.
+      dataset: the :class:`~yt_bias.data.dataset.RecDataset` it trains on.
+      extra: more identity fields (e.g. the stream's source).
+    """
+    config_dict = json.loads(json.dumps(config.to_dict(), default=_json_default))
+    record = {
+        "kind": kind,
+        "config": config_dict,
+        "data": {"source": config.data.source, "path": config.data.path, "name": dataset.name, "sha256": dataset_digest(dataset)},
+        "items_sha256": array_digest(dataset.items),
+        "num_items": int(dataset.num_items),
+        "package_version": package_version(),
+    }
+    record.update(extra or {})
+    return record
+
+
+def identity_differences(old: Mapping, new: Mapping, ignore: Iterable[str] = VOLATILE_FIELDS) -> list[str]:
+    """Why two fingerprints are different runs: kind, config fields, data content (empty: same run)."""
+    reasons = []
+    if old.get("kind") != new.get("kind"):
+        reasons.append(f"kind ({old.get('kind')} -> {new.get('kind')})")
+    reasons += [f"config {f}" for f in config_differences(old.get("config", {}), new.get("config", {}), ignore)]
+    old_data = old.get("data", {}).get("sha256")
+    if old_data is not None and old_data != new.get("data", {}).get("sha256"):
+        reasons.append("data content (sha256)")
+    for key in ("stream_source",):
+        if key in old and old.get(key) != new.get(key):
+            reasons.append(key.replace("_", " "))
+    return reasons
+
+
+# ----------------------------------------------------------------------------- lock
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """An exclusive lock file (``O_CREAT | O_EXCL``) holding the owner's PID and host.
+
+    A lock whose PID is dead on this host is stale: it is taken over with a warning.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.held = False
+
+    def acquire(self) -> None:
+        """Raises RunConflict when a live process holds the lock."""
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is None:
+                    continue  # removed or unreadable: try again
+                pid, host = owner.get("pid"), owner.get("host")
+                if isinstance(pid, int) and host == me["host"] and (pid == me["pid"] or not _pid_alive(pid)):
+                    if pid != me["pid"]:
+                        warnings.warn(f"{self.path}: taking over the stale lock of process {pid}, which is no longer running.",
+                                      RuntimeWarning, stacklevel=3)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(self.path)
+                    continue
+                raise RunConflict(
+                    f"workdir {os.path.dirname(self.path)!r} is in use by process {pid} on {host} (lock {self.path}); "
+                    "wait for it to finish or use another workdir (remove the lock file only if that process is gone)."
+                ) from None
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(me, f)
+            self.held = True
+            return
+        raise RunConflict(f"{self.path}: could not take the lock of the workdir; retry.")
+
+    def _owner(self) -> dict | None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+            return data if isinstance(data, dict) else {"pid": None, "host": None}
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError):
+            # A half-written lock (killed between create and write): stale if older than a few seconds.
+            try:
+                age = time.time() - os.path.getmtime(self.path)
+            except OSError:
+                return None
+            if age > 5:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path)
+                return None
+            return {"pid": None, "host": None}
+
+    def release(self) -> None:
+        if self.held:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+            self.held = False
+
+
+# ----------------------------------------------------------------------------- the run directory
+@dataclasses.dataclass
+class RunDirectory:
+    """A run directory being written by this process (see the module docstring for its layout).
+
+    Use :meth:`start` (which takes the lock) as a context manager; an exception inside marks the
+    run failed (a resumable run only records the error and keeps its committed state) and
+    releases the lock.
+    """
+
+    path: str
+    record: dict
+    lock: RunLock | None = None
+    resumed: bool = False
+    resumable: bool = False
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return self.file(CHECKPOINT_DIR)
+
+    # -- opening
+    @classmethod
+    def start(
+        cls,
+        path: str,
+        config,
+        dataset,
+        kind: str = "train",
+        mode: str = "overwrite",
+        extra: Mapping[str, Any] | None = None,
+        resumable: bool = False,
+        volatile: Iterable[str] = VOLATILE_FIELDS,
+    ) -> RunDirectory:
+        """Takes the workdir for a run: checks what it holds, writes config, features, corpus snapshot and run.json.
+
+        Args:
+          path: the workdir.
+          config, dataset: the run's config and data.
+          kind: 'train', 'stream' or 'cluster'.
+          mode: what to do when the workdir holds another run (a different fingerprint):
+            'refuse' (an error), 'overwrite' (remove that run's files and start over) or 'resume'
+            (continue it under the new config; only fields outside the model sections may differ).
+          resumable: the kind resumes by itself (stream): the same run found in the workdir is continued,
+            not restarted.
+          volatile: config fields that may differ within one run (e.g. the number of stream days).
+        Raises:
+          RunConflict: a file where the workdir should be, another live process holds it, another run
+            is in it and ``mode='refuse'``, or ``mode='resume'`` would change the model.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}; received {mode!r}.")
+        ensure_directory(path, "workdir")
+        lock = RunLock(os.path.join(path, LOCK_FILE))
+        lock.acquire()
+        try:
+            new = fingerprint(kind, config, dataset, extra)
+            old = cls._existing(path)
+            continuing = False
+            if old is not None:
+                reasons = identity_differences(old, new, volatile)
+                if old.get("status") == "failed":
+                    continuing = False
+                elif not reasons:
+                    continuing = resumable
+                elif mode == "refuse":
+                    raise RunConflict(
+                        f"workdir {path!r} holds another run ({'; '.join(reasons[:6])} differ"
+                        f"{' ...' if len(reasons) > 6 else ''}). Use a new --workdir, --overwrite to replace that run"
+                        + (", or --resume to continue it with this config." if resumable else ".")
+                    )
+                elif mode == "resume":
+                    if not resumable:
+                        raise RunConflict(f"--resume: a {kind!r} run restarts from scratch; use --overwrite to replace the run in {path!r}.")
+                    fixed = [r for r in reasons if not r.startswith("config ") or r.split(" ", 1)[1].split(".")[0] in MODEL_SECTIONS]
+                    if fixed:
+                        raise RunConflict(
+                            f"--resume cannot change {', '.join(fixed[:6])} of the run in {path!r} (its checkpoint "
+                            "depends on them); use --overwrite or a new --workdir."
+                        )
+                    continuing = True
+            if not continuing:
+                cls._clear(path)
+            run = cls(path, dict(new, status="running", started_at=time.time()), lock, resumed=continuing, resumable=resumable)
+            if continuing and old is not None:
+                run.record["checkpoint"] = old.get("checkpoint")
+                run.record["history"] = list(old.get("history", [])) + [{"resumed_at": time.time()}]
+            run._write_inputs(config, dataset)
+            run.save_record()
+            return run
+        except BaseException:
+            lock.release()
+            raise
+
+    @staticmethod
+    def _existing(path: str) -> dict | None:
+        """The fingerprint of the run in ``path`` (from run.json, or config.json of a run without one)."""
+        run_path, config_path = os.path.join(path, RUN_FILE), os.path.join(path, CONFIG_FILE)
+        if os.path.exists(run_path):
+            return read_json(run_path, "run record")
+        if os.path.exists(config_path):  # a run written without run.json: its config is all there is
+            kind = "stream" if os.path.exists(os.path.join(path, "stream_state.json")) else "train"
+            return {"kind": kind, "config": read_json(config_path, "config"), "data": {}}
+        return None
+
+    @staticmethod
+    def _clear(path: str) -> None:
+        """Removes the files a run owns (run.json first: a kill mid-way leaves no half-valid run)."""
+        for name in OWNED:
+            target = os.path.join(path, name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            elif os.path.lexists(target):
+                os.remove(target)
+
+    def _write_inputs(self, config, dataset) -> None:
+        write_npz_atomic(self.file(ITEMS_FILE), dataset.items)
+        write_json_atomic(self.file(FEATURES_FILE), dataset.features.to_dict())
+        write_json_atomic(self.file(CONFIG_FILE), config.to_dict())
+
+    # -- writing
+    def save_record(self) -> None:
+        write_json_atomic(self.file(RUN_FILE), self.record)
+
+    def commit_checkpoint(self, prefix: str) -> None:
+        """Records ``prefix`` (a saved checkpoint) as the run's current one."""
+        self.record["checkpoint"] = os.path.relpath(prefix, self.path)
+        self.save_record()
+
+    def finish(self, metrics: Mapping[str, Any] | None = None) -> None:
+        """Writes metrics.json (when given), then marks the run complete."""
+        if metrics is not None:
+            write_json_atomic(self.file(METRICS_FILE), dict(metrics))
+        self.record.update(status="complete", finished_at=time.time())
+        self.record.pop("error", None)
+        self.save_record()
+
+    def fail(self, reason: str) -> None:
+        """Marks the run failed; its metrics.json (if any) is removed so that no result looks valid."""
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.file(METRICS_FILE))
+        self.record.update(status="failed", error=reason[:2000], finished_at=time.time())
+        self.save_record()
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self) -> RunDirectory:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc is not None and self.record.get("status") == "running":
+                with contextlib.suppress(Exception):
+                    if self.resumable:  # a resumable run keeps its committed state: the next run goes on from it
+                        self.record["last_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+                        self.save_record()
+                    else:
+                        self.fail(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.release()
+
+
+# ----------------------------------------------------------------------------- reading a trained run
+@dataclasses.dataclass
+class TrainedRun:
+    """What export, index and query need from a finished (or checkpointed) run directory."""
+
+    path: str
+    config: dict
+    features: dict
+    items: dict[str, np.ndarray]
+    record: dict
+    checkpoint: str
+
+
+def latest_checkpoint(path: str) -> str | None:
+    """The checkpoint a run directory committed (run.json), or its newest one when none is recorded."""
+    from yt_bias._keras import tf
+
+    record_path = os.path.join(path, RUN_FILE)
+    if os.path.isfile(record_path):
+        committed = read_json(record_path, "run record").get("checkpoint")
+        if committed and tf.io.gfile.exists(os.path.join(path, committed) + ".index"):
+            return os.path.join(path, committed)
+    return tf.train.latest_checkpoint(os.path.join(path, CHECKPOINT_DIR))
+
+
+def open_trained(path: str, checkpoint: str | None = None) -> TrainedRun:
+    """Reads a run directory for serving: config, features, corpus snapshot and checkpoint, all checked.
+
+    Raises:
+      ValueError: not a run directory, no checkpoint, a failed run, or files changed since training
+        (config.json or items.npz no longer match run.json).
+    """
+    from yt_bias._keras import tf
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"workdir {path!r} is a file; expected a training workdir (a directory).")
+    config_path = os.path.join(path, CONFIG_FILE)
+    if not os.path.isfile(config_path):
+        raise ValueError(
+            f"workdir {path!r}: expected a training workdir with config.json; found none (run yt-bias train --workdir first)."
+        )
+    config = read_json(config_path, "config")
+    if checkpoint is None:
+        checkpoint = latest_checkpoint(path)
+        if checkpoint is None:
+            raise ValueError(f"workdir {path!r}: expected a checkpoint under {os.path.join(path, CHECKPOINT_DIR)}; found none.")
+    elif not tf.io.gfile.exists(checkpoint + ".index"):
+        raise ValueError(
+            f"checkpoint: expected a checkpoint prefix with a .index file; received {checkpoint!r}, which does not exist."
+        )
+    run_path = os.path.join(path, RUN_FILE)
+    if not os.path.isfile(run_path):
+        raise ValueError(
+            f"workdir {path!r}: no {RUN_FILE} (the record of the run and its item corpus); it was written by an older "
+            "yt-bias or its training never started: retrain into it."
+        )
+    record = read_json(run_path, "run record")
+    if record.get("status") == "failed":
+        raise ValueError(f"workdir {path!r} holds a failed run ({record.get('error', 'no reason recorded')}); retrain it.")
+    changed = config_differences(record.get("config", {}), config, ignore=())
+    if changed:
+        raise ValueError(
+            f"{config_path} was changed after training ({', '.join(changed[:6])} differ from {run_path}); "
+            "the checkpoint belongs to the recorded config: restore config.json or retrain."
+        )
+    items = read_npz(os.path.join(path, ITEMS_FILE), "item corpus snapshot")
+    if array_digest(items) != record.get("items_sha256"):
+        raise ValueError(f"{os.path.join(path, ITEMS_FILE)} was changed after training (its hash differs from {run_path}); retrain.")
+    features = read_json(os.path.join(path, FEATURES_FILE), "features")
+    return TrainedRun(path, config, features, items, record, checkpoint)
