@@ -49,7 +49,8 @@ def top_k(
 
     Args:
       scores_fn: (start, stop) -> [stop - start, num_items] scores of those queries.
-      exclude: per query, item indices that may not be returned.
+      exclude: per query, item indices that may not be returned (where fewer than k items remain,
+        the missing ranks are -1).
     """
     k = min(k, num_items)
     result = np.zeros((num_queries, k), np.int64)
@@ -61,8 +62,17 @@ def top_k(
             cols = [exclude[q] for q in range(start, stop)]
             if rows:
                 scores[np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)] = -np.inf
-        result[start:stop] = tf.math.top_k(scores, k=k).indices.numpy()
+        top = tf.math.top_k(scores, k=k)
+        # Fewer than k items left after the exclusion: the excluded ones are no result (-1), never a hit.
+        result[start:stop] = np.where(np.isneginf(top.values.numpy()), -1, top.indices.numpy())
     return result
+
+
+def check_ks(ks: Sequence[int], num_items: int) -> None:
+    """Raises ValueError when a K of ``eval.ks`` is not in [1, num_items] (Recall@K would be meaningless)."""
+    bad = [k for k in ks if not 1 <= k <= num_items]
+    if bad:
+        raise ValueError(f"eval.ks: every K must be in [1, {num_items}] (the corpus size); received {list(ks)}.")
 
 
 def recall_at_k(top_indices: np.ndarray, targets: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
@@ -94,6 +104,7 @@ def evaluate_embeddings(
 
 def evaluate_model(model, dataset: RecDataset, ks: Sequence[int] = DEFAULT_KS, exclude_seen: bool = True) -> dict[str, float]:
     """Recall@K of a trained two-tower model on the held-out positives of ``dataset``."""
+    check_ks(ks, dataset.num_items)
     positives = dataset.test_positives()
     queries = embed(model.query_tower, positives)
     items = embed(model.item_tower, dataset.items)
@@ -103,6 +114,7 @@ def evaluate_model(model, dataset: RecDataset, ks: Sequence[int] = DEFAULT_KS, e
 
 def evaluate_most_popular(dataset: RecDataset, ks: Sequence[int] = DEFAULT_KS, exclude_seen: bool = True) -> dict[str, float]:
     """The most-popular baseline (training counts) on the same protocol as :func:`evaluate_model`."""
+    check_ks(ks, dataset.num_items)
     positives = dataset.test_positives()
     counts = dataset.item_counts("train").astype(np.float32)
     exclude = exclusion_lists(dataset, positives[QUERY_KEY]) if exclude_seen else None
@@ -137,7 +149,8 @@ def coverage_at_k(top_indices: np.ndarray, num_items: int, ks: Sequence[int] = D
     """Catalogue coverage@K: the share of the corpus that appears in at least one query's top K."""
     if num_items < 1:
         raise ValueError(f"coverage_at_k: num_items must be >= 1; received {num_items}.")
-    return {f"coverage@{k}": float(len(np.unique(top_indices[:, :k])) / num_items) for k in ks}
+    top_indices = np.asarray(top_indices)
+    return {f"coverage@{k}": float(len(np.setdiff1d(np.unique(top_indices[:, :k]), [-1])) / num_items) for k in ks}
 
 
 def popularity_bands(train_counts: np.ndarray, shares: tuple[float, float] = (1 / 3, 2 / 3)) -> np.ndarray:

@@ -111,6 +111,7 @@ class ItemIndex:
       parameters: the resolved ScaNN settings (:func:`scann_parameters`), empty for brute force.
       scann_tensors: ScaNN's serialised searcher (``scann_to_tensors``), None for brute force.
       build_seconds: wall time of the build (embedding excluded).
+      tower_fingerprint: a hash of the item tower that embedded the corpus (None: unknown).
     """
 
     ids: np.ndarray
@@ -119,6 +120,7 @@ class ItemIndex:
     parameters: dict
     scann_tensors: dict | None
     build_seconds: float
+    tower_fingerprint: str | None = None
     _state: object = dataclasses.field(default=None, repr=False)
     _search_fns: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -172,7 +174,8 @@ class ItemIndex:
     def save(self, path: str) -> None:
         """Writes the whole index (IDs, embeddings, ScaNN tensors, config) to one ``.npz`` file."""
         arrays = {"ids": self.ids.astype(str), "embeddings": self.embeddings}
-        meta = {"config": dataclasses.asdict(self.config), "parameters": self.parameters, "build_seconds": self.build_seconds}
+        meta = {"config": dataclasses.asdict(self.config), "parameters": self.parameters, "build_seconds": self.build_seconds,
+                "tower_fingerprint": self.tower_fingerprint}
         arrays["meta"] = np.array(json.dumps(meta))
         for name, value in (self.scann_tensors or {}).items():
             value = np.asarray(value)
@@ -187,24 +190,32 @@ class ItemIndex:
 
     @classmethod
     def load(cls, path: str) -> ItemIndex:
-        """Reads an index written by :meth:`save`."""
-        from yt_bias.config import from_dict
+        """Reads an index written by :meth:`save`.
 
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            tensors = {n[len("scann/") :]: data[n] for n in data.files if n.startswith("scann/")}
-            for n in data.files:
-                if n.startswith("scann_bytes/"):
-                    tensors[n[len("scann_bytes/") :]] = np.array([data[n].tobytes()], dtype=object)
-            tensors = tensors or None
-            return cls(
-                data["ids"].astype(str),
-                data["embeddings"],
-                from_dict(meta["config"], IndexConfig),
-                meta["parameters"],
-                tensors,
-                float(meta["build_seconds"]),
-            )
+        Raises:
+          ValueError: the file is missing, not an npz archive, damaged, or not an index.
+        """
+        from yt_bias.config import from_dict
+        from yt_bias.run_directory import read_npz
+
+        data = read_npz(path, "index")
+        missing = [name for name in ("ids", "embeddings", "meta") if name not in data]
+        if missing:
+            raise ValueError(f"index: {path!r} is not an ItemIndex file (yt-bias index --out); arrays {missing} are missing.")
+        meta = json.loads(str(data["meta"]))
+        tensors = {n[len("scann/") :]: data[n] for n in data if n.startswith("scann/")}
+        for n in data:
+            if n.startswith("scann_bytes/"):
+                tensors[n[len("scann_bytes/") :]] = np.array([data[n].tobytes()], dtype=object)
+        return cls(
+            data["ids"].astype(str),
+            data["embeddings"],
+            from_dict(meta["config"], IndexConfig),
+            meta["parameters"],
+            tensors or None,
+            float(meta["build_seconds"]),
+            meta.get("tower_fingerprint"),
+        )
 
 
 def scann_search(state, queries: tf.Tensor, k: int, parallel: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
@@ -281,8 +292,12 @@ def index_corpus(item_tower, items: Mapping[str, np.ndarray], item_id: str, conf
       items: item feature name -> [num_items, ...] array; ``items[item_id]`` are the IDs served.
       item_id: the name of the item ID feature (``FeatureConfig.item_id``).
     """
+    from yt_bias.run_directory import tower_fingerprint
+
     config = config or IndexConfig()
     if item_id not in items:
         raise ValueError(f"items: the item ID feature '{item_id}' is missing; present: {sorted(items)}.")
     embeddings = embed_corpus(item_tower, items, config.embed_batch_size)
-    return build_index(embeddings, np.asarray(items[item_id]).astype(str), config)
+    index = build_index(embeddings, np.asarray(items[item_id]).astype(str), config)
+    index.tower_fingerprint = tower_fingerprint(item_tower)
+    return index

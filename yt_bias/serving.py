@@ -82,6 +82,8 @@ def export(path: str, query_tower, index: ItemIndex, metadata: dict | None = Non
     Raises:
       ValueError: ``path`` exists and is not empty, or an empty index.
     """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"export path {path!r} is a file; expected a new directory.")
     if os.path.exists(path) and os.listdir(path):
         raise ValueError(f"export path {path!r} exists and is not empty; expected a new directory.")
     if index.num_items == 0:
@@ -117,59 +119,55 @@ def export(path: str, query_tower, index: ItemIndex, metadata: dict | None = Non
 
 
 def restore_model(workdir: str, checkpoint: str | None = None):
-    """Rebuilds a trained model from a training workdir: (config, dataset, model).
+    """Rebuilds a trained model from a training workdir: (config, corpus, model).
+
+    The corpus is the item snapshot saved at training time (``items.npz``), never rebuilt from
+    ``config.data``; the returned :class:`~yt_bias.data.dataset.RecDataset` holds those items and
+    the saved features, and no interactions.
 
     Args:
-      workdir: the directory ``yt-bias train --workdir`` wrote (config.json, features.json, checkpoint/).
-      checkpoint: a checkpoint prefix (e.g. a newer one); the latest under ``workdir/checkpoint`` if None.
+      workdir: the directory ``yt-bias train --workdir`` wrote (config.json, features.json, items.npz, run.json, checkpoint/).
+      checkpoint: a checkpoint prefix (e.g. a newer one); the run's committed (or latest) one if None.
     Raises:
-      ValueError: no config.json, no checkpoint, or a checkpoint that does not match the model.
+      ValueError: no config.json, no checkpoint, files changed since training, or a checkpoint that
+        is damaged or does not match the model.
     """
-    from yt_bias.data.dataset import make_tf_dataset
-    from yt_bias.data.loading import load_dataset
+    from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset
+    from yt_bias.run_directory import open_trained
     from yt_bias.train import build_model
 
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(config_path):
-        raise ValueError(
-            f"workdir {workdir!r}: expected a training workdir with config.json; found none (run yt-bias train --workdir first)."
-        )
-    with open(config_path, encoding="utf-8") as f:
-        config: ExperimentConfig = from_dict(json.load(f))
-    if checkpoint is None:
-        checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoint"))
-        if checkpoint is None:
-            raise ValueError(
-                f"workdir {workdir!r}: expected a checkpoint under {os.path.join(workdir, 'checkpoint')}; found none."
-            )
-    elif not tf.io.gfile.exists(checkpoint + ".index"):
-        raise ValueError(
-            f"checkpoint: expected a checkpoint prefix with a .index file; received {checkpoint!r}, which does not exist."
-        )
-    dataset = load_dataset(config.data, config.model.embedding_dim)
-    features_path = os.path.join(workdir, "features.json")
-    if os.path.isfile(features_path):
-        with open(features_path, encoding="utf-8") as f:
-            saved = FeatureConfig.from_dict(json.load(f))
-        if saved != dataset.features:
-            raise ValueError(f"workdir {workdir!r}: features.json does not match the features of the data config's data set.")
+    trained = open_trained(workdir, checkpoint)
+    config: ExperimentConfig = from_dict(trained.config)
+    features = FeatureConfig.from_dict(trained.features)
+    empty = {s.name: np.zeros((0, *s.shape), np.float32 if s.kind == "dense" else str) for s in features.query}
+    empty.update({ITEM_INDEX: np.zeros(0, np.int64), REWARD: np.zeros(0, np.float32), QUERY_KEY: np.zeros(0, str)})
+    try:
+        dataset = RecDataset(trained.record.get("data", {}).get("name", "snapshot"), features, trained.items, empty, dict(empty))
+    except ValueError as error:
+        raise ValueError(f"{os.path.join(workdir, 'items.npz')} does not fit {os.path.join(workdir, 'features.json')}: {error}") from None
     model = build_model(config, dataset)
-    batch = next(iter(make_tf_dataset(dataset.examples("train"), 2, shuffle=False)))
-    model(batch)  # create the variables so that the restore is checked, not deferred
-    status = tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    batch = {s.name: np.zeros((2, *s.shape), np.float32) if s.kind == "dense" else np.full((2, *s.shape), "") for s in features.query}
+    batch.update({s.name: np.asarray(dataset.items[s.name])[[0, 0]] for s in features.item})
+    batch.update({REWARD: np.ones(2, np.float32), ITEM_INDEX: np.zeros(2, np.int64)})
+    model({name: tf.constant(value) for name, value in batch.items()})  # create the variables: the restore is checked, not deferred
+    try:
+        status = tf.train.Checkpoint(model=model).restore(trained.checkpoint).expect_partial()
+    except (tf.errors.OpError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"checkpoint {trained.checkpoint!r} is damaged or unreadable ({first}); retrain, or pass an older --checkpoint.") from None
     try:
         status.assert_existing_objects_matched()
     except AssertionError as error:
-        raise ValueError(f"checkpoint {checkpoint!r} does not match the model of {config_path}: {error}") from None
+        config_path = os.path.join(workdir, "config.json")
+        raise ValueError(f"checkpoint {trained.checkpoint!r} does not match the model of {config_path}: {error}") from None
     return config, dataset, model
 
 
 def load_items(path: str) -> dict[str, np.ndarray]:
     """Reads an item corpus (item feature name -> [num_items, ...] array) from an ``.npz`` file."""
-    if not os.path.isfile(path):
-        raise ValueError(f"items: expected an .npz file of item feature arrays; {path!r} does not exist.")
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+    from yt_bias.run_directory import read_npz
+
+    return read_npz(path, "items")
 
 
 def index_from_workdir(
@@ -181,7 +179,7 @@ def index_from_workdir(
     """
     config = config or IndexConfig()
     experiment, dataset, model = restore_model(workdir, checkpoint)
-    corpus = dataset.items if items is None else items
+    corpus = dataset.items if items is None else items  # the training-time snapshot by default
     index = index_corpus(model.item_tower, corpus, dataset.features.item_id, config)
     return model, dataset, index, experiment
 
@@ -210,6 +208,14 @@ def export_from_workdir(
         model, dataset, index, experiment = index_from_workdir(workdir, config, items, checkpoint)
     else:
         experiment, dataset, model = restore_model(workdir, checkpoint)
+        from yt_bias.run_directory import tower_fingerprint
+
+        expected = tower_fingerprint(model.item_tower)
+        if index.tower_fingerprint != expected:
+            raise ValueError(
+                f"index: built by another item tower (fingerprint {index.tower_fingerprint or 'none recorded'}); the item "
+                f"tower of {workdir!r} has {expected}. Rebuild it: yt-bias index --workdir {workdir} --out FILE."
+            )
     metadata = {"config": experiment.to_dict(), "features": dataset.features.to_dict(), "workdir": os.path.abspath(workdir)}
     return export(path, model.query_tower, index, metadata)
 
