@@ -223,3 +223,36 @@ def test_train_step_loss_equals_hand_computation_with_log_p(dataset, estimand, c
         assert p.max() > 1.0  # the repeated item's expected count, not clipped
     plain = _log_softmax_loss(query, items, np.zeros(len(rows)), np.arange(len(rows)), config.model.temperature, rewards)
     assert abs(plain - expected) > 1e-3
+
+
+def test_known_exclusion_removes_earlier_test_items_but_never_the_target(dataset):
+    from yt_bias.evaluation import evaluate_most_popular, exclusions_for
+
+    positives = dataset.test_positives()
+    train_lists = exclusions_for(dataset, positives, "train")
+    known_lists = exclusions_for(dataset, positives, "known")
+    assert exclusions_for(dataset, positives, "none") is None
+    grew = 0
+    for train_items, known, target in zip(train_lists, known_lists, positives["item_index"]):
+        assert set(train_items.tolist()) - {int(target)} <= set(known.tolist())
+        assert target not in known
+        grew += len(known) > len(train_items)
+    assert grew > 0  # some queries have earlier test-period items
+    # Removing non-target items can only move a target up: recall never drops.
+    train_recall = evaluate_most_popular(dataset, (10, 50), exclude="train")
+    known_recall = evaluate_most_popular(dataset, (10, 50), exclude="known")
+    assert all(known_recall[k] >= train_recall[k] for k in train_recall)
+    with pytest.raises(ValueError, match="eval.exclude"):
+        exclusions_for(dataset, positives, "everything")
+
+
+def test_synthetic_activity_uses_the_training_period_only():
+    from yt_bias.data.synthetic import SyntheticConfig, generate
+
+    small = SyntheticConfig(num_users=300, num_items=200, interactions_per_user=12)
+    data = generate(small)
+    users = np.concatenate([data.train["user_id"], data.test["user_id"]])
+    activity = np.concatenate([data.train["activity"][:, 0], data.test["activity"][:, 0]])
+    train_volume = {u: c for u, c in zip(*np.unique(data.train["user_id"], return_counts=True))}
+    expected = np.log1p([train_volume.get(u, 0) for u in users]) - np.log1p(12 * small.train_fraction)
+    np.testing.assert_allclose(activity, expected, rtol=1e-5, atol=1e-5)

@@ -77,6 +77,7 @@ class EvalConfig:
 
     ks: tuple[int, ...] = (10, 50, 100, 300)
     exclude_seen: bool = True
+    exclude: str = "train"  # with exclude_seen: 'train' (the user's training items) or 'known' (every earlier item)
 
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "parameter_server")
@@ -226,6 +227,8 @@ class ExperimentConfig:
             raise ValueError(
                 f"estimator.estimand must be 'inclusion' or 'expected_count'; received {self.estimator.estimand!r}."
             )
+        if self.eval.exclude not in ("train", "known"):
+            raise ValueError(f"eval.exclude must be 'train' or 'known'; received {self.eval.exclude!r}.")
         if self.model.candidates not in ("rows", "unique"):
             raise ValueError(f"model.candidates must be 'rows' or 'unique'; received {self.model.candidates!r}.")
         if not self.eval.ks or min(self.eval.ks) < 1:

@@ -30,11 +30,59 @@ def embed(tower, features: Mapping[str, np.ndarray], batch_size: int = 4096) -> 
     return np.concatenate(outputs, axis=0) if outputs else np.zeros((0, tower.output_dim), np.float32)
 
 
+EXCLUDE_MODES = ("train", "known", "none")
+
+
 def exclusion_lists(dataset: RecDataset, query_keys: np.ndarray) -> list[np.ndarray]:
     """For each query, the item indices its key interacted with in training."""
     seen = dataset.seen_items()
     empty = np.zeros(0, np.int64)
     return [seen.get(key, empty) for key in np.asarray(query_keys).astype(str)]
+
+
+def known_item_lists(dataset: RecDataset, queries: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """For each test query, every item its key interacted with before it, from any period.
+
+    The training items of the key, plus the key's test-period items strictly earlier than the
+    query (by ``timestamp`` when the split has one, then by row order). The query's own target is
+    never excluded (a re-consumed item stays a possible hit).
+    """
+    keys = np.asarray(queries[QUERY_KEY]).astype(str)
+    targets = np.asarray(queries[ITEM_INDEX])
+    test_keys = np.asarray(dataset.test[QUERY_KEY]).astype(str)
+    test_items = np.asarray(dataset.test[ITEM_INDEX])
+    n_test = len(test_keys)
+    test_times = np.asarray(dataset.test["timestamp"], np.float64) if "timestamp" in dataset.test else np.arange(n_test, dtype=np.float64)
+    query_times = np.asarray(queries["timestamp"], np.float64) if "timestamp" in queries else None
+    if query_times is None:
+        raise ValueError("eval.exclude='known' needs a 'timestamp' column in the queries; the split has none.")
+    by_key: dict[str, list[int]] = {}
+    for row, key in enumerate(test_keys.tolist()):
+        by_key.setdefault(key, []).append(row)
+    seen = dataset.seen_items()
+    empty = np.zeros(0, np.int64)
+    out = []
+    for key, time, target in zip(keys.tolist(), query_times.tolist(), targets.tolist()):
+        rows = by_key.get(key, [])
+        earlier = [test_items[r] for r in rows if test_times[r] < time]
+        known = np.union1d(seen.get(key, empty), np.asarray(earlier, np.int64))
+        out.append(known[known != target])
+    return out
+
+
+def exclusions_for(dataset: RecDataset, queries: Mapping[str, np.ndarray], mode: str = "train") -> list[np.ndarray] | None:
+    """The items each query may not retrieve, by ``eval.exclude``.
+
+    ``"train"``: the key's training items; ``"known"``: every item the key interacted with before
+    the query, from any period (:func:`known_item_lists`); ``"none"``: nothing (returns None).
+    """
+    if mode == "none":
+        return None
+    if mode == "train":
+        return exclusion_lists(dataset, queries[QUERY_KEY])
+    if mode == "known":
+        return known_item_lists(dataset, queries)
+    raise ValueError(f"eval.exclude must be one of {list(EXCLUDE_MODES)}; received {mode!r}.")
 
 
 def top_k(
@@ -102,27 +150,34 @@ def evaluate_embeddings(
     return recall_at_k(top, targets, ks)
 
 
-def evaluate_model(model, dataset: RecDataset, ks: Sequence[int] = DEFAULT_KS, exclude_seen: bool = True) -> dict[str, float]:
-    """Recall@K of a trained two-tower model on the held-out positives of ``dataset``."""
+def evaluate_model(
+    model, dataset: RecDataset, ks: Sequence[int] = DEFAULT_KS, exclude_seen: bool = True, exclude: str = "train"
+) -> dict[str, float]:
+    """Recall@K of a trained two-tower model on the held-out positives of ``dataset``.
+
+    ``exclude`` ("train" | "known") says which items are removed when ``exclude_seen``.
+    """
     check_ks(ks, dataset.num_items)
     positives = dataset.test_positives()
     queries = embed(model.query_tower, positives)
     items = embed(model.item_tower, dataset.items)
-    exclude = exclusion_lists(dataset, positives[QUERY_KEY]) if exclude_seen else None
-    return evaluate_embeddings(queries, items, positives[ITEM_INDEX], exclude, ks)
+    excluded = exclusions_for(dataset, positives, exclude if exclude_seen else "none")
+    return evaluate_embeddings(queries, items, positives[ITEM_INDEX], excluded, ks)
 
 
-def evaluate_most_popular(dataset: RecDataset, ks: Sequence[int] = DEFAULT_KS, exclude_seen: bool = True) -> dict[str, float]:
+def evaluate_most_popular(
+    dataset: RecDataset, ks: Sequence[int] = DEFAULT_KS, exclude_seen: bool = True, exclude: str = "train"
+) -> dict[str, float]:
     """The most-popular baseline (training counts) on the same protocol as :func:`evaluate_model`."""
     check_ks(ks, dataset.num_items)
     positives = dataset.test_positives()
     counts = dataset.item_counts("train").astype(np.float32)
-    exclude = exclusion_lists(dataset, positives[QUERY_KEY]) if exclude_seen else None
+    excluded = exclusions_for(dataset, positives, exclude if exclude_seen else "none")
 
     def scores(start, stop):
         return np.broadcast_to(counts, (stop - start, len(counts)))
 
-    top = top_k(scores, len(positives[ITEM_INDEX]), dataset.num_items, max(ks), exclude)
+    top = top_k(scores, len(positives[ITEM_INDEX]), dataset.num_items, max(ks), excluded)
     return recall_at_k(top, positives[ITEM_INDEX], ks)
 
 

@@ -205,7 +205,7 @@ def train_and_evaluate(
 def _train_and_evaluate(config: ExperimentConfig, dataset: RecDataset, workdir: str | None, run) -> dict[str, Any]:
     model, info = fit(config, dataset, workdir, run)
     metrics: dict[str, Any] = {"name": config.name, "variant": config.variant}
-    metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen))
+    metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen, config.eval.exclude))
     metrics["estimator_tv_error"] = estimator_error(model, dataset, config.train.batch_size)
     metrics.update(info)
     metrics.update(

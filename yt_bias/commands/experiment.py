@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-_EXPERIMENT_MODULES: tuple[str, ...] = ("yt_bias.commands.experiment_table1", "yt_bias.commands.experiment_strategies")
+_EXPERIMENT_MODULES: tuple[str, ...] = ("yt_bias.commands.experiment_table1", "yt_bias.commands.experiment_strategies",
+    "yt_bias.commands.experiment_estimand",)
 
 
 def register(subparsers) -> None:

@@ -6,7 +6,8 @@ Generative story (all seeded, nothing downloaded):
   category centre, 3 tags drawn from its category's tag pool, and a power-law popularity
   ``pop_j ~ rank_j ** -popularity_exponent`` (ranks shuffled, so ID order says nothing).
 * Users have latent interests (a mix of 1-3 category centres), a region correlated with their
-  main interest, and an activity level.
+  main interest, and an activity level (as a feature: the volume of their training-period
+  interactions only, so it never reveals the test period).
 * A user's next item is drawn, among items they have not consumed yet, with probability
   ``P(j | u) ~ pop_j ** popularity_weight * exp(affinity_scale * <u, v_j>)``: popularity and
   personal taste both matter, which is exactly where logQ correction makes a difference.
@@ -172,7 +173,6 @@ def generate(config: SyntheticConfig = SyntheticConfig(), embedding_dim: int = 3
         "user_id": np.array([f"user_{u}" for u in users]),
         "region": np.array([f"region_{r}" for r in region[users]]),
         "history": history.astype(str),
-        "activity": np.log(counts[users].astype(np.float32))[:, None] - np.log(config.interactions_per_user),
         ITEM_INDEX: items.astype(np.int64),
         REWARD: reward,
         QUERY_KEY: np.array([f"user_{u}" for u in users]),
@@ -180,6 +180,10 @@ def generate(config: SyntheticConfig = SyntheticConfig(), embedding_dim: int = 3
     }
     cut = np.quantile(times, config.train_fraction)
     is_train = times < cut
+    # Activity: the user's volume in the training period only (the test period's volume is the future).
+    train_volume = np.bincount(users[is_train], minlength=n_users).astype(np.float32)
+    expected_volume = config.interactions_per_user * config.train_fraction
+    rows["activity"] = (np.log1p(train_volume[users]) - np.log1p(expected_volume)).astype(np.float32)[:, None]
     train = {name: values[is_train] for name, values in rows.items()}
     test = {name: values[~is_train] for name, values in rows.items()}
     items_table = {
