@@ -5,7 +5,8 @@ Each source has the streaming estimator's interface (``update(ids)`` per trainin
 ``start_of_day(ids)`` before a day's training and ``end_of_day(ids)`` after it, each with the item
 IDs of all that day's rows. Their probabilities are constant within a day (``update`` is a
 no-op), read from a table of exact counts turned into per-batch probabilities by
-:func:`batch_probabilities` on the scale the ``estimand`` names:
+:func:`yt_bias.data.dataset.batch_frequencies` on the scale the ``estimand`` names
+(``inclusion``: P(item in a batch); ``expected_count``: rows of the item per batch):
 
 * :class:`FrozenFrequency`: the counts of day 0, never updated afterwards (past only).
 * :class:`CumulativeFrequency`: the counts of every past day pooled (past only).
@@ -27,70 +28,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import gammaln
 
 from yt_bias._keras import keras, tf
+from yt_bias.data.dataset import batch_frequencies
+from yt_bias.frequency import check_estimand
 
 __all__ = [
-    "ESTIMANDS",
     "CumulativeFrequency",
     "CurrentDayOracle",
     "FixedTableFrequency",
     "FrozenFrequency",
     "PreviousDayFrequency",
     "TableFrequency",
-    "batch_probabilities",
     "count_ids",
 ]
-
-ESTIMANDS = ("inclusion", "expected_count")
-
-
-def _check_estimand(estimand: str) -> str:
-    if estimand not in ESTIMANDS:
-        raise ValueError(f"estimand must be one of {list(ESTIMANDS)}; received {estimand!r}.")
-    return estimand
-
-
-def batch_probabilities(
-    counts: np.ndarray, num_rows: int, batch_size: int, estimand: str = "inclusion"
-) -> np.ndarray:
-    """Per-batch probabilities of items seen ``counts`` times among ``num_rows`` rows.
-
-    A batch is ``batch_size`` rows drawn without replacement from the ``num_rows`` rows (one step
-    of a shuffled epoch).
-
-    Args:
-      counts: [num_items] rows of each item (>= 0; may be fractional, e.g. a pseudo-count).
-      num_rows: n, the rows the counts come from (>= 1).
-      batch_size: B (>= 1); capped at ``num_rows``.
-      estimand: ``"inclusion"``: ``P(item in batch) = 1 - C(n - c, B) / C(n, B)`` (at most 1);
-        ``"expected_count"``: ``E[rows of the item in a batch] = B c / n`` (may exceed 1).
-    Returns:
-      [num_items] float64 probabilities.
-    Raises:
-      ValueError: an unknown estimand, counts outside [0, num_rows], or num_rows / batch_size < 1.
-    """
-    _check_estimand(estimand)
-    counts = np.asarray(counts, dtype=np.float64)
-    if isinstance(num_rows, bool) or not isinstance(num_rows, (int, np.integer)) or num_rows < 1:
-        raise ValueError(f"num_rows must be an integer >= 1; received {num_rows!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1; received {batch_size!r}.")
-    if counts.size and (not np.all(np.isfinite(counts)) or counts.min() < 0 or counts.max() > num_rows):
-        raise ValueError(
-            f"counts must be finite and in [0, num_rows={num_rows}]; received values in [{counts.min()}, {counts.max()}]."
-        )
-    n = float(num_rows)
-    b = float(min(batch_size, num_rows))
-    if estimand == "expected_count":
-        return b * counts / n
-    rest = n - counts
-    possible = rest >= b  # otherwise every batch holds the item
-    safe = np.where(possible, rest, b)
-    log_miss = gammaln(safe + 1) - gammaln(safe - b + 1) - gammaln(n + 1) + gammaln(n - b + 1)
-    return np.where(possible, -np.expm1(log_miss), 1.0) + 0.0  # + 0.0: no -0.0 for c = 0
-
 
 def count_ids(item_ids: Sequence) -> tuple[np.ndarray, np.ndarray]:
     """Distinct IDs (as decimal strings for integers) and how often each occurs: ([k] str, [k] int64)."""
@@ -119,7 +70,7 @@ class TableFrequency(keras.layers.Layer):
 
     Args:
       batch_size: B, the rows per training step (the scale of the probabilities).
-      estimand: ``"inclusion"`` or ``"expected_count"`` (see :func:`batch_probabilities`).
+      estimand: ``"inclusion"`` or ``"expected_count"`` (see :func:`~yt_bias.data.dataset.batch_frequencies`).
       initial_probability: what every item reads before the first table, in (0, 1].
       min_count: the pseudo-count of an item missing from the table, > 0.
     """
@@ -143,7 +94,7 @@ class TableFrequency(keras.layers.Layer):
         if not float(min_count) > 0.0:
             raise ValueError(f"min_count must be > 0; received {min_count!r}.")
         self.batch_size = int(batch_size)
-        self.estimand = _check_estimand(estimand)
+        self.estimand = check_estimand(estimand)
         self.initial_probability = float(initial_probability)
         self.min_count = float(min_count)
         self._probabilities = tf.lookup.experimental.MutableHashTable(tf.string, tf.float32, default_value=-1.0)
@@ -168,7 +119,11 @@ class TableFrequency(keras.layers.Layer):
         found = self._probabilities.lookup(_string_ids(item_ids))
         return tf.where(found < 0.0, self.default_probability, found)
 
-    def call(self, item_ids: tf.Tensor) -> tf.Tensor:
+    def update_and_probability(self, item_ids: tf.Tensor, read_after_update: bool = True) -> tf.Tensor:
+        """The model's fused training read: the table does not move within a day, so a plain read."""
+        return self.probability(item_ids)
+
+    def call(self, item_ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         return self.probability(item_ids)
 
     # ------------------------------------------------------------------ per-day hooks
@@ -198,8 +153,9 @@ class TableFrequency(keras.layers.Layer):
         if counts.min() < 1:
             raise ValueError(f"counts must be >= 1 (list only items seen); received a minimum of {counts.min()}.")
         total = int(counts.sum())
-        probs = batch_probabilities(counts, total, self.batch_size, self.estimand)
-        default = batch_probabilities(np.array([min(self.min_count, total)]), total, self.batch_size, self.estimand)[0]
+        probs = batch_frequencies(counts, self.batch_size, self.estimand)
+        pseudo = min(self.min_count, total)
+        default = batch_frequencies(np.array([pseudo, total - pseudo]), self.batch_size, self.estimand)[0]
         for table in (self._probabilities, self._counts):
             old, _ = table.export()
             table.remove(old)

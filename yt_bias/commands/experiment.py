@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 _EXPERIMENT_MODULES: tuple[str, ...] = ("yt_bias.commands.experiment_table1", "yt_bias.commands.experiment_strategies",
-    "yt_bias.commands.experiment_estimand",)
+    "yt_bias.commands.experiment_estimand", "yt_bias.commands.experiment_drift",)
 
 
 def register(subparsers) -> None:

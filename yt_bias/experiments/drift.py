@@ -36,7 +36,7 @@ import numpy as np
 
 from yt_bias._keras import keras, tf
 from yt_bias.config import DataConfig, EstimatorConfig, EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
-from yt_bias.data.dataset import ITEM_INDEX, RecDataset, make_tf_dataset
+from yt_bias.data.dataset import ITEM_INDEX, RecDataset, batch_frequencies, make_tf_dataset
 from yt_bias.data.drift import DRIFT_KINDS, DriftConfig, DriftStream, drift_days, stream_dataset
 from yt_bias.data.loading import load_dataset
 from yt_bias.data.synthetic import SyntheticConfig
@@ -48,7 +48,6 @@ from yt_bias.frequency_baselines import (
     FixedTableFrequency,
     FrozenFrequency,
     PreviousDayFrequency,
-    batch_probabilities,
 )
 from yt_bias.model import TwoTowerModel
 from yt_bias.next_day import SeenItems, evaluate_next_day
@@ -144,6 +143,7 @@ def quick() -> DriftExperimentConfig:
                                                   history_length=3)),
         model=ModelConfig(embedding_dim=4, hidden_units=(8,)),
         train=dataclasses.replace(base.train, batch_size=32),
+        eval=EvalConfig(ks=(10,)),
     )
     return DriftExperimentConfig(
         base=base,
@@ -152,6 +152,7 @@ def quick() -> DriftExperimentConfig:
         sources=("stream-a0.1", "cumulative", "oracle-current-day", "none"),
         seeds=(0, 1),
         reference="stream-a0.1",
+        k=10,
     )
 
 
@@ -170,10 +171,6 @@ def _parse_source(name: str) -> dict[str, Any]:
     return {"kind": "stream", "alpha": alpha, "num_hashes": int(match["m"] or 1), "bias_correction": bool(match["bc"])}
 
 
-def _estimand(config: ExperimentConfig) -> str:
-    return getattr(config.estimator, "estimand", "inclusion")
-
-
 def build_source(name: str, config: ExperimentConfig, dataset: RecDataset, days: Sequence[dict]) -> keras.layers.Layer | None:
     """The frequency source ``name`` for a model trained on ``days``.
 
@@ -190,7 +187,7 @@ def build_source(name: str, config: ExperimentConfig, dataset: RecDataset, days:
     """
     spec = _parse_source(name)
     batch = config.train.batch_size
-    estimand = _estimand(config)
+    estimand = config.estimator.estimand
     initial = 1.0 / config.estimator.initial_interval
     kind = spec["kind"]
     if kind == "none":
@@ -223,6 +220,7 @@ def _build_model(config: ExperimentConfig, dataset: RecDataset, frequency) -> Tw
         read_after_update=config.estimator.read_after_update,
         remove_accidental_hits=m.remove_accidental_hits,
         share_embeddings=m.share_embeddings,
+        candidates=m.candidates,
     )
     model.compile(optimizer=build_optimizer(config))
     return model
@@ -261,7 +259,7 @@ def run_one(
     """Trains one model day by day with one frequency source; returns its per-day metrics."""
     base = config.base
     batch = base.train.batch_size
-    estimand = _estimand(base)
+    estimand = base.estimator.estimand
     source = _parse_source(source_name)
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
@@ -276,8 +274,8 @@ def run_one(
         counts = np.bincount(rows[ITEM_INDEX], minlength=dataset.num_items).astype(np.float64)
         num_rows = len(ids)
         steps = config.epochs_per_day * (num_rows // batch)
-        truth = batch_probabilities(counts, num_rows, batch, estimand)
-        inclusion = truth if estimand == "inclusion" else batch_probabilities(counts, num_rows, batch, "inclusion")
+        truth = batch_frequencies(counts, batch, estimand)
+        inclusion = truth if estimand == "inclusion" else batch_frequencies(counts, batch, "inclusion")
         record: dict[str, Any] = {"day": d}
         if hasattr(frequency, "start_of_day"):
             frequency.start_of_day(ids)
