@@ -16,13 +16,34 @@ VARIANTS = ("plain-sfx", "correct-sfx", "correct-sfx-oracle")
 
 
 @dataclasses.dataclass(frozen=True)
+class ColumnsConfig:
+    """Column mapping of a CSV / TSV / Parquet interactions file (``data.source='interactions'``).
+
+    Feature lists are comma-separated column names, each optionally ``name:kind`` with kind
+    ``categorical``, ``dense`` or ``bag`` (tokens separated by ``|``); without a kind, numeric
+    columns are dense and others categorical. See yt_bias/data/interactions.py.
+    """
+
+    user: str = "user_id"
+    item: str = "item_id"
+    time: str = "timestamp"  # numbers or ISO 8601 dates; '' for none (then only data.split=random)
+    rating: str = ""  # turned into rewards by data.reward; '' for implicit feedback (r = 1)
+    reward: str = ""  # used as the reward as is (>= 0); excludes rating
+    user_features: str = ""
+    item_features: str = ""
+    format: str = ""  # 'csv', 'tsv' or 'parquet'; '' from the file's extension
+    delimiter: str = ""  # '' for the format's (',' or tab)
+    encoding: str = "utf-8"
+
+
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where the examples come from. ``source='synthetic'`` is the built-in default data."""
 
     source: str = "synthetic"
     path: str | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
-    # Real data (source 'movielens', 'recbole' or 'mind'; see yt_bias/data/splits.py and docs/real_data.md).
+    # Real data (source 'movielens', 'recbole', 'mind' or 'interactions'; see yt_bias/data/splits.py and docs/real_data.md).
     split: str = "temporal"  # 'temporal' (global time cut), 'user-last-n' or 'random'
     test_fraction: float = 0.2  # share of interactions after the time cut / drawn at random
     last_n: int = 1  # held-out interactions per user for split='user-last-n'
@@ -30,6 +51,7 @@ class DataConfig:
     min_rating_positive: float = 4.0
     history_length: int = 10  # the bag of the user's most recent earlier interactions
     split_seed: int = 0
+    columns: ColumnsConfig = ColumnsConfig()  # source 'interactions': which column is which
 
 
 @dataclasses.dataclass(frozen=True)

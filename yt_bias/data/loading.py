@@ -1,9 +1,10 @@
 """Turns a :class:`~yt_bias.config.DataConfig` into a :class:`~yt_bias.data.dataset.RecDataset`.
 
 ``data.source`` picks the loader: ``synthetic`` (the built-in default), ``movielens`` (GroupLens
-ml-100k / ml-1m / CSV releases), ``recbole`` (RecBole atomic files) or ``mind`` (MIND's
-behaviors.tsv + news.tsv); every real source reads ``data.path`` and applies the split, reward
-rule and history length of the DataConfig (see :mod:`yt_bias.data.splits`).
+ml-100k / ml-1m / CSV releases), ``recbole`` (RecBole atomic files), ``mind`` (MIND's
+behaviors.tsv + news.tsv) or ``interactions`` (one CSV / TSV / Parquet file mapped by
+``data.columns``); every real source reads ``data.path`` and applies the split, reward rule and
+history length of the DataConfig (see :mod:`yt_bias.data.splits`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from yt_bias.data.dataset import RecDataset
 from yt_bias.data.synthetic import generate
 
-SOURCES = ("synthetic", "synthetic-impressions", "movielens", "recbole", "mind")
+SOURCES = ("synthetic", "synthetic-impressions", "movielens", "recbole", "mind", "interactions")
 
 
 def load_dataset(data_config, embedding_dim: int = 32) -> RecDataset:
@@ -26,7 +27,12 @@ def load_dataset(data_config, embedding_dim: int = 32) -> RecDataset:
     if source not in SOURCES:
         raise ValueError(f"data.source must be one of {SOURCES}; received {source!r}.")
     if not data_config.path:
-        raise ValueError(f"data.path must name a directory for data.source={source!r}; received {data_config.path!r}.")
+        what = "a file" if source == "interactions" else "a directory"
+        raise ValueError(f"data.path must name {what} for data.source={source!r}; received {data_config.path!r}.")
+    if source == "interactions":
+        from yt_bias.data.interactions import load_interactions
+
+        return load_interactions(data_config.path, data_config, embedding_dim)
     if source == "movielens":
         from yt_bias.data.movielens import load_movielens
 
@@ -45,8 +51,10 @@ def detect_source(path: str) -> str:
     import glob
     import os
 
+    if os.path.isfile(path) and os.path.splitext(path)[1].lower() in (".csv", ".tsv", ".tab", ".parquet", ".pq"):
+        return "interactions"
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"--data {path!r} is not a directory.")
+        raise FileNotFoundError(f"--data {path!r} is not a directory (or a .csv / .tsv / .parquet interactions file).")
     names = set(os.listdir(path))
     if names & {"u.data", "ratings.dat", "ratings.csv"}:
         return "movielens"
