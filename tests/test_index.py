@@ -95,3 +95,40 @@ def test_lookup_ids_maps_scann_padding_to_empty_ids():
     found, scores = lookup_ids(ids, np.array([[2, 0, -1]]), np.array([[0.9, 0.5, np.nan]], np.float32))
     assert found.tolist() == [["c", "a", ""]]
     assert scores[0, 2] == -np.inf and scores[0, 0] == np.float32(0.9)
+
+
+def test_search_checks_k_handles_empty_batches_and_exclusions():
+    items, queries, ids = _clustered(2000, 16, seed=1)
+    exact = build_index(items, ids, IndexConfig(kind="brute_force", k=10))
+    scann_exact = build_index(items, ids, IndexConfig(k=10))  # ScaNN's brute force below 20,000 items
+    tree = build_index(items, ids, IndexConfig(brute_force_below=0, num_leaves=20, num_leaves_to_search=20, reorder=40, k=10))
+    assert scann_exact.parameters["mode"] == "brute_force" and tree.parameters["mode"] == "tree_ah"
+    for index in (exact, scann_exact, tree):
+        for bad in (0, -1, 2.5, True):
+            with pytest.raises(ValueError, match="k must be an integer >= 1"):
+                index.search(queries, bad)
+        for k in (None, 3):
+            found, scores = index.search(queries[:0], k)
+            assert found.shape == scores.shape == (0, k or 10)
+        assert index.search(queries[:0], 3, exclude_item_ids=np.zeros((0, 2), str))[0].shape == (0, 3)
+    scores = queries @ items.T
+    order = np.argsort(-scores, axis=1, kind="stable")
+    # Exclude each query's exact top 45 (more than the reorder pool of 40) plus padding and an unknown ID.
+    exclude = [list(ids[order[i, :45]]) + ["", "unknown"] for i in range(len(queries))]
+    truth = np.array([ids[[j for j in order[i] if ids[j] not in set(exclude[i])][:10]] for i in range(len(queries))])
+    for index in (exact, scann_exact):
+        found, _ = index.search(queries, 10, exclude_item_ids=exclude)
+        np.testing.assert_array_equal(found, truth)
+    found, found_scores = tree.search(queries, 10, exclude_item_ids=exclude)
+    assert np.all(found != "") and np.all(np.isfinite(found_scores))
+    assert not any(set(f) & set(e) for f, e in zip(found, exclude))
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
+    base = np.mean([len(set(f) & set(ids[o[:10]])) / 10 for f, o in zip(tree.search(queries, 10)[0], order)])
+    assert recall >= 0.95 and recall >= base - 0.03, (recall, base)  # the reordering pool widens with the exclusions
+    # Without exclusions the answers are unchanged; more results than the reorder pool are still returned.
+    np.testing.assert_array_equal(exact.search(queries, 10)[0], ids[order[:, :10]])
+    assert np.all(tree.search(queries, 60)[0] != "")
+    with pytest.raises(ValueError, match=r"exclude_item_ids: expected 200 row\(s\)"):
+        exact.search(queries, 10, exclude_item_ids=exclude[:3])
+    with pytest.raises(ValueError, match=r"exclude_item_ids\[0\]: expected a sequence of item IDs"):
+        exact.search(queries[:1], 10, exclude_item_ids=["item_1"])

@@ -204,3 +204,109 @@ def test_cli_query_prints_top_k_and_reports_bad_features(trained, capsys):
     assert "(dense): expected 1 value(s); received 2" in capsys.readouterr().err
     assert cli.main(["query", path, "--feature", "history=" + ",".join(["a"] * 5)]) == 2
     assert "expected at most 4 IDs" in capsys.readouterr().err
+
+
+_EXCLUDE_SUBPROCESS = textwrap.dedent(
+    """
+    import json, sys, warnings
+    import numpy as np
+    sys.modules["scann"] = None  # where ScaNN is missing the default index is brute force, with a warning
+    from yt_bias.index import default_index_kind
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = {"kind_without_scann": default_index_kind(), "warning": " ".join(str(w.message) for w in caught)}
+    del sys.modules["scann"]
+    report["kind_with_scann"] = default_index_kind()
+    from yt_bias import serving
+    root = sys.argv[1]
+    queries = dict(np.load(root + "/queries.npz"))
+    exclude = np.load(root + "/exclude.npy")
+    nearly_all = np.load(root + "/nearly_all.npy")
+    out = {}
+    for name in ("bf", "scann"):
+        model = serving.load(root + "/" + name)
+        out[name + "_ids"], out[name + "_scores"] = model.query(queries, exclude_item_ids=exclude)
+        one = {key: value[:1] for key, value in queries.items()}
+        out[name + "_few_ids"], out[name + "_few_scores"] = model.query(one, exclude_item_ids=nearly_all)
+        empty = {key: value[:0] for key, value in queries.items()}
+        report[name + "_empty"] = [list(model.query(empty)[0].shape),
+                                   list(model.query(empty, exclude_item_ids=np.zeros((0, 3), str))[0].shape)]
+    np.savez(root + "/excluded_answers.npz", **out)
+    print(json.dumps(report))
+    """
+)
+
+
+def test_exclusions_in_a_fresh_process_equal_brute_force_over_the_rest(trained):
+    root, model, dataset = trained["root"], trained["model"], trained["dataset"]
+    queries = _queries(dataset, 32)
+    rng = np.random.default_rng(0)
+    scores = embed(model.query_tower, queries) @ embed(model.item_tower, dataset.items).T
+    order = np.argsort(-scores, axis=1, kind="stable")
+    rows = []
+    for i in range(len(scores)):  # the exact top 3, a random item, an unknown ID, and a varying amount of padding
+        row = list(dataset.item_ids[order[i, :3]]) + [str(rng.choice(dataset.item_ids)), "not-an-item"]
+        rows.append(row + [""] * (i % 4))
+    width = max(len(r) for r in rows)
+    exclude = np.array([r + [""] * (width - len(r)) for r in rows])
+    keep = order[0][-4:]  # query 0 excludes every item but its 4 lowest-scoring ones
+    nearly_all = np.array([[i for i in dataset.item_ids if i not in set(dataset.item_ids[keep])]])
+    np.savez(root / "queries.npz", **queries)
+    np.save(root / "exclude.npy", exclude)
+    np.save(root / "nearly_all.npy", nearly_all)
+    result = subprocess.run(
+        [sys.executable, "-c", _EXCLUDE_SUBPROCESS, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    answers = np.load(root / "excluded_answers.npz")
+    assert report["kind_without_scann"] == "brute_force" and "pip install scann" in report["warning"]
+    assert report["kind_with_scann"] == "scann"
+    assert report["bf_empty"] == report["scann_empty"] == [[0, K], [0, K]]
+
+    expected_ids, expected_scores = [], []
+    for i, row in enumerate(exclude):
+        rest = [j for j in order[i] if dataset.item_ids[j] not in set(row)][:K]
+        expected_ids.append(dataset.item_ids[rest])
+        expected_scores.append(scores[i, rest])
+    # Brute force: exactly the brute-force top-k over the non-excluded corpus.
+    np.testing.assert_array_equal(answers["bf_ids"], np.array(expected_ids))
+    np.testing.assert_allclose(answers["bf_scores"], np.array(expected_scores), rtol=1e-4, atol=1e-5)
+    # ScaNN (tree + AH + reorder): never an excluded ID, always k valid items, recall against the same truth.
+    for name in ("bf", "scann"):
+        ids = answers[f"{name}_ids"]
+        assert not any(set(got) & set(row) for got, row in zip(ids, exclude)) and np.all(ids != "")
+    recall = np.mean([len(set(a) & set(e)) / K for a, e in zip(answers["scann_ids"], expected_ids)])
+    assert recall >= 0.9, recall
+    # Fewer than k items left: those items, in order, then "" / -inf.
+    np.testing.assert_array_equal(answers["bf_few_ids"][0], list(dataset.item_ids[keep]) + [""] * (K - 4))
+    assert np.all(np.isneginf(answers["bf_few_scores"][0, 4:])) and np.all(np.isfinite(answers["bf_few_scores"][0, :4]))
+    found = [i for i in answers["scann_few_ids"][0] if i]
+    assert set(found) <= set(dataset.item_ids[keep])
+
+
+def test_cli_query_excludes_items_and_rejects_none_values(trained, capsys):
+    path = str(trained["root"] / "bf")
+    features = ["--feature", "user_id=user_3", "--feature", "region=region_1", "--feature", "history=item_1,item_2"]
+    features += ["--feature", "activity=0.5"]
+    assert cli.main(["query", path, *features]) == 0
+    top = [line.split()[1] for line in capsys.readouterr().out.strip().splitlines()[1:]]
+    assert cli.main(["query", path, *features, "--exclude", top[0], "--exclude", top[2]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == K + 1
+    assert [line.split()[1] for line in lines[1:]][: K - 2] == [top[1]] + top[3:]
+    model = serving.load(path, warmup=False)
+    good = _queries(trained["dataset"], 2)
+    with pytest.raises(TypeError, match=r"query feature 'user_id' \(id\): expected strings; received None"):
+        model.query({**good, "user_id": np.array([None, "user_1"], dtype=object)})
+    with pytest.raises(ValueError, match=r"exclude_item_ids: expected 2 row\(s\), one per query; received 1"):
+        model.query(good, exclude_item_ids=[["item_1"]])
+    with pytest.raises(TypeError, match=r"exclude_item_ids\[1\]: expected string item IDs; received None"):
+        model.query(good, exclude_item_ids=[["item_1"], [None]])
+    ids, _ = model.query(good, exclude_item_ids=[["item_1"], []])  # ragged rows are padded
+    assert ids.shape == (2, K) and "item_1" not in ids[0]

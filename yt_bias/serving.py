@@ -8,8 +8,14 @@ string ``[batch, max_len]`` for bags, float32 ``[batch, width]`` for dense) and 
 ``assets.extra/yt_bias.json`` holds what a user needs: the experiment config, the feature spec,
 the index settings, k and the number of items.
 
-Index choice: ``scann`` (default; needs ScaNN's custom ops wherever it is loaded, so stock
-TensorFlow Serving cannot load it) or ``brute_force`` (exact, stock TensorFlow ops only).
+Exclusions: a second signature, ``serving_with_exclusions``, takes the same inputs plus
+``exclude_item_ids`` (string ``[batch, n]``, a user's seen item IDs, ``""`` = padding) and never
+returns those items: it fetches k + n results from the index and drops them, so k valid items
+come back whenever the corpus has k others (:meth:`ServingModel.query` picks the signature).
+
+Index choice: ``scann`` (the default where ScaNN is installed; needs ScaNN's custom ops wherever
+it is loaded, so stock TensorFlow Serving cannot load it) or ``brute_force`` (exact, stock
+TensorFlow ops only; the default where ScaNN is not installed).
 Query values that were never seen in training are not errors: an unseen ID or category falls
 into the hashed out-of-vocabulary rows of its table, exactly as in training.
 """
@@ -27,10 +33,22 @@ import numpy as np
 from yt_bias._keras import tf
 from yt_bias.config import ExperimentConfig, IndexConfig, from_dict
 from yt_bias.features import FeatureConfig, FeatureSpec
-from yt_bias.index import SCANN_HINT, ItemIndex, import_scann_ops, index_corpus, scann_search
+from yt_bias.index import (
+    EXCLUDE,
+    SCANN_HINT,
+    ItemIndex,
+    check_k,
+    default_index_kind,
+    exclusion_matrix,
+    filter_excluded,
+    import_scann_ops,
+    index_corpus,
+    scann_top,
+)
 
 METADATA_FILE = os.path.join("assets.extra", "yt_bias.json")
 SIGNATURE = "serving_default"
+SIGNATURE_EXCLUDING = "serving_with_exclusions"
 
 
 def input_signature(specs: Sequence[FeatureSpec]) -> dict[str, tf.TensorSpec]:
@@ -49,31 +67,44 @@ class RetrievalModule(tf.Module):
 
     def __init__(self, query_tower, index: ItemIndex, k: int):
         super().__init__(name="retrieval")
-        if k < 1:
-            raise ValueError(f"k must be >= 1; received {k}.")
         self.query_tower = query_tower
-        self.k = int(min(k, index.num_items))
+        self.k = check_k(k, index.num_items)
+        self.num_items = index.num_items
         self.kind = index.kind
         self.parallel = bool(index.config.parallel)
+        self.reorder = int(index.parameters.get("reorder", 0))
         self.item_ids = tf.Variable(index.ids.astype(str), trainable=False, name="item_ids")
         if index.kind == "scann":
             self.scann = index.scann_state()
         else:
             self.item_embeddings = tf.Variable(index.embeddings, trainable=False, name="item_embeddings")
-        self.serve = tf.function(self._serve, input_signature=[input_signature(query_tower.specs)])
+        features = input_signature(query_tower.specs)
+        if EXCLUDE in features:
+            raise ValueError(f"query features: a feature may not be named '{EXCLUDE}' (the exclusions input); rename it.")
+        self.serve = tf.function(self._serve, input_signature=[features])
+        excluding = {**features, EXCLUDE: tf.TensorSpec((None, None), tf.string, name=EXCLUDE)}
+        self.serve_excluding = tf.function(self._serve_excluding, input_signature=[excluding])
+
+    def _top(self, query: tf.Tensor, fetch) -> tuple[tf.Tensor, tf.Tensor]:
+        """The index's top ``fetch`` of each query: (ids [batch, fetch], scores), ``""`` / -inf when missing."""
+        if self.kind == "scann":
+            indices, scores = scann_top(self.scann, query, fetch, self.parallel, self.reorder, self.k)
+            valid = tf.logical_and(indices >= 0, tf.math.is_finite(scores))  # ScaNN pads with -1 / NaN
+            return tf.where(valid, tf.gather(self.item_ids, tf.maximum(indices, 0)), ""), tf.where(valid, scores, -np.inf)
+        top = tf.math.top_k(tf.matmul(query, self.item_embeddings, transpose_b=True), k=fetch)
+        return tf.gather(self.item_ids, top.indices), top.values
 
     def _serve(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        ids, scores = self._top(self.query_tower(features, training=False), self.k)
+        return {"item_ids": tf.ensure_shape(ids, [None, self.k]), "scores": tf.ensure_shape(scores, [None, self.k])}
+
+    def _serve_excluding(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        features = dict(features)
+        exclude = features.pop(EXCLUDE)
         query = self.query_tower(features, training=False)
-        if self.kind == "scann":
-            indices, scores = scann_search(self.scann, query, self.k, self.parallel)
-            indices, scores = tf.ensure_shape(indices, [None, self.k]), tf.ensure_shape(scores, [None, self.k])
-            valid = tf.logical_and(indices >= 0, tf.math.is_finite(scores))  # ScaNN pads with -1 / NaN
-            ids = tf.where(valid, tf.gather(self.item_ids, tf.maximum(indices, 0)), "")
-            scores = tf.where(valid, scores, -np.inf)
-        else:
-            top = tf.math.top_k(tf.matmul(query, self.item_embeddings, transpose_b=True), k=self.k)
-            ids, scores = tf.gather(self.item_ids, top.indices), top.values
-        return {"item_ids": ids, "scores": scores}
+        fetch = tf.minimum(self.k + tf.shape(exclude)[1], self.num_items)  # over-fetch k + n, then drop
+        ids, scores = filter_excluded(*self._top(query, fetch), exclude, self.k)
+        return {"item_ids": tf.ensure_shape(ids, [None, self.k]), "scores": tf.ensure_shape(scores, [None, self.k])}
 
 
 def export(path: str, query_tower, index: ItemIndex, metadata: dict | None = None, k: int | None = None) -> dict:
@@ -88,19 +119,22 @@ def export(path: str, query_tower, index: ItemIndex, metadata: dict | None = Non
         raise ValueError(f"export path {path!r} exists and is not empty; expected a new directory.")
     if index.num_items == 0:
         raise ValueError("index: the corpus is empty; expected at least one item to export.")
-    module = RetrievalModule(query_tower, index, k or index.config.k)
+    module = RetrievalModule(query_tower, index, index.config.k if k is None else k)
     concrete = module.serve.get_concrete_function()
+    excluding = module.serve_excluding.get_concrete_function()
     warm = {s.name: tf.zeros((1, *s.shape), s.dtype) for s in query_tower.specs}
     concrete(warm)  # ScaNN: the searcher must be built once before saving
+    excluding({**warm, EXCLUDE: tf.fill([1, 1], "")})
     options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]) if index.kind == "scann" else None
     start = time.perf_counter()
-    tf.saved_model.save(module, path, signatures={SIGNATURE: concrete}, options=options)
+    tf.saved_model.save(module, path, signatures={SIGNATURE: concrete, SIGNATURE_EXCLUDING: excluding}, options=options)
     meta = dict(metadata or {})
     meta.update(
         format="yt_bias.serving/1",
         signature=SIGNATURE,
         inputs=[s.to_dict() for s in query_tower.specs],
         outputs={"item_ids": "string [batch, k]", "scores": "float32 [batch, k]"},
+        exclusions={"signature": SIGNATURE_EXCLUDING, "input": EXCLUDE, "shape": "string [batch, n], '' = padding"},
         k=module.k,
         num_items=index.num_items,
         index={
@@ -177,7 +211,7 @@ def index_from_workdir(
 
     Refreshing without retraining: pass a newer ``checkpoint`` or a changed ``items`` corpus.
     """
-    config = config or IndexConfig()
+    config = config or IndexConfig(kind=default_index_kind())
     experiment, dataset, model = restore_model(workdir, checkpoint)
     corpus = dataset.items if items is None else items  # the training-time snapshot by default
     index = index_corpus(model.item_tower, corpus, dataset.features.item_id, config)
@@ -227,6 +261,8 @@ class ServingModel:
       metadata: the contents of ``assets.extra/yt_bias.json``.
       specs: the query feature specs (the signature's named inputs).
       signature: the ``serving_default`` concrete function.
+      excluding_signature: the ``serving_with_exclusions`` concrete function (None in exports
+        written before it existed).
     """
 
     def __init__(self, loaded, metadata: dict):
@@ -234,6 +270,8 @@ class ServingModel:
         self.metadata = metadata
         self.specs = tuple(FeatureSpec.from_dict(s) for s in metadata["inputs"])
         self.signature = loaded.signatures[metadata.get("signature", SIGNATURE)]
+        excluding = metadata.get("exclusions", {}).get("signature")
+        self.excluding_signature = loaded.signatures[excluding] if excluding in loaded.signatures else None
 
     @property
     def k(self) -> int:
@@ -265,7 +303,15 @@ class ServingModel:
             else:
                 if value.dtype.kind not in "USO":
                     raise TypeError(f"query feature '{spec.name}' ({spec.kind}): expected strings; received dtype {value.dtype}.")
+                if value.dtype.kind == "O":  # None or numbers would silently become "None" / "3"
+                    flat = [v.decode() if isinstance(v, bytes) else v for v in value.ravel().tolist()]
+                    bad = [v for v in flat if not isinstance(v, str)]
+                    if bad:
+                        raise TypeError(f"query feature '{spec.name}' ({spec.kind}): expected strings; received {bad[0]!r}.")
+                    value = np.array(flat, dtype=str).reshape(value.shape)
                 value = value.astype(str)
+            if value.ndim == 0:
+                raise ValueError(f"query feature '{spec.name}' ({spec.kind}): expected a batch of values; received a scalar.")
             if value.shape[1:] != spec.shape:
                 raise ValueError(
                     f"query feature '{spec.name}' ({spec.kind}): expected shape [batch, {', '.join(map(str, spec.shape))}]".replace(
@@ -281,9 +327,25 @@ class ServingModel:
             tensors[spec.name] = tf.constant(value)
         return tensors
 
-    def query(self, features: Mapping[str, object]) -> tuple[np.ndarray, np.ndarray]:
-        """Top-K of a batch of raw queries: (item_ids [batch, k] str, scores [batch, k] float32)."""
-        out = self.signature(**self.check_features(features))
+    def query(self, features: Mapping[str, object], exclude_item_ids=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-K of a batch of raw queries: (item_ids [batch, k] str, scores [batch, k] float32).
+
+        Args:
+          features: query feature name -> [batch, ...] values.
+          exclude_item_ids: per query, item IDs never to return (e.g. the user's seen items; ragged
+            lists are padded with ``""``); k valid items still come back when the corpus has them.
+        Raises:
+          ValueError: bad features or exclusions, or exclusions on an export without that signature.
+        """
+        tensors = self.check_features(features)
+        if exclude_item_ids is None:
+            out = self.signature(**tensors)
+        else:
+            if self.excluding_signature is None:
+                raise ValueError(f"{EXCLUDE}: this export has no '{SIGNATURE_EXCLUDING}' signature; re-export it to use exclusions.")
+            batch = int(next(iter(tensors.values())).shape[0]) if tensors else 0
+            exclude = exclusion_matrix(exclude_item_ids, batch)
+            out = self.excluding_signature(**tensors, **{EXCLUDE: tf.constant(exclude, tf.string)})
         return out["item_ids"].numpy().astype(str), out["scores"].numpy()
 
 

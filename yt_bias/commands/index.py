@@ -13,7 +13,12 @@ def add_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", required=True, help="training workdir (config.json, features.json, checkpoint/)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint prefix to use (default: the workdir's latest)")
     parser.add_argument("--items", default=None, help=".npz of item feature arrays: a changed corpus (default: the data set's)")
-    parser.add_argument("--index-kind", choices=("scann", "brute_force"), default="scann", help="ScaNN or exact brute force")
+    parser.add_argument(
+        "--index-kind",
+        choices=("scann", "brute_force"),
+        default=None,
+        help="ScaNN or exact brute force (default: scann where ScaNN is installed, else brute_force, with a warning)",
+    )
     parser.add_argument(
         "--index-set",
         dest="index_overrides",
@@ -25,7 +30,10 @@ def add_index_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def index_config_from_args(args: argparse.Namespace) -> IndexConfig:
-    config = IndexConfig(kind=args.index_kind)
+    """The :class:`IndexConfig` of ``--index-kind`` (or the platform's default) and ``--index-set``."""
+    from yt_bias.index import default_index_kind
+
+    config = IndexConfig(kind=args.index_kind or default_index_kind())
     for assignment in args.index_overrides:
         config = override(config, assignment)
     return config

@@ -1,4 +1,4 @@
-"""``yt-bias query PATH --feature name=value ...``: the top-K items of one query from an export."""
+"""``yt-bias query PATH --feature name=value ... [--exclude ID ...]``: the top-K items of one query from an export."""
 
 from __future__ import annotations
 
@@ -17,6 +17,14 @@ def register(subparsers) -> None:
         metavar="NAME=VALUE",
         help="one query feature (repeat for each); bags and dense features take comma-separated values",
     )
+    parser.add_argument(
+        "--exclude",
+        dest="exclude",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="an item ID never to return, e.g. one the user has seen (repeat for each); k items still come back",
+    )
     parser.set_defaults(func=run)
 
 
@@ -28,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:  # a ScaNN export where ScaNN is missing: say what to install
         print(f"yt-bias query: error: {error}", file=sys.stderr)
         return 2
-    ids, scores = model.query(parse_feature_values(model.specs, args.features))
+    exclude = [args.exclude] if args.exclude else None
+    ids, scores = model.query(parse_feature_values(model.specs, args.features), exclude_item_ids=exclude)
     print(f"{'rank':>4}  {'item_id':<24} score")
     for rank, (item, score) in enumerate(zip(ids[0], scores[0]), start=1):
         if item:
