@@ -186,7 +186,7 @@ def restore_model(workdir: str, checkpoint: str | None = None):
     model({name: tf.constant(value) for name, value in batch.items()})  # create the variables: the restore is checked, not deferred
     try:
         status = tf.train.Checkpoint(model=model).restore(trained.checkpoint).expect_partial()
-    except (tf.errors.OpError, ValueError) as error:
+    except (tf.errors.OpError, ValueError, IndexError, KeyError) as error:  # a truncated file raises IndexError
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"checkpoint {trained.checkpoint!r} is damaged or unreadable ({first}); retrain, or pass an older --checkpoint.") from None
     try:
