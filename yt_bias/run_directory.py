@@ -122,6 +122,10 @@ def read_npz(path: str, what: str) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise ValueError(f"{what}: expected an .npz file; {path!r} does not exist.")
     if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            zip_start = f.read(2) == b"PK"
+        if zip_start:
+            raise ValueError(f"{what}: {path!r} is truncated or damaged (an incomplete zip archive).")
         raise ValueError(f"{what}: {path!r} is not an .npz archive (numpy.savez); received another kind of file.")
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -268,10 +272,9 @@ class RunLock:
                 if owner is None:
                     continue  # removed or unreadable: try again
                 pid, host = owner.get("pid"), owner.get("host")
-                if isinstance(pid, int) and host == me["host"] and (pid == me["pid"] or not _pid_alive(pid)):
-                    if pid != me["pid"]:
-                        warnings.warn(f"{self.path}: taking over the stale lock of process {pid}, which is no longer running.",
-                                      RuntimeWarning, stacklevel=3)
+                if isinstance(pid, int) and host == me["host"] and pid != me["pid"] and not _pid_alive(pid):
+                    warnings.warn(f"{self.path}: taking over the stale lock of process {pid}, which is no longer running.",
+                                  RuntimeWarning, stacklevel=3)
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(self.path)
                     continue

@@ -211,7 +211,7 @@ def _restore(config: ExperimentConfig, dataset: RecDataset, prefix: str, rows: d
     try:
         status = checkpoint.restore(prefix).expect_partial()  # optimizer slots: restored when first used
         status.assert_existing_objects_matched()
-    except (tf.errors.OpError, ValueError, AssertionError) as error:
+    except (tf.errors.OpError, ValueError, IndexError, KeyError, AssertionError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(f"checkpoint {prefix!r} is damaged or does not match the model ({first[:300]}).") from None
     if int(completed.numpy()) != days:
