@@ -46,6 +46,6 @@ def test_notebook_compares_plain_and_corrected_on_ml100k_files(tmp_path):
     assert "movielens:ml-100k: 480 training ratings" in outputs[2]
     assert outputs[6].count("seed 0") == 3 and outputs[6].count("seed 1") == 3
     tables = outputs[7]
-    for variant in ("plain", "plain, mean", "corrected"):
+    for variant in ("plain", "plain, mean", "corrected", "most-popular"):
         assert f"| {variant} | " in tables
     assert "**Queries of users with training ratings**" in tables and " ± " in tables

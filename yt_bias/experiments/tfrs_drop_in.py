@@ -79,6 +79,16 @@ def evaluate(user_model, movie_model, dataset: RecDataset, ks: Sequence[int] = D
     return metrics
 
 
+def evaluate_most_popular(dataset: RecDataset, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """The most-popular baseline (training counts) with the keys and protocol of :func:`evaluate`."""
+    counts = dataset.item_counts("train").astype(np.float32)[:, None]
+
+    def constant_query(users, training=False):
+        return np.ones((int(tf.size(users)), 1), np.float32)
+
+    return evaluate(constant_query, lambda ids, training=False: counts, dataset, ks)
+
+
 def run_comparison(
     build_model: Callable[[str, int], keras.Model],
     dataset: RecDataset,
