@@ -15,6 +15,8 @@ candidates (with their own log q) or restrict candidates per query with ``candid
 
 from __future__ import annotations
 
+import numpy as np
+
 from yt_bias._keras import tf
 
 _MASKED_LOGIT = -1e9
@@ -87,6 +89,99 @@ def _reward_weighted(per_example: tf.Tensor, rewards: tf.Tensor | None, reduce: 
     return tf.reduce_mean(per_example)
 
 
+def _eager_or_graph_check(value: tf.Tensor, eager_bad, graph_checks) -> tf.Tensor:
+    """Runs a numpy check eagerly (ValueError) or attaches tf.debugging asserts in a graph."""
+    if tf.executing_eagerly():
+        message = eager_bad(value.numpy())
+        if message:
+            raise ValueError(message)
+        return value
+    with tf.control_dependencies(graph_checks(value)):
+        return tf.identity(value)
+
+
+def _checked_log_q(log_q: tf.Tensor) -> tf.Tensor:
+    def eager_bad(values):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            return (
+                "log_q must be finite (NaN, -inf = log 0 or +inf received; use log_probability to clip p); "
+                f"received {values[bad][:5].tolist()} at {np.argwhere(bad)[:5].tolist()}."
+            )
+        return None
+
+    message = "log_q must be finite (NaN, -inf = log 0 or +inf received; use log_probability to clip p)"
+    return _eager_or_graph_check(log_q, eager_bad, lambda v: [tf.debugging.check_numerics(v, message)])
+
+
+def _checked_positive_index(positive_index: tf.Tensor, num_candidates: tf.Tensor) -> tf.Tensor:
+    def eager_bad(values):
+        bad = (values < 0) | (values >= int(num_candidates))
+        if bad.any():
+            return (
+                f"positive_index must be in [0, num_candidates) = [0, {int(num_candidates)}); "
+                f"received {values[bad][:5].tolist()} at rows {np.flatnonzero(bad)[:5].tolist()}."
+            )
+        return None
+
+    def graph_checks(v):
+        return [
+            tf.debugging.assert_non_negative(v, message="positive_index must be >= 0 (a column of the candidates)"),
+            tf.debugging.assert_less(v, num_candidates, message="positive_index must be < num_candidates"),
+        ]
+
+    return _eager_or_graph_check(positive_index, eager_bad, graph_checks)
+
+
+def prepare_inputs(
+    query_embeddings,
+    candidate_embeddings,
+    temperature,
+    log_q,
+    positive_index,
+    candidate_ids,
+    remove_accidental_hits,
+    candidate_mask,
+) -> tuple:
+    """Converts and validates the arguments shared by the dense and the blockwise loss.
+
+    Returns:
+      (query [B, d] float32, candidates [N, d] float32, log_q float32 or None, positive_index [B]
+      int32 (``range(B)`` when None), candidate_ids or None, candidate_mask bool or None).
+    Raises:
+      ValueError: mismatched shapes, an empty batch, temperature <= 0, accidental-hit removal
+        without IDs, fewer candidates than queries without ``positive_index``, and (eagerly) a
+        non-finite log_q or a positive_index out of range; in a graph the last two fail at run
+        time with tf.errors.InvalidArgumentError naming the argument.
+    """
+    query = tf.convert_to_tensor(query_embeddings, tf.float32)
+    candidates = tf.convert_to_tensor(candidate_embeddings, tf.float32)
+    log_q = None if log_q is None else tf.convert_to_tensor(log_q, tf.float32)
+    positive_index = None if positive_index is None else tf.convert_to_tensor(positive_index)
+    candidate_ids = None if candidate_ids is None else tf.convert_to_tensor(candidate_ids)
+    candidate_mask = None if candidate_mask is None else tf.convert_to_tensor(candidate_mask, tf.bool)
+    _check_shapes(query, candidates, log_q, positive_index, candidate_ids, candidate_mask)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0; received {temperature!r}.")
+    if remove_accidental_hits and candidate_ids is None:
+        raise ValueError("remove_accidental_hits=True needs candidate_ids [num_candidates]; received None.")
+    if log_q is not None:
+        log_q = _checked_log_q(log_q)
+    batch_size, num_candidates = tf.shape(query)[0], tf.shape(candidates)[0]
+    if positive_index is None:
+        batch, num = query.shape[0], candidates.shape[0]
+        message = "positive_index=None takes query i's positive from candidate i: expected num_candidates >= batch_size"
+        if batch is not None and num is not None:  # always known eagerly
+            if num < batch:
+                raise ValueError(f"{message}; received {num} candidates for {batch} queries.")
+        else:
+            with tf.control_dependencies([tf.debugging.assert_greater_equal(num_candidates, batch_size, message=message)]):
+                candidates = tf.identity(candidates)
+        return query, candidates, log_q, tf.range(batch_size), candidate_ids, candidate_mask
+    positive_index = _checked_positive_index(tf.cast(positive_index, tf.int32), num_candidates)
+    return query, candidates, log_q, positive_index, candidate_ids, candidate_mask
+
+
 def corrected_softmax_logits(
     query_embeddings: tf.Tensor,
     candidate_embeddings: tf.Tensor,
@@ -115,23 +210,17 @@ def corrected_softmax_logits(
     Returns:
       (logits [batch_size, num_candidates], positive_index [batch_size] int32).
     """
-    query = tf.convert_to_tensor(query_embeddings, tf.float32)
-    candidates = tf.convert_to_tensor(candidate_embeddings, tf.float32)
-    log_q = None if log_q is None else tf.convert_to_tensor(log_q, tf.float32)
-    positive_index = None if positive_index is None else tf.convert_to_tensor(positive_index)
-    candidate_ids = None if candidate_ids is None else tf.convert_to_tensor(candidate_ids)
-    candidate_mask = None if candidate_mask is None else tf.convert_to_tensor(candidate_mask, tf.bool)
-    _check_shapes(query, candidates, log_q, positive_index, candidate_ids, candidate_mask)
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0; received {temperature!r}.")
-    if remove_accidental_hits and candidate_ids is None:
-        raise ValueError("remove_accidental_hits=True needs candidate_ids [num_candidates]; received None.")
-
-    batch_size = tf.shape(query)[0]
+    query, candidates, log_q, positive_index, candidate_ids, candidate_mask = prepare_inputs(
+        query_embeddings,
+        candidate_embeddings,
+        temperature,
+        log_q,
+        positive_index,
+        candidate_ids,
+        remove_accidental_hits,
+        candidate_mask,
+    )
     num_candidates = tf.shape(candidates)[0]
-    if positive_index is None:
-        positive_index = tf.range(batch_size)
-    positive_index = tf.cast(positive_index, tf.int32)
     needs_mask = remove_accidental_hits or candidate_mask is not None
     if needs_mask or (log_q is not None and not correct_positive):
         is_positive = tf.one_hot(positive_index, num_candidates, on_value=True, off_value=False, dtype=tf.bool)
@@ -176,7 +265,10 @@ def corrected_softmax_loss(
     Returns:
       A scalar (or [batch_size]) float32 loss.
     Raises:
-      ValueError: mismatched shapes, an empty batch, temperature <= 0, NaN or negative rewards.
+      ValueError: mismatched shapes, an empty batch, temperature <= 0, NaN or negative rewards,
+        a non-finite log_q, a positive_index out of [0, num_candidates), fewer candidates than
+        queries without positive_index (see :func:`prepare_inputs`; inside a graph the value checks
+        raise tf.errors.InvalidArgumentError with the same message).
     """
     logits, positive_index = corrected_softmax_logits(
         query_embeddings,
