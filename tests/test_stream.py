@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from yt_bias import config as config_lib
 from yt_bias.data.loading import load_dataset
@@ -97,3 +98,114 @@ def test_killed_stream_resumes_with_identical_estimator(tmp_path):
         assert abs(a["recall@50"] - b["recall@50"]) < 0.05  # the towers: equal up to float noise
     # The estimator tracks the drift: its error against each day's frequencies stays bounded.
     assert max(d["estimator_tv_error"] for d in full_info["days"]) < 0.6
+
+
+# ----------------------------------------------------------------------------- atomic day commits
+SMALL = ["stream.days=3", "stream.rows_per_day=400", "stream.popularity_shift=2.0", "train.verbose=0"]
+
+
+def _small_config(*extra):
+    config = config_lib.smoke()
+    for assignment in (*SMALL, *extra):
+        config = config_lib.override(config, assignment)
+    return config
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 3-day stream: its estimator arrays and per-day losses."""
+    config = _small_config()
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    model, info = train_stream(config, str(tmp_path_factory.mktemp("reference")), dataset=dataset)
+    return {"config": config, "dataset": dataset, "arrays": _estimator_arrays(model), "info": info}
+
+
+def _assert_same_as_reference(model, info, reference):
+    want, got = reference["arrays"], _estimator_arrays(model)
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[2], want[2])
+    assert [d["day"] for d in info["days"]] == [0, 1, 2]
+    for a, b in zip(reference["info"]["days"], info["days"]):
+        assert a["estimator_tv_error"] == b["estimator_tv_error"]
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("point", "day"), [("checkpoint", 0), ("checkpoint", 1), ("state", 1)])
+def test_a_crash_at_each_commit_point_leaves_a_resumable_workdir(tmp_path, monkeypatch, reference, point, day):
+    import yt_bias.stream as stream
+
+    def crash(at, d):
+        if (at, d) == (point, day):
+            raise _Crash(f"{at} {d}")
+
+    workdir = str(tmp_path / "w")
+    monkeypatch.setattr(stream, "_FAULT_HOOK", crash)
+    with pytest.raises(_Crash):
+        train_stream(reference["config"], workdir, dataset=reference["dataset"])
+    monkeypatch.setattr(stream, "_FAULT_HOOK", None)
+    committed = day if point == "checkpoint" else day + 1  # a checkpoint without its state is not committed
+    assert _completed(workdir) == committed
+    assert os.path.exists(os.path.join(workdir, "checkpoint", f"ckpt-{day + 1}.index"))  # written, maybe uncommitted
+    model, info = train_stream(reference["config"], workdir, dataset=reference["dataset"])
+    assert info["resumed_from"] == committed
+    _assert_same_as_reference(model, info, reference)
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_day(tmp_path, monkeypatch, reference):
+    import yt_bias.stream as stream
+
+    def crash(at, d):
+        if (at, d) == ("state", 1):
+            raise _Crash("killed")
+
+    workdir = str(tmp_path / "w")
+    monkeypatch.setattr(stream, "_FAULT_HOOK", crash)
+    with pytest.raises(_Crash):
+        train_stream(reference["config"], workdir, dataset=reference["dataset"])
+    monkeypatch.setattr(stream, "_FAULT_HOOK", None)
+    data = [p for p in os.listdir(os.path.join(workdir, "checkpoint")) if p.startswith("ckpt-2.data")]
+    path = os.path.join(workdir, "checkpoint", data[0])
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.warns(RuntimeWarning, match="ckpt-2"):
+        model, info = train_stream(reference["config"], workdir, dataset=reference["dataset"])
+    assert info["resumed_from"] == 1
+    _assert_same_as_reference(model, info, reference)
+
+
+def test_random_negatives_are_the_same_after_a_resume(tmp_path, monkeypatch):
+    import yt_bias.stream as stream
+
+    config = _small_config("stream.days=2", "negatives.uniform_per_query=8")
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    _, full = train_stream(config, str(tmp_path / "full"), dataset=dataset)
+
+    def crash(at, d):
+        if (at, d) == ("state", 0):
+            raise _Crash("killed")
+
+    monkeypatch.setattr(stream, "_FAULT_HOOK", crash)
+    with pytest.raises(_Crash):
+        train_stream(config, str(tmp_path / "resumed"), dataset=dataset)
+    monkeypatch.setattr(stream, "_FAULT_HOOK", None)
+    _, resumed = train_stream(config, str(tmp_path / "resumed"), dataset=dataset)
+    assert resumed["resumed_from"] == 1
+    # Day 1 starts from the same restored state, sees the same batches and draws the same random negatives.
+    assert abs(resumed["days"][1]["loss"] - full["days"][1]["loss"]) < 1e-5
+
+
+def test_a_changed_day_file_is_refused_on_resume(tmp_path):
+    config = _small_config("stream.days=2")
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    days = generator_days(dataset, config.stream, seed=0)
+    write_days(days, str(tmp_path / "days"))
+    files = config_lib.override(config_lib.override(config, "stream.source=files"), f"stream.path={tmp_path / 'days'}")
+    train_stream(files, str(tmp_path / "w"), dataset=dataset)
+    changed = dict(days[0], reward=np.zeros_like(days[0]["reward"]))
+    write_days([changed, days[1]], str(tmp_path / "days"))
+    with pytest.raises(ValueError, match=r"day_000\.npz: its rows changed"):
+        train_stream(files, str(tmp_path / "w"), dataset=dataset)

@@ -15,7 +15,10 @@ The stream is a list of days, each a dict of training-ready rows (the columns of
 (:mod:`yt_bias.run_directory`). After each day it commits two things, in this order: a checkpoint
 (model, optimizer, estimator arrays, number of completed days), then ``stream_state.json``, which
 names that checkpoint and holds every day's metrics (loss, estimator TV error against the day's
-exact per-step probabilities, Recall@K on the held-out set) and a hash of the day's rows. A run
+exact per-step probabilities, Recall@K on the held-out set, next-day Recall@K and NDCG@K on day
+d + 1's rows) and a hash of the day's rows. With ``variant=correct-sfx-oracle`` the probabilities
+come from the whole training set, fixed before day 0: an oracle that knows every day, labelled so
+in the metrics (``frequency_source``); past-only sources are in :mod:`yt_bias.frequency_baselines`. A run
 killed at any point resumes from the last state whose checkpoint loads: a checkpoint newer than
 the state is ignored (its day is trained again), a damaged latest checkpoint falls back to the
 previous one with a warning, and a day whose rows changed since it was trained is refused.
@@ -41,12 +44,13 @@ import numpy as np
 
 from yt_bias._keras import keras, tf
 from yt_bias.config import ExperimentConfig, StreamConfig
-from yt_bias.data.dataset import ITEM_INDEX, REWARD, RecDataset, make_tf_dataset
+from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset, make_tf_dataset
 from yt_bias.data.loading import load_dataset
 from yt_bias.divergence import DivergenceGuard
 from yt_bias.evaluation import check_ks, evaluate_model
 from yt_bias.features import validate_examples
 from yt_bias.frequency import total_variation_error
+from yt_bias.next_day import next_day_metrics
 from yt_bias.run_directory import (
     VOLATILE_FIELDS,
     RunConflict,
@@ -61,6 +65,8 @@ from yt_bias.run_directory import (
 __all__ = ["STATE_FILE", "check_day", "day_step_probabilities", "file_days", "generator_days", "train_stream", "write_days"]
 
 STATE_FILE = "stream_state.json"
+# variant correct-sfx-oracle in stream mode: one table of the whole training set, fixed before day 0.
+ORACLE_LABEL = "oracle: exact table of the whole training set, fixed before day 0 (not past-only: knows every day)"
 
 
 def generator_days(dataset: RecDataset, stream: StreamConfig, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -70,6 +76,7 @@ def generator_days(dataset: RecDataset, stream: StreamConfig, seed: int = 0) -> 
       ``stream.days`` dicts of rows (``rows_per_day`` each, default: training rows / days).
     """
     rows = dataset.examples("train")
+    rows[QUERY_KEY] = np.asarray(dataset.train[QUERY_KEY])  # whose row it is: next-day seen-item exclusion
     count = dataset.num_train
     per_day = stream.rows_per_day or max(1, count // stream.days)
     direction = np.random.default_rng([seed, 7919]).normal(size=dataset.num_items)
@@ -268,7 +275,8 @@ def _train_day(model, rows: dict[str, np.ndarray], d: int, config: ExperimentCon
     batch = config.train.batch_size
     seed = config.train.seed * 100_003 + d
     tf.random.set_seed(seed)
-    model.train_function = None  # retrace: the day's random ops start from the day's seed, resumed or not
+    if not config.negatives.is_default:  # random negatives: retrace, so the day's random ops start from the day's seed
+        model.train_function = None
     data = make_tf_dataset(rows, batch, seed=seed)
     guard = DivergenceGuard(hint=f"Lower train.learning_rate (now {config.train.learning_rate:g}).", where=f"on day {d}")
     fitted = model.fit(data, epochs=config.stream.epochs_per_day, verbose=config.train.verbose, callbacks=[guard])
@@ -323,6 +331,10 @@ def train_stream(
         for d in range(start, len(days)):
             began = time.perf_counter()
             metrics = _train_day(model, days[d], d, config, dataset)
+            # Judged on what comes next: day d + 1's rows (yt_bias/next_day.py); none after the last day.
+            metrics.update(next_day_metrics(model, days, d, dataset.items, config.eval.ks, config.eval.exclude_seen))
+            if config.variant == "correct-sfx-oracle":
+                metrics["frequency_source"] = ORACLE_LABEL
             metrics["seconds"] = round(time.perf_counter() - began, 2)
             completed.assign(d + 1)
             prefix = manager.save(checkpoint_number=d + 1)
