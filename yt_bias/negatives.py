@@ -1,6 +1,6 @@
 """Negative-sampling strategies of the recall stage, all through the one loss of :mod:`yt_bias.losses`.
 
-PAPER.md sections 6 and 7. Every strategy only adds candidate columns (embeddings, IDs, log q
+Every strategy only adds candidate columns (embeddings, IDs, log q
 and a per-query mask) to the paper's in-batch softmax; :class:`NegativeStrategy` assembles them
 and calls :func:`~yt_bias.losses.corrected_softmax_loss` (or the 2025 variant).
 
@@ -384,7 +384,7 @@ def training_examples(config, dataset: RecDataset) -> dict[str, np.ndarray]:
       indices, -1 padding);
     * 'weak-positive': one extra row per shown item of each request (the request's query
       features, the shown item's features), reward ``impression_reward`` for shown-not-clicked
-      items and 1 for extra clicks (impressions as weak positives, PAPER.md section 7).
+      items and 1 for extra clicks (impressions as weak positives).
     Without impressions the rows are exactly ``dataset.examples('train')``.
     """
     from yt_bias.data.impressions import IMPRESSION_CLICKS, impression_indices

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
         "strategies",
         help="negative-sampling strategies (recall stage), pCTR ranking and the two-stage pipeline",
         description="Trains every strategy x seed on the default data with impressions and writes "
-        "strategies.md and strategies.json (PAPER.md sections 6-7).",
+        "strategies.md and strategies.json.",
     )
     parser.add_argument(
         "--data",

@@ -1,4 +1,4 @@
-"""The negative-sampling strategies experiment (PAPER.md sections 6-7): recall stage, ranking, two stages.
+"""The negative-sampling strategies experiment: recall stage, ranking, two stages.
 
 For every strategy and seed: train the two-tower model with that strategy's
 :class:`~yt_bias.config.NegativesConfig` on the default data with impressions, and measure exact
