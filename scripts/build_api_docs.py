@@ -74,10 +74,10 @@ def build(out: str) -> list[str]:
     """Renders the HTML reference into ``out``; returns the warnings (empty on a clean build)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, ROOT)
-    import yt_bias
-
     import pdoc
     import pdoc.render
+
+    import yt_bias
 
     for name in yt_bias.__all__:  # names the package loads lazily are documented like the others
         setattr(yt_bias, name, getattr(yt_bias, name))

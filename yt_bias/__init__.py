@@ -4,9 +4,8 @@ Importing the package selects Keras 2 (tf-keras) for TensorFlow: see :mod:`yt_bi
 """
 
 from yt_bias import _keras  # noqa: F401  (must run before anything imports tensorflow)
+from yt_bias._version import __version__ as __version__
 from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator, total_variation_error
-
-from yt_bias._version import __version__
 
 __all__ = [
     "CorrectedRetrieval",
