@@ -175,6 +175,10 @@ def test_index_of_another_model_is_refused(trained, tmp_path, capsys):
     assert code == 2 and not os.path.exists(tmp_path / "bad")
     _one_line_error(err, "built by another item tower")
     assert cli.main(["export", "--workdir", trained["a"], "--out", str(tmp_path / "good"), "--index", own]) == 0
+    (tmp_path / "text.npz").write_text("not an index")
+    code, err = _cli(capsys, "export", "--workdir", trained["a"], "--out", str(tmp_path / "t"), "--index", str(tmp_path / "text.npz"))
+    assert code == 2
+    _one_line_error(err, "text.npz", "not an .npz archive")
 
 
 # ----------------------------------------------------------------------------- divergence and damage
