@@ -17,7 +17,7 @@ import numpy as np
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD
 from yt_bias.evaluation import embed, ndcg_at_k, recall_at_k, top_k
 
-__all__ = ["SeenItems", "evaluate_next_day"]
+__all__ = ["SeenItems", "evaluate_next_day", "next_day_metrics"]
 
 
 class SeenItems:
@@ -104,3 +104,32 @@ def evaluate_next_day(
     metrics.update({f"next_day_{name}": value for name, value in ndcg_at_k(top, mapped_targets, ks).items()})
     metrics.update(next_day_queries=int(keep.sum()), next_day_dropped=dropped)
     return metrics
+
+
+def next_day_metrics(
+    model, days: Sequence[Mapping[str, np.ndarray]], d: int, items: Mapping[str, np.ndarray], ks: Sequence[int],
+    exclude_seen: bool = True,
+) -> dict[str, float]:
+    """:func:`evaluate_next_day` of a model trained on ``days[: d + 1]``, on ``days[d + 1]``.
+
+    Seen items are those of ``days[: d + 1]``; they are excluded only if every one of those days
+    and the next has a ``query_key`` column (``next_day_exclude_seen`` says whether they were).
+
+    Returns:
+      The metrics; ``{}`` after the last day; ``{"next_day_queries": 0, ...}`` if no row is left.
+    """
+    if d + 1 >= len(days):
+        return {}
+    rows = days[d + 1]
+    seen = None
+    if exclude_seen and all(QUERY_KEY in day for day in days[: d + 2]):
+        seen = SeenItems()
+        for day in days[: d + 1]:
+            seen.add(day)
+    flag = {"next_day_exclude_seen": seen is not None}
+    positives = np.asarray(rows[REWARD]) > 0
+    if seen is not None:
+        positives &= ~seen.contains(rows[QUERY_KEY], np.asarray(rows[ITEM_INDEX]))
+    if not positives.any():
+        return dict(flag, next_day_queries=0, next_day_dropped=int((np.asarray(rows[REWARD]) > 0).sum()))
+    return dict(flag, **evaluate_next_day(model, rows, items, ks, seen=seen))
