@@ -194,6 +194,6 @@ def blockwise_softmax_loss(
     if log_q is not None and correct_positive:
         if log_q.shape.rank == 1:
             positive_logit -= tf.gather(log_q, positive_index)
-        else:
-            positive_logit -= tf.gather(log_q, positive_index, axis=1, batch_dims=1)
+        else:  # (no gradient for a [B, N] log_q at all, rather than one for the positives only)
+            positive_logit -= tf.gather(tf.stop_gradient(log_q), positive_index, axis=1, batch_dims=1)
     return _reward_weighted(log_normaliser - positive_logit, rewards, reduce)

@@ -287,6 +287,67 @@ def corrected_softmax_loss(
     return _reward_weighted(per_example, rewards, reduce)
 
 
+LOSS_IMPLEMENTATIONS = ("auto", "dense", "blockwise")
+# "auto": the blockwise loss from this many candidates per query on (measured crossover, docs/performance.md).
+BLOCKWISE_FROM_CANDIDATES = 2048
+
+
+def softmax_loss(
+    query_embeddings: tf.Tensor,
+    candidate_embeddings: tf.Tensor,
+    temperature: float = 1.0,
+    log_q: tf.Tensor | None = None,
+    rewards: tf.Tensor | None = None,
+    positive_index: tf.Tensor | None = None,
+    candidate_ids: tf.Tensor | None = None,
+    remove_accidental_hits: bool = False,
+    candidate_mask: tf.Tensor | None = None,
+    correct_positive: bool = True,
+    reduce: bool = True,
+    implementation: str = "auto",
+    block_size: int | None = None,
+) -> tf.Tensor:
+    """The corrected softmax loss, dense or blockwise: one entry point for every caller.
+
+    Both implementations give the same value and gradients; they differ in memory and speed.
+    ``"dense"`` (:func:`corrected_softmax_loss`) builds the [batch_size, num_candidates] logits;
+    ``"blockwise"`` (:func:`yt_bias.blockwise_softmax.blockwise_softmax_loss`) walks over blocks of
+    ``block_size`` candidates, memory linear in the batch. ``"auto"`` takes the blockwise loss when
+    there are at least ``BLOCKWISE_FROM_CANDIDATES`` candidates (or their number is unknown when
+    the graph is traced), the dense loss below.
+
+    Args: as :func:`corrected_softmax_loss`, plus
+      implementation: "auto", "dense" or "blockwise".
+      block_size: candidates per block of the blockwise loss (None: its default).
+    Returns:
+      A scalar (or [batch_size] with ``reduce=False``) float32 loss.
+    Raises:
+      ValueError: an unknown implementation, block_size < 1, or any error of the chosen loss.
+    """
+    if implementation not in LOSS_IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {LOSS_IMPLEMENTATIONS}; received {implementation!r}.")
+    if implementation == "auto":
+        num = tf.convert_to_tensor(candidate_embeddings).shape[0]
+        implementation = "dense" if num is not None and num < BLOCKWISE_FROM_CANDIDATES else "blockwise"
+    kwargs = dict(
+        temperature=temperature,
+        log_q=log_q,
+        rewards=rewards,
+        positive_index=positive_index,
+        candidate_ids=candidate_ids,
+        remove_accidental_hits=remove_accidental_hits,
+        candidate_mask=candidate_mask,
+        correct_positive=correct_positive,
+        reduce=reduce,
+    )
+    if implementation == "dense":
+        return corrected_softmax_loss(query_embeddings, candidate_embeddings, **kwargs)
+    from yt_bias.blockwise_softmax import DEFAULT_BLOCK_SIZE, blockwise_softmax_loss
+
+    block_size = DEFAULT_BLOCK_SIZE if block_size is None else block_size
+    return blockwise_softmax_loss(query_embeddings, candidate_embeddings, block_size=block_size, **kwargs)
+
+
 # --- Khrylchenko et al. 2025, "Correcting the LogQ Correction" (arXiv 2507.09331); PAPER.md section 6 ---
 
 
