@@ -101,3 +101,50 @@ def test_nan_rewards_fail_inside_a_graph():
     fn = tf.function(lambda r: corrected_softmax_loss(U, V, rewards=r))
     with pytest.raises(tf.errors.InvalidArgumentError, match="rewards must be finite"):
         fn(tf.constant([1.0, float("nan")]))
+
+
+def _both_losses():
+    from yt_bias.blockwise_softmax import blockwise_softmax_loss
+
+    return [corrected_softmax_loss, lambda *a, **k: blockwise_softmax_loss(*a, block_size=1, **k)]
+
+
+@pytest.mark.parametrize("loss_fn", _both_losses(), ids=["dense", "blockwise"])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(log_q=[0.0, float("nan")]), "log_q must be finite"),
+        (dict(log_q=[0.0, -float("inf")]), "log_q must be finite.*log 0"),
+        (dict(log_q=[[0.0, float("inf")], [0.0, 0.0]]), "log_q must be finite"),
+        (dict(positive_index=[0, 2]), r"positive_index must be in \[0, num_candidates\) = \[0, 2\); received \[2\]"),
+        (dict(positive_index=[-1, 0]), r"positive_index must be in \[0, num_candidates\).*received \[-1\]"),
+    ],
+)
+def test_bad_log_q_and_positive_index_raise_eagerly(loss_fn, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        loss_fn(U, V, **kwargs)
+
+
+@pytest.mark.parametrize("loss_fn", _both_losses(), ids=["dense", "blockwise"])
+def test_fewer_candidates_than_queries_without_positive_index(loss_fn):
+    with pytest.raises(ValueError, match="expected num_candidates >= batch_size; received 1 candidates for 2 queries"):
+        loss_fn(U, V[:1])
+    # With explicit positives, fewer candidates than queries is fine.
+    assert np.isfinite(loss_fn(U, V[:1], positive_index=[0, 0]).numpy())
+
+
+@pytest.mark.parametrize("loss_fn", _both_losses(), ids=["dense", "blockwise"])
+def test_bad_log_q_and_positive_index_fail_inside_a_graph(loss_fn):
+    spec = tf.TensorSpec([None, 3], tf.float32)
+    with_log_q = tf.function(lambda u, v, lq: loss_fn(u, v, log_q=lq), input_signature=[spec, spec, tf.TensorSpec([None])])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="log_q must be finite"):
+        with_log_q(U, V, tf.constant([0.0, -float("inf")]))
+    with_index = tf.function(lambda p: loss_fn(U, V, positive_index=p), input_signature=[tf.TensorSpec([2], tf.int32)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="positive_index must be < num_candidates"):
+        with_index(tf.constant([0, 5]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="positive_index must be >= 0"):
+        with_index(tf.constant([-1, 0]))
+    assert np.isfinite(with_index(tf.constant([1, 0])).numpy())
+    fewer = tf.function(lambda u, v: loss_fn(u, v), input_signature=[spec, spec])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected num_candidates >= batch_size"):
+        fewer(U, V[:1])
