@@ -113,7 +113,7 @@ def test_cli_train_and_reproduce_smoke_end_to_end(tmp_path):
         assert f"| {method} |" in result.stdout
     assert (tmp_path / "r" / "table.md").exists()
     bad = _run_cli("train", "--preset", "smoke", "--set", "train.learning_rate=-1", "--workdir", str(tmp_path / "b"))
-    assert bad.returncode == 2 and "train.learning_rate must be > 0; received -1.0" in bad.stderr
+    assert bad.returncode == 2 and "train.learning_rate must be finite and > 0; received -1.0" in bad.stderr
 
 
 def test_importing_tensorflow_with_keras_3_first_is_refused():

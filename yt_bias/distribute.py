@@ -21,7 +21,6 @@ The library never reads the environment: callers pass a ``TF_CONFIG``-style dict
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -30,8 +29,8 @@ from typing import Any
 
 from yt_bias._keras import tf
 from yt_bias.config import DistributeConfig
-from yt_bias.frequency import estimator_from_settings, update_once_per_global_step
-from yt_bias.losses import corrected_softmax_loss
+from yt_bias.frequency import update_once_per_global_step
+from yt_bias.model import gathered_batch_loss  # noqa: F401  (re-exported: in-batch negatives across replicas)
 
 __all__ = [
     "build_model_with_estimator_shards",
@@ -140,68 +139,18 @@ def estimator_num_shards(config: DistributeConfig, num_ps: int, hash_size: int, 
 
 
 def build_model_with_estimator_shards(config, dataset, num_shards: int):
-    """``train.build_model(config, dataset)``, with the streaming estimator split into ``num_shards``.
+    """``train.build_model(config, dataset)`` with the streaming estimator split into ``num_shards``.
 
     The unsharded estimator is never created (under ParameterServerStrategy its variables would
-    land whole on one parameter server): the model is built without one and then given a
-    :class:`~yt_bias.frequency.StreamingFrequencyEstimator` with ``num_shards``. ``num_shards=1``
-    or a variant without the streaming estimator: exactly ``build_model``.
+    land whole on one parameter server).
     """
     from yt_bias.train import build_model
 
-    if num_shards <= 1 or config.variant in ("plain-sfx", "correct-sfx-oracle"):  # no streaming estimator
-        return build_model(config, dataset)
-    model = build_model(dataclasses.replace(config, variant="plain-sfx"), dataset)
-    frequency = estimator_from_settings(config.estimator, num_shards=num_shards)
-    model.frequency = frequency
-    return model
+    return build_model(config, dataset, estimator_shards=num_shards)
 
 
 # The estimator owns its cross-replica update; kept here under its first name.
 update_estimator = update_once_per_global_step
-
-
-def _id_fingerprints(ids: tf.Tensor) -> tf.Tensor:
-    """int64 fingerprints of item IDs (all-gather takes numbers only); equal IDs, equal fingerprints."""
-    if ids.dtype != tf.string:
-        return tf.cast(ids, tf.int64)
-    return tf.strings.to_hash_bucket_fast(ids, (1 << 63) - 1)
-
-
-def gathered_batch_loss(model, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor | None, training: bool) -> tf.Tensor:
-    """In-batch softmax whose candidates are the items of all replicas (TFRS never gathers them).
-
-    Each replica scores its B/R queries against the global batch's B items (all-gathered, with
-    their IDs and log q); the positive of local query i sits at ``replica_id * B/R + i``. The
-    returned loss is the local mean; summed over replicas after the train step's 1/R scaling it is
-    the one-device loss of the global batch, and all-gather's gradient sends each replica's share
-    back, so gradients match one device.
-
-    Returns:
-      Scalar float32, this replica's mean loss.
-    """
-    replica = tf.distribute.get_replica_context()
-    if replica is None or replica.num_replicas_in_sync == 1:
-        return model.batch_loss(batch, log_q, training=training)
-    query, items = model(batch, training=training)
-    ids = batch[model.features.item_id]
-    local = tf.shape(query)[0]
-    all_items = replica.all_gather(items, axis=0)
-    all_ids = replica.all_gather(_id_fingerprints(ids), axis=0)
-    all_log_q = replica.all_gather(log_q, axis=0) if log_q is not None else None
-    offset = tf.cast(replica.replica_id_in_sync_group, tf.int32) * local
-    from yt_bias.data.dataset import REWARD
-
-    return corrected_softmax_loss(
-        query,
-        all_items,
-        temperature=model.temperature,
-        log_q=all_log_q,
-        rewards=batch.get(REWARD),
-        positive_index=offset + tf.range(local),
-        candidate_ids=all_ids,
-        remove_accidental_hits=model.remove_accidental_hits,
-    )
 
 
 def train_parameter_server(

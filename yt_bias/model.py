@@ -11,12 +11,10 @@ from collections.abc import Mapping
 
 from yt_bias._keras import keras, tf
 from yt_bias.data.dataset import REWARD
-from yt_bias.distribute import gathered_batch_loss
 from yt_bias.features import FeatureConfig
 from yt_bias.frequency import update_once_per_global_step
 from yt_bias.losses import corrected_softmax_loss, log_probability
 from yt_bias.towers import build_towers
-
 
 CANDIDATE_MODES = ("rows", "unique")
 
@@ -32,6 +30,47 @@ def unique_columns(item_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor
     rows = tf.range(tf.shape(item_ids)[0])
     first_row = tf.math.unsorted_segment_min(rows, column, tf.shape(unique_ids)[0])
     return unique_ids, column, first_row
+
+
+def _id_fingerprints(ids: tf.Tensor) -> tf.Tensor:
+    """int64 fingerprints of item IDs (all-gather takes numbers only); equal IDs, equal fingerprints."""
+    if ids.dtype != tf.string:
+        return tf.cast(ids, tf.int64)
+    return tf.strings.to_hash_bucket_fast(ids, (1 << 63) - 1)
+
+
+def gathered_batch_loss(model, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor | None, training: bool) -> tf.Tensor:
+    """In-batch softmax whose candidates are the items of all replicas (TFRS never gathers them).
+
+    Each replica scores its B/R queries against the global batch's B items (all-gathered, with
+    their IDs and log q); the positive of local query i sits at ``replica_id * B/R + i``. The
+    returned loss is the local mean; summed over replicas after the train step's 1/R scaling it is
+    the one-device loss of the global batch, and all-gather's gradient sends each replica's share
+    back, so gradients match one device.
+
+    Returns:
+      Scalar float32, this replica's mean loss.
+    """
+    replica = tf.distribute.get_replica_context()
+    if replica is None or replica.num_replicas_in_sync == 1:
+        return model.batch_loss(batch, log_q, training=training)
+    query, items = model(batch, training=training)
+    ids = batch[model.features.item_id]
+    local = tf.shape(query)[0]
+    all_items = replica.all_gather(items, axis=0)
+    all_ids = replica.all_gather(_id_fingerprints(ids), axis=0)
+    all_log_q = replica.all_gather(log_q, axis=0) if log_q is not None else None
+    offset = tf.cast(replica.replica_id_in_sync_group, tf.int32) * local
+    return corrected_softmax_loss(
+        query,
+        all_items,
+        temperature=model.temperature,
+        log_q=all_log_q,
+        rewards=batch.get(REWARD),
+        positive_index=offset + tf.range(local),
+        candidate_ids=all_ids,
+        remove_accidental_hits=model.remove_accidental_hits,
+    )
 
 
 class TwoTowerModel(keras.Model):
@@ -53,10 +92,9 @@ class TwoTowerModel(keras.Model):
         an item with c rows has c columns; pair with the ``expected_count`` estimand) or
         ``"unique"`` (one column per distinct item of the batch, a row's positive is its item's
         column; pair with the ``inclusion`` estimand).
+      gather_negatives_across_replicas: under a MirroredStrategy, score each replica's queries
+        against the items of every replica (the global batch), not only its own.
     """
-
-    # In-batch negatives from every replica's items under a strategy (yt_bias/distribute.py); set by build_model.
-    gather_negatives_across_replicas: bool = False
 
     def __init__(
         self,
@@ -70,6 +108,7 @@ class TwoTowerModel(keras.Model):
         share_embeddings: bool = True,
         negatives: keras.layers.Layer | None = None,
         candidates: str = "rows",
+        gather_negatives_across_replicas: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -89,6 +128,7 @@ class TwoTowerModel(keras.Model):
         if candidates == "unique" and negatives is not None:
             raise ValueError("candidates='unique' works with the in-batch softmax only; received a negative-sampling strategy.")
         self.candidates = candidates
+        self.gather_negatives_across_replicas = bool(gather_negatives_across_replicas)
 
     @property
     def metrics(self):
@@ -174,6 +214,7 @@ class TwoTowerModel(keras.Model):
         return {"loss": self.loss_tracker.result()}
 
     def get_config(self) -> dict:
+        """Everything needed to rebuild the model, the frequency source and negatives included."""
         return {
             "features": self.features.to_dict(),
             "hidden_units": list(self.query_tower.hidden_units),
@@ -183,10 +224,24 @@ class TwoTowerModel(keras.Model):
             "remove_accidental_hits": self.remove_accidental_hits,
             "share_embeddings": self.share_embeddings,
             "candidates": self.candidates,
+            "gather_negatives_across_replicas": self.gather_negatives_across_replicas,
+            "frequency": None if self.frequency is None else keras.layers.serialize(self.frequency),
+            "negatives": None if self.negatives is None else keras.layers.serialize(self.negatives),
         }
 
     @classmethod
     def from_config(cls, config: dict) -> TwoTowerModel:
+        """Rebuilds the model of :meth:`get_config`; raises ValueError where a part cannot be rebuilt."""
+        from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator
+
         config = dict(config)
         config["features"] = FeatureConfig.from_dict(config["features"])
+        custom = {"StreamingFrequencyEstimator": StreamingFrequencyEstimator, "OracleFrequency": OracleFrequency}
+        if config.get("frequency") is not None:
+            config["frequency"] = keras.layers.deserialize(config["frequency"], custom_objects=custom)
+        if config.get("negatives") is not None:
+            raise ValueError(
+                "TwoTowerModel.from_config cannot rebuild a negative-sampling strategy (it samples from the item "
+                "corpus, which a config does not hold): build the model with yt_bias.train.build_model instead."
+            )
         return cls(**config)

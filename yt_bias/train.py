@@ -67,22 +67,30 @@ def _train_examples(config: ExperimentConfig, dataset: RecDataset) -> dict:
     return training_examples(negatives, dataset)
 
 
-def build_model(config: ExperimentConfig, dataset: RecDataset) -> TwoTowerModel:
-    """A compiled two-tower model for ``config`` on ``dataset``'s features."""
+def build_model(config: ExperimentConfig, dataset: RecDataset, estimator_shards: int = 1) -> TwoTowerModel:
+    """A compiled two-tower model for ``config`` on ``dataset``'s features.
+
+    ``estimator_shards`` > 1 splits the streaming estimator's arrays into that many variables
+    (ParameterServerStrategy places them on different parameter servers).
+    """
     m = config.model
+    if config.variant == "correct-sfx" and estimator_shards > 1:
+        frequency = estimator_from_settings(config.estimator, num_shards=estimator_shards)
+    else:
+        frequency = build_frequency(config, dataset)
     model = TwoTowerModel(
         dataset.features,
         hidden_units=m.hidden_units,
         normalize=m.normalize,
         temperature=m.temperature,
-        frequency=build_frequency(config, dataset),
+        frequency=frequency,
         read_after_update=config.estimator.read_after_update,
         remove_accidental_hits=m.remove_accidental_hits,
         share_embeddings=m.share_embeddings,
         negatives=_build_negatives(config, dataset),
         candidates=m.candidates,
+        gather_negatives_across_replicas=config.distribute.gather_negatives_across_replicas,
     )
-    model.gather_negatives_across_replicas = config.distribute.gather_negatives_across_replicas
     model.compile(optimizer=build_optimizer(config))
     return model
 
