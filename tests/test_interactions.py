@@ -93,8 +93,13 @@ def test_tsv_and_parquet_give_the_same_dataset_as_csv(tmp_path):
 
 
 def test_reward_column_iso_dates_and_implicit_feedback(tmp_path):
-    rows = [("u1", "a", "0.5", "2024-05-01T10:00:00"), ("u1", "b", "0", "2024-05-02"), ("u2", "a", "2.5", "2024-05-03 08:00"),
-            ("u2", "b", "1", "2024-05-04"), ("u3", "a", "1", "2024-05-05")]
+    rows = [
+        ("u1", "a", "0.5", "2024-05-01T10:00:00"),
+        ("u1", "b", "0", "2024-05-02"),
+        ("u2", "a", "2.5", "2024-05-03 08:00"),
+        ("u2", "b", "1", "2024-05-04"),
+        ("u3", "a", "1", "2024-05-05"),
+    ]
     path = _write_text(tmp_path / "w.csv", ",", rows=rows, header=("user_id", "item_id", "watch", "when"))
     reward = ColumnsConfig(time="when", reward="watch")
     data = load_dataset(_config(path, reward, test_fraction=0.2))
@@ -109,17 +114,39 @@ def test_reward_column_iso_dates_and_implicit_feedback(tmp_path):
 @pytest.mark.parametrize(
     "rows, header, columns, message",
     [
-        ([("u1", "a", "4", "100"), ("u1", "b", "five", "200")], HEADER[:4], None, r"e\.csv:line 3, column 'stars': expected a number; received 'five'"),
+        (
+            [("u1", "a", "4", "100"), ("u1", "b", "five", "200")],
+            HEADER[:4],
+            None,
+            r"e\.csv:line 3, column 'stars': expected a number; received 'five'",
+        ),
         ([("u1", "a", "4", "100"), ("", "b", "4", "200")], HEADER[:4], None, r"e\.csv:line 3, column 'uid': empty"),
-        ([("u1", "a", "4", "100"), ("u1", "b", "4", "yesterday")], HEADER[:4], None, r"line 3, column 'ts': expected a number or an ISO 8601"),
+        (
+            [("u1", "a", "4", "100"), ("u1", "b", "4", "yesterday")],
+            HEADER[:4],
+            None,
+            r"line 3, column 'ts': expected a number or an ISO 8601",
+        ),
         ([("u1", "a", "4", "100"), ("u1", "b", "4")], HEADER[:4], None, r"e\.csv:line 3: expected 4 fields"),
         ([("u1", "a", "4", "100")], ("user", "movie", "stars", "ts"), None, r"data\.columns\.user='uid' is not a column"),
-        ([("u1", "a", "4", "100")], HEADER[:4], ColumnsConfig(user="uid", item="movie", time="ts", rating="stars", reward="stars"),
-         "exclusive"),
-        ([("u1", "a", "4", "100")], HEADER[:4], ColumnsConfig(user="uid", item="movie", time="ts", item_features="uid"),
-         r"item_features lists 'uid', which is already data\.columns\.user"),
-        ([("u1", "a", "4", "100")], HEADER[:4], ColumnsConfig(user="uid", item="movie", time="ts", item_features="stars:embedding"),
-         "expected one of"),
+        (
+            [("u1", "a", "4", "100")],
+            HEADER[:4],
+            ColumnsConfig(user="uid", item="movie", time="ts", rating="stars", reward="stars"),
+            "exclusive",
+        ),
+        (
+            [("u1", "a", "4", "100")],
+            HEADER[:4],
+            ColumnsConfig(user="uid", item="movie", time="ts", item_features="uid"),
+            r"item_features lists 'uid', which is already data\.columns\.user",
+        ),
+        (
+            [("u1", "a", "4", "100")],
+            HEADER[:4],
+            ColumnsConfig(user="uid", item="movie", time="ts", item_features="stars:embedding"),
+            "expected one of",
+        ),
     ],
 )
 def test_malformed_rows_name_file_line_and_column(tmp_path, rows, header, columns, message):
@@ -157,12 +184,38 @@ def test_cli_trains_on_a_csv_file(tmp_path):
     path = _write_text(tmp_path / "log.csv", ",", rows=rows, header=("user", "item", "rating", "time"))
     workdir = tmp_path / "run"
     command = [
-        sys.executable, "-m", "yt_bias", "train", "--workdir", str(workdir), "--variant", "correct-sfx",
-        "--set", "data.source=interactions", "--set", f"data.path={path}",
-        "--set", "data.columns.user=user", "--set", "data.columns.item=item", "--set", "data.columns.time=time",
-        "--set", "data.columns.rating=rating",
-        "--set", "train.epochs=1", "--set", "train.batch_size=16", "--set", "model.hidden_units=8",
-        "--set", "model.embedding_dim=8", "--set", "eval.ks=5,10", "--set", "train.verbose=0",
+        sys.executable,
+        "-m",
+        "yt_bias",
+        "train",
+        "--workdir",
+        str(workdir),
+        "--variant",
+        "correct-sfx",
+        "--set",
+        "data.source=interactions",
+        "--set",
+        f"data.path={path}",
+        "--set",
+        "data.columns.user=user",
+        "--set",
+        "data.columns.item=item",
+        "--set",
+        "data.columns.time=time",
+        "--set",
+        "data.columns.rating=rating",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.batch_size=16",
+        "--set",
+        "model.hidden_units=8",
+        "--set",
+        "model.embedding_dim=8",
+        "--set",
+        "eval.ks=5,10",
+        "--set",
+        "train.verbose=0",
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)

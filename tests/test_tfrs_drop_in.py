@@ -10,13 +10,14 @@ import sys
 import numpy as np
 import pytest
 
-import yt_bias  # noqa: F401  (Keras 2 before TensorFlow)
+# isort: off
+import yt_bias  # noqa: F401  (Keras 2 before TensorFlow: this file also runs as a script, without conftest)
+import tensorflow_recommenders as tfrs
+# isort: on
+
 from yt_bias._keras import keras, tf
-
-import tensorflow_recommenders as tfrs  # noqa: E402
-
-from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator  # noqa: E402
-from yt_bias.tfrs import CorrectedRetrieval  # noqa: E402
+from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator
+from yt_bias.tfrs import CorrectedRetrieval
 
 USERS = [f"u{i}" for i in range(20)]
 ITEMS = [f"i{i}" for i in range(30)]
@@ -29,10 +30,16 @@ class _TutorialModel(tfrs.Model):
         super().__init__()
         init = keras.initializers.RandomUniform(-0.05, 0.05, seed=seed)
         self.user_model = keras.Sequential(
-            [keras.layers.StringLookup(vocabulary=USERS), keras.layers.Embedding(len(USERS) + 1, dim, embeddings_initializer=init)]
+            [
+                keras.layers.StringLookup(vocabulary=USERS),
+                keras.layers.Embedding(len(USERS) + 1, dim, embeddings_initializer=init),
+            ]
         )
         self.item_model = keras.Sequential(
-            [keras.layers.StringLookup(vocabulary=ITEMS), keras.layers.Embedding(len(ITEMS) + 1, dim, embeddings_initializer=init)]
+            [
+                keras.layers.StringLookup(vocabulary=ITEMS),
+                keras.layers.Embedding(len(ITEMS) + 1, dim, embeddings_initializer=init),
+            ]
         )
         self.task = task
 
@@ -69,7 +76,9 @@ def test_loss_is_the_mean_corrected_softmax_and_equals_tfrs_mean_reduction():
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, reduction=keras.losses.Reduction.SUM_OVER_BATCH_SIZE),
         temperature=0.2,
     )
-    assert ours == pytest.approx(float(mean_tfrs(query, cands, sample_weight=weights, candidate_sampling_probability=p)), rel=1e-5)
+    assert ours == pytest.approx(
+        float(mean_tfrs(query, cands, sample_weight=weights, candidate_sampling_probability=p)), rel=1e-5
+    )
     assert int(task.frequency.step.numpy()) == 0  # a given probability neither updates nor reads the estimator
 
 
@@ -199,9 +208,7 @@ def test_mirrored_strategy_updates_once_per_global_step_like_one_device():
     results = {}
     for name in ("mirrored", "default"):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        run = subprocess.run(
-            [sys.executable, __file__, name], capture_output=True, text=True, timeout=300, env=env, check=False
-        )
+        run = subprocess.run([sys.executable, __file__, name], capture_output=True, text=True, timeout=300, env=env, check=False)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
         results[name] = json.loads(run.stdout.strip().splitlines()[-1])
     mirrored, single = results["mirrored"], results["default"]

@@ -142,8 +142,9 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
         source = self.frequency
         if _has_training_call(source):
             if isinstance(training, tf.Tensor):
-                return tf.cond(training, lambda: source(candidate_ids, training=True),
-                               lambda: source(candidate_ids, training=False))
+                return tf.cond(
+                    training, lambda: source(candidate_ids, training=True), lambda: source(candidate_ids, training=False)
+                )
             return source(candidate_ids, training=bool(training))
         if not (hasattr(source, "update") and hasattr(source, "probability")):
             return tf.convert_to_tensor(source(candidate_ids), tf.float32)
@@ -156,6 +157,8 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
             return tf.cond(training, update_then_read, lambda: source.probability(candidate_ids))
         return update_then_read() if training else source.probability(candidate_ids)
 
+    # Python control flow on Python values only (a tensor ``training`` goes through tf.cond): no AutoGraph.
+    @tf.autograph.experimental.do_not_convert
     def call(
         self,
         query_embeddings: tf.Tensor,
@@ -262,4 +265,3 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
     @classmethod
     def from_config(cls, config: dict) -> CorrectedRetrieval:
         return cls(**config)
-

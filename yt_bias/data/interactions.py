@@ -173,7 +173,7 @@ def _ids(table: Table, name: str, field: str) -> np.ndarray:
 def _numbers(table: Table, name: str, field: str, dates: bool = False) -> np.ndarray:
     out = np.empty(len(table), np.float64)
     for i, cell in enumerate(table.column(name, field)):
-        out[i] = _number(cell, lambda: table.where(i, name), dates)
+        out[i] = _number(cell, lambda i=i: table.where(i, name), dates)
     return out
 
 
@@ -249,7 +249,7 @@ def _entity_features(
             specs.append(bag_spec(feature, arrays[feature]))
         else:
             numbers = np.array(
-                [np.nan if not v else _number(v, lambda r=r: table.where(int(r), name)) for v, r in zip(values, rows)]
+                [np.nan if not v else _number(v, lambda r=r, name=name: table.where(int(r), name)) for v, r in zip(values, rows)]
             )
             known = numbers[np.isfinite(numbers)]
             mean, std = (known.mean(), known.std()) if len(known) else (0.0, 1.0)
@@ -268,9 +268,16 @@ def _check_mapping(columns, split: str) -> None:
             f"data.columns.rating ({columns.rating!r}) and data.columns.reward ({columns.reward!r}) are exclusive; set one."
         )
     if not columns.time and split != "random":
-        raise ValueError(f"data.columns.time is '' (no time column), so data.split={split!r} is impossible; use data.split=random.")
-    roles = [("user", columns.user), ("item", columns.item), ("time", columns.time), ("rating", columns.rating),
-             ("reward", columns.reward)]
+        raise ValueError(
+            f"data.columns.time is '' (no time column), so data.split={split!r} is impossible; use data.split=random."
+        )
+    roles = [
+        ("user", columns.user),
+        ("item", columns.item),
+        ("time", columns.time),
+        ("rating", columns.rating),
+        ("reward", columns.reward),
+    ]
     used = {}
     for field, name in roles:
         if name and name in used:
@@ -313,7 +320,9 @@ def load_interactions(path: str, config, embedding_dim: int = 32) -> RecDataset:
         ratings = _numbers(table, columns.reward, "reward")
         negative = np.flatnonzero(ratings < 0)
         if len(negative):
-            raise ValueError(f"{table.where(int(negative[0]), columns.reward)}: a reward must be >= 0; received {ratings[negative[0]]}.")
+            raise ValueError(
+                f"{table.where(int(negative[0]), columns.reward)}: a reward must be >= 0; received {ratings[negative[0]]}."
+            )
         config = dataclasses.replace(config, reward="rating")  # the column is the reward itself
     interactions = Interactions(users, items, times, ratings)
 

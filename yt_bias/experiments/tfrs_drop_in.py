@@ -33,8 +33,12 @@ def load_ratings(data_dir: str, test_fraction: float = 0.2, min_rating_positive:
       min_rating_positive: a held-out rating >= this is a test query.
     """
     config = DataConfig(
-        source=detect_source(data_dir), path=data_dir, split="temporal", test_fraction=test_fraction,
-        reward="threshold", min_rating_positive=min_rating_positive,
+        source=detect_source(data_dir),
+        path=data_dir,
+        split="temporal",
+        test_fraction=test_fraction,
+        reward="threshold",
+        min_rating_positive=min_rating_positive,
     )
     return load_dataset(config)
 
