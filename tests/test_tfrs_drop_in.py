@@ -128,6 +128,34 @@ def test_accidental_hits_oracle_estimand_and_callable_sources():
         fixed.get_config()
 
 
+class _UpdateProbabilityLayer(keras.layers.Layer):
+    """A user frequency layer with only ``update(ids)`` and ``probability(ids)`` (no training-aware call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = StreamingFrequencyEstimator(64, alpha=0.5, initial_interval=4.0)
+
+    def update(self, ids):
+        return self.inner.update(ids)
+
+    def probability(self, ids):
+        return self.inner.probability(ids)
+
+    def call(self, ids):
+        return self.inner.probability(ids)
+
+
+def test_a_layer_with_update_and_probability_is_updated_once_per_training_call():
+    source = _UpdateProbabilityLayer()
+    task = CorrectedRetrieval(frequency=source, temperature=0.5)
+    ids = tf.constant(["a", "b", "a", "c"])
+    q = tf.random.stateless_normal([4, 3], seed=[1, 2])
+    task(q, q, candidate_ids=ids, training=True)
+    task(q, q, candidate_ids=ids, training=False)
+    task(q, q, candidate_ids=ids, training=True)
+    assert int(source.inner.step.numpy()) == 2
+
+
 def test_bad_arguments_are_named():
     task = CorrectedRetrieval(frequency={"hash_size": 16})
     q = tf.zeros([2, 3])
