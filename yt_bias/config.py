@@ -65,6 +65,21 @@ class ModelConfig:
     share_embeddings: bool = True
     remove_accidental_hits: bool = False
     candidates: str = "rows"  # in-batch candidate columns: 'rows' (one per row) or 'unique' (one per distinct item)
+    # The softmax loss: 'dense' ([B, N] logits), 'blockwise' (candidate blocks, memory linear in B) or 'auto'
+    # (blockwise from yt_bias.losses.BLOCKWISE_FROM_CANDIDATES candidates on; docs/performance.md).
+    loss_implementation: str = "auto"
+    loss_block_size: int = 256  # candidates per block of the blockwise loss
+
+    def __post_init__(self) -> None:
+        from yt_bias.losses import LOSS_IMPLEMENTATIONS
+
+        if self.loss_implementation not in LOSS_IMPLEMENTATIONS:
+            raise ValueError(
+                f"model.loss_implementation must be one of {LOSS_IMPLEMENTATIONS}; received {self.loss_implementation!r}."
+            )
+        block = self.loss_block_size
+        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+            raise ValueError(f"model.loss_block_size must be an integer >= 1; received {block!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
