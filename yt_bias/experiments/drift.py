@@ -53,7 +53,9 @@ from yt_bias.model import TwoTowerModel
 from yt_bias.next_day import SeenItems, evaluate_next_day
 from yt_bias.train import build_frequency, build_optimizer
 
-__all__ = ["DriftExperimentConfig", "build_source", "default", "format_table", "quick", "run_drift", "summarize"]
+__all__ = [
+    "DriftExperimentConfig", "build_source", "default", "format_table", "quick", "run_drift", "summarize", "warmup_profile",
+]
 
 TABLE_SOURCES = ("frozen-day0", "cumulative", "previous-day", "oracle-current-day", "oracle-all-days")
 DEFAULT_SOURCES = (
@@ -251,6 +253,30 @@ def _b0_weight(source: dict, expected_hits: np.ndarray, counts: np.ndarray) -> f
     else:
         weight = (1.0 - source["alpha"]) ** expected_hits
     return float((counts * weight).sum() / max(counts.sum(), 1))
+
+
+def warmup_profile(
+    days: Sequence[dict], num_items: int, batch_size: int, alpha: float = 0.01, initial_interval: float = 100.0
+) -> list[dict[str, float]]:
+    """What an estimator that never left ``B0`` would score, day by day, without training anything.
+
+    For each day: the TV error of reading ``1 / B0`` for every item and of reading 0, against the
+    day's exact inclusion probabilities, and the row-weighted weight ``(1 - alpha)^h`` that ``B0``
+    keeps at the day's end in a streaming estimator (``h``: expected steps that held the item).
+    """
+    hits = np.zeros(num_items)
+    profile = []
+    for d, rows in enumerate(days):
+        counts = np.bincount(np.asarray(rows[ITEM_INDEX]), minlength=num_items).astype(np.float64)
+        truth = batch_frequencies(counts, batch_size, "inclusion")
+        hits += (len(rows[ITEM_INDEX]) // batch_size) * truth
+        profile.append({
+            "day": d,
+            "tv_error_b0_guess": total_variation_error(np.full(num_items, 1.0 / initial_interval), truth, batch_size),
+            "tv_error_zero": total_variation_error(np.zeros(num_items), truth, batch_size),
+            "b0_weight_end": float((counts * (1.0 - alpha) ** hits).sum() / counts.sum()),
+        })
+    return profile
 
 
 def run_one(
