@@ -12,12 +12,12 @@ import pytest
 
 from yt_bias import cli
 from yt_bias.config import DataConfig, ModelConfig, TrainConfig, smoke
-from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD
+from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, batch_frequencies
 from yt_bias.data.drift import DriftConfig, drift_days, drift_schedule, stream_dataset
 from yt_bias.data.loading import load_dataset
 from yt_bias.data.synthetic import SyntheticConfig
 from yt_bias.evaluation import embed
-from yt_bias.experiments.drift import build_source, quick, run_one
+from yt_bias.experiments.drift import build_source, quick, run_one, warmup_profile
 from yt_bias.frequency_baselines import (
     CumulativeFrequency,
     CurrentDayOracle,
@@ -25,7 +25,7 @@ from yt_bias.frequency_baselines import (
     FrozenFrequency,
     PreviousDayFrequency,
 )
-from yt_bias.next_day import SeenItems, evaluate_next_day
+from yt_bias.next_day import SeenItems, evaluate_next_day, next_day_metrics
 from yt_bias.train import build_model
 
 B = 2
@@ -207,3 +207,18 @@ def test_experiment_drift_quick_end_to_end(tmp_path):
     assert reference["diff_vs_reference"] == 0.0
     with open(os.path.join(workdir, "drift.md"), encoding="utf-8") as f:
         assert "oracle-all-days (oracle)" in f.read()
+
+
+def test_warmup_profile_and_next_day_metrics_edges(tiny):
+    stream = drift_days(tiny, DriftConfig(kind="none", days=3, rows_per_day=320))
+    profile = warmup_profile(stream.days, tiny.num_items, 32, alpha=0.01, initial_interval=100.0)
+    weights = [row["b0_weight_end"] for row in profile]
+    assert 0.0 < weights[2] < weights[1] < weights[0] < 1.0  # B0 fades as steps accumulate
+    truth = batch_frequencies(np.bincount(stream.days[1][ITEM_INDEX], minlength=tiny.num_items), 32)
+    np.testing.assert_allclose(profile[1]["tv_error_zero"], truth.sum() / 64)
+    config = dataclasses.replace(smoke(), model=ModelConfig(embedding_dim=4, hidden_units=(8,)))
+    model = build_model(config, tiny)
+    assert next_day_metrics(model, stream.days, 2, tiny.items, (10,)) == {}  # no day after the last
+    no_keys = [{k: v for k, v in day.items() if k != QUERY_KEY} for day in stream.days]
+    metrics = next_day_metrics(model, no_keys, 0, tiny.items, (10,))
+    assert metrics["next_day_exclude_seen"] is False and metrics["next_day_queries"] == (stream.days[1][REWARD] > 0).sum()
