@@ -33,9 +33,8 @@ from collections.abc import Sequence
 import tensorflow_recommenders as tfrs
 
 from yt_bias._keras import keras, tf
-from yt_bias.distribute import update_estimator
-from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator
-from yt_bias.losses import corrected_softmax_logits, corrected_softmax_loss, log_probability
+from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator, update_once_per_global_step
+from yt_bias.losses import LOSS_IMPLEMENTATIONS, corrected_softmax_logits, log_probability, softmax_loss
 
 __all__ = ["CorrectedRetrieval"]
 
@@ -91,6 +90,9 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
         replica's mean loss divided by R, so that the summed gradients of the replicas (what a
         distributed optimizer applies) are the gradient of the global batch mean, as a Keras loss
         with ``SUM_OVER_BATCH_SIZE`` does in ``fit``.
+      loss_implementation: ``yt_bias.losses.softmax_loss``'s ``implementation``: "auto" (the
+        blockwise loss for large or, when traced, unknown batch sizes; the dense one below),
+        "dense" or "blockwise". The same loss either way.
       name: the layer's name.
     Raises:
       TypeError: a ``frequency`` of an unsupported type.
@@ -106,11 +108,14 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
         batch_metrics: list[keras.metrics.Metric] | None = None,
         loss_metrics: list[keras.metrics.Metric] | None = None,
         scale_by_replicas: bool = True,
+        loss_implementation: str = "auto",
         name: str | None = None,
         **kwargs,
     ):
         if temperature is not None and not (isinstance(temperature, (int, float)) and temperature > 0):
             raise ValueError(f"temperature must be > 0 (or None for 1); received {temperature!r}.")
+        if loss_implementation not in LOSS_IMPLEMENTATIONS:
+            raise ValueError(f"loss_implementation must be one of {LOSS_IMPLEMENTATIONS}; received {loss_implementation!r}.")
         unknown = set(kwargs) - {"trainable", "dtype"}  # the base Layer config keys are accepted and ignored
         if unknown:
             raise TypeError(f"CorrectedRetrieval got unexpected arguments {sorted(unknown)}.")
@@ -124,6 +129,7 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
         )
         self.frequency = _build_frequency(frequency)
         self.scale_by_replicas = bool(scale_by_replicas)
+        self.loss_implementation = loss_implementation
 
     @property
     def estimand(self) -> str:
@@ -150,7 +156,7 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
             return tf.convert_to_tensor(source(candidate_ids), tf.float32)
 
         def update_then_read():
-            with tf.control_dependencies([update_estimator(source, candidate_ids)]):
+            with tf.control_dependencies([update_once_per_global_step(source, candidate_ids)]):
                 return tf.identity(source.probability(candidate_ids))
 
         if isinstance(training, tf.Tensor):
@@ -217,7 +223,9 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
             remove_accidental_hits=self._remove_accidental_hits,
             candidate_mask=score_mask,
         )
-        loss = corrected_softmax_loss(query_embeddings, candidate_embeddings, rewards=sample_weight, **options)
+        loss = softmax_loss(
+            query_embeddings, candidate_embeddings, rewards=sample_weight, implementation=self.loss_implementation, **options
+        )
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if self.scale_by_replicas and replicas > 1 and not tf.distribute.in_cross_replica_context():
             loss = loss / replicas
@@ -260,6 +268,7 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
             "temperature": self._temperature,
             "remove_accidental_hits": self._remove_accidental_hits,
             "scale_by_replicas": self.scale_by_replicas,
+            "loss_implementation": self.loss_implementation,
         }
 
     @classmethod
