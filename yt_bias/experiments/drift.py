@@ -476,6 +476,7 @@ def format_table(results: dict, config: DriftExperimentConfig) -> str:
 def plot_drift(results: dict, config: DriftExperimentConfig):
     """Next-day Recall@k and TV error by day, one row per drift kind, one line per source (mean over seeds)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     kinds = list(config.kinds)
     fig = Figure(figsize=(13, 3.2 * len(kinds)), layout="constrained")
@@ -494,11 +495,12 @@ def plot_drift(results: dict, config: DriftExperimentConfig):
             if "tv_error" in runs[0][0]:
                 ax_tv.plot([day["day"] for day in runs[0]], np.mean([[day["tv_error"] for day in r] for r in runs], axis=0),
                            **style)
-        ax_r.set_title(f"{kind}: next-day Recall@{config.k} (trained through day d, tested on day d+1)")
-        ax_tv.set_title(f"{kind}: TV error vs day d's exact probabilities (mean over the day's steps)")
+        ax_r.set_title(f"{kind}: next-day Recall@{config.k} (trained on days <= d, tested on day d+1)", fontsize=10)
+        ax_tv.set_title(f"{kind}: TV error vs day d's exact probabilities (mean over its steps)", fontsize=10)
         for ax in (ax_r, ax_tv):
             ax.set_xlabel("day d")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         ax_tv.set_ylim(bottom=0)
-    axes[0][1].legend(fontsize=7, ncol=2)
+    axes[0][0].legend(fontsize=7, ncol=2)
     return fig
