@@ -209,6 +209,11 @@ def test_damaged_checkpoint_is_a_clear_error(trained, tmp_path, capsys):
     code, err = _cli(capsys, "export", "--workdir", w, "--out", str(tmp_path / "e"), "--index-kind", "brute_force")
     assert code == 2
     _one_line_error(err, "checkpoint", "damaged")
+    with open(os.path.join(w, RUN_FILE), "w", encoding="utf-8") as f:
+        f.write('{"kind": "tra')
+    code, err = _cli(capsys, "train", *SMOKE, "--workdir", w)
+    assert code == 2
+    _one_line_error(err, "run.json", "not valid JSON", "--overwrite")
 
 
 def test_non_npz_files_are_named(trained, tmp_path, capsys):

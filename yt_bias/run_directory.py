@@ -373,7 +373,12 @@ class RunDirectory:
         lock.acquire()
         try:
             new = fingerprint(kind, config, dataset, extra)
-            old = cls._existing(path)
+            try:
+                old = cls._existing(path)
+            except ValueError as error:  # a damaged run.json or config.json
+                if mode != "overwrite":
+                    raise RunConflict(f"workdir {path!r}: {error} Use --overwrite to replace that run, or a new --workdir.") from None
+                old = {"kind": "unknown (damaged record)", "config": {}}
             continuing = False
             if old is not None:
                 reasons = identity_differences(old, new, volatile)
