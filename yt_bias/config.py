@@ -10,9 +10,49 @@ import dataclasses
 import json
 from typing import Any
 
-from yt_bias.data.synthetic import SyntheticConfig
-
 VARIANTS = ("plain-sfx", "correct-sfx", "correct-sfx-oracle")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """Knobs of the built-in synthetic data generator (its generative story: :mod:`yt_bias.data.synthetic`)."""
+
+    num_users: int = 6000
+    num_items: int = 3000
+    num_categories: int = 20
+    tags_per_category: int = 8
+    num_regions: int = 8
+    latent_dim: int = 16
+    interactions_per_user: int = 30
+    popularity_exponent: float = 1.0
+    popularity_weight: float = 1.0
+    affinity_scale: float = 5.0
+    history_length: int = 10
+    train_fraction: float = 0.8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for field in (
+            "num_users",
+            "num_items",
+            "num_categories",
+            "tags_per_category",
+            "num_regions",
+            "latent_dim",
+            "interactions_per_user",
+            "history_length",
+        ):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SyntheticConfig.{field} must be an integer >= 1; received {value!r}.")
+        if self.interactions_per_user >= self.num_items:
+            raise ValueError(
+                f"SyntheticConfig.interactions_per_user ({self.interactions_per_user}) must be < num_items ({self.num_items})."
+            )
+        if not 0.0 < self.train_fraction < 1.0:
+            raise ValueError(f"SyntheticConfig.train_fraction must be in (0, 1); received {self.train_fraction!r}.")
+        if self.popularity_exponent < 0 or self.popularity_weight < 0 or self.affinity_scale < 0:
+            raise ValueError("SyntheticConfig: popularity_exponent, popularity_weight and affinity_scale must be >= 0.")
 
 
 @dataclasses.dataclass(frozen=True)

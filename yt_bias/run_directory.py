@@ -198,7 +198,7 @@ def config_differences(a: Mapping, b: Mapping, ignore: Iterable[str] = VOLATILE_
 
 
 def package_version() -> str:
-    from yt_bias import __version__
+    from yt_bias._version import __version__
 
     return __version__
 

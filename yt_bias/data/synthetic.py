@@ -22,54 +22,11 @@ The ground truth (popularity, latent vectors, per-user true preferences) is kept
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
+from yt_bias.config import SyntheticConfig
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset
 from yt_bias.features import FeatureConfig, FeatureSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class SyntheticConfig:
-    """Knobs of the generator (see the module docstring)."""
-
-    num_users: int = 6000
-    num_items: int = 3000
-    num_categories: int = 20
-    tags_per_category: int = 8
-    num_regions: int = 8
-    latent_dim: int = 16
-    interactions_per_user: int = 30
-    popularity_exponent: float = 1.0
-    popularity_weight: float = 1.0
-    affinity_scale: float = 5.0
-    history_length: int = 10
-    train_fraction: float = 0.8
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for field in (
-            "num_users",
-            "num_items",
-            "num_categories",
-            "tags_per_category",
-            "num_regions",
-            "latent_dim",
-            "interactions_per_user",
-            "history_length",
-        ):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"SyntheticConfig.{field} must be an integer >= 1; received {value!r}.")
-        if self.interactions_per_user >= self.num_items:
-            raise ValueError(
-                f"SyntheticConfig.interactions_per_user ({self.interactions_per_user}) must be < num_items ({self.num_items})."
-            )
-        if not 0.0 < self.train_fraction < 1.0:
-            raise ValueError(f"SyntheticConfig.train_fraction must be in (0, 1); received {self.train_fraction!r}.")
-        if self.popularity_exponent < 0 or self.popularity_weight < 0 or self.affinity_scale < 0:
-            raise ValueError("SyntheticConfig: popularity_exponent, popularity_weight and affinity_scale must be >= 0.")
 
 
 def synthetic_features(config: SyntheticConfig, embedding_dim: int = 32) -> FeatureConfig:
@@ -111,7 +68,7 @@ def _gumbel_order(logits: np.ndarray, count: int, rng: np.random.Generator) -> n
     return top[np.argsort(-keys[top])]
 
 
-def generate(config: SyntheticConfig = SyntheticConfig(), embedding_dim: int = 32) -> RecDataset:
+def generate(config: SyntheticConfig = SyntheticConfig(), embedding_dim: int = 32) -> RecDataset:  # noqa: B008 (frozen)
     """Generates the default data set (deterministic for a given config)."""
     rng = np.random.default_rng(config.seed)
     n_items, n_users, k = config.num_items, config.num_users, config.latent_dim
