@@ -476,3 +476,19 @@ def test_write_json_atomic_leaves_no_partial_file(tmp_path, monkeypatch):
     with open(path, encoding="utf-8") as f:
         assert json.load(f) == {"a": 1}
     assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_stream_resume_may_change_training_fields_not_the_model(tmp_path):
+    config = config_lib.smoke()
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    w = str(tmp_path / "w")
+    with RunDirectory.start(w, config, dataset, kind="stream", resumable=True) as run:
+        run.finish()
+    faster = config_lib.override(config, "train.learning_rate=0.1")
+    with pytest.raises(RunConflict, match="train.learning_rate"):
+        RunDirectory.start(w, faster, dataset, kind="stream", mode="refuse", resumable=True)
+    with RunDirectory.start(w, faster, dataset, kind="stream", mode="resume", resumable=True) as run:
+        assert run.resumed
+    warmer = config_lib.override(config, "model.temperature=0.2")
+    with pytest.raises(RunConflict, match="--resume cannot change config model.temperature"):
+        RunDirectory.start(w, warmer, dataset, kind="stream", mode="resume", resumable=True)
