@@ -78,3 +78,24 @@ def test_unique_candidates_refuse_negative_strategies(dataset):
     with pytest.raises(ValueError, match="candidates='unique'"):
         build_model(config, dataset)
 
+
+
+@pytest.mark.parametrize("candidates", ["rows", "unique"])
+def test_blockwise_loss_trains_like_the_dense_loss(dataset, candidates):
+    models = {}
+    for implementation in ("dense", "blockwise"):
+        config = dataclasses.replace(
+            SMOKE, model=dataclasses.replace(SMOKE.model, candidates=candidates, loss_implementation=implementation,
+                                             loss_block_size=16),
+        )
+        keras.utils.set_random_seed(5)
+        models[implementation] = build_model(config, dataset)
+    batch = next(iter(make_tf_dataset(dataset.examples("train"), 8, shuffle=False)))
+    for model in models.values():
+        model(batch)
+    for a, b in zip(models["dense"].trainable_variables, models["blockwise"].trainable_variables):
+        b.assign(a)
+    for model in models.values():
+        _train(model, dataset)
+    for a, b in zip(models["dense"].trainable_variables, models["blockwise"].trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)

@@ -13,7 +13,12 @@ from yt_bias._keras import keras, tf
 from yt_bias.data.dataset import REWARD
 from yt_bias.features import FeatureConfig
 from yt_bias.frequency import update_once_per_global_step
-from yt_bias.losses import corrected_softmax_loss, log_probability
+from yt_bias.losses import (
+    BLOCKWISE_FROM_CANDIDATES,
+    LOSS_IMPLEMENTATIONS,
+    log_probability,
+    softmax_loss,
+)
 from yt_bias.towers import build_towers
 
 CANDIDATE_MODES = ("rows", "unique")
@@ -61,7 +66,7 @@ def gathered_batch_loss(model, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor 
     all_ids = replica.all_gather(_id_fingerprints(ids), axis=0)
     all_log_q = replica.all_gather(log_q, axis=0) if log_q is not None else None
     offset = tf.cast(replica.replica_id_in_sync_group, tf.int32) * local
-    return corrected_softmax_loss(
+    return softmax_loss(
         query,
         all_items,
         temperature=model.temperature,
@@ -70,6 +75,8 @@ def gathered_batch_loss(model, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor 
         positive_index=offset + tf.range(local),
         candidate_ids=all_ids,
         remove_accidental_hits=model.remove_accidental_hits,
+        implementation=model.loss_implementation,
+        block_size=model.loss_block_size,
     )
 
 
@@ -94,6 +101,10 @@ class TwoTowerModel(keras.Model):
         column; pair with the ``inclusion`` estimand).
       gather_negatives_across_replicas: under a MirroredStrategy, score each replica's queries
         against the items of every replica (the global batch), not only its own.
+      loss_implementation: the in-batch softmax loss: ``"dense"`` ([B, N] logits), ``"blockwise"``
+        (candidate blocks with recomputed gradients, memory linear in B) or ``"auto"`` (blockwise
+        from ``yt_bias.losses.BLOCKWISE_FROM_CANDIDATES`` candidates on); same value and gradients.
+      loss_block_size: candidates per block of the blockwise loss (None: its default).
     """
 
     def __init__(
@@ -109,6 +120,8 @@ class TwoTowerModel(keras.Model):
         negatives: keras.layers.Layer | None = None,
         candidates: str = "rows",
         gather_negatives_across_replicas: bool = False,
+        loss_implementation: str = "auto",
+        loss_block_size: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -129,6 +142,10 @@ class TwoTowerModel(keras.Model):
             raise ValueError("candidates='unique' works with the in-batch softmax only; received a negative-sampling strategy.")
         self.candidates = candidates
         self.gather_negatives_across_replicas = bool(gather_negatives_across_replicas)
+        if loss_implementation not in LOSS_IMPLEMENTATIONS:
+            raise ValueError(f"loss_implementation must be one of {LOSS_IMPLEMENTATIONS}; received {loss_implementation!r}.")
+        self.loss_implementation = loss_implementation
+        self.loss_block_size = loss_block_size
 
     @property
     def metrics(self):
@@ -178,7 +195,7 @@ class TwoTowerModel(keras.Model):
             item_ids, positive_index, first_row = unique_columns(item_ids)
             items = tf.gather(items, first_row)
             log_q = None if log_q is None else tf.gather(log_q, first_row)
-        return corrected_softmax_loss(
+        return softmax_loss(
             query,
             items,
             temperature=self.temperature,
@@ -187,9 +204,35 @@ class TwoTowerModel(keras.Model):
             positive_index=positive_index,
             candidate_ids=item_ids,
             remove_accidental_hits=self.remove_accidental_hits,
+            implementation=self._implementation_for(query),
+            block_size=self.loss_block_size,
         )
 
-    def train_step(self, batch):
+    def _implementation_for(self, query: tf.Tensor) -> str:
+        """``loss_implementation``, with "auto" decided by the static batch size (unique columns have
+        no static count, and there are never more of them than rows)."""
+        if self.loss_implementation != "auto":
+            return self.loss_implementation
+        rows = query.shape[0]
+        if rows is None:
+            return "auto"
+        return "dense" if rows < BLOCKWISE_FROM_CANDIDATES else "blockwise"
+
+    def optimizer_step(self, batch: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """One training step on ``batch``, the one every driver runs.
+
+        Updates the frequency source with the batch's items (one global step) and reads log p,
+        computes the corrected softmax loss plus the model's regularisation losses (``self.losses``),
+        and applies their gradients with ``self.optimizer``. ``model.fit`` runs it through
+        :meth:`train_step`; the parameter-server driver runs it in each worker closure.
+
+        Args:
+          batch: a batch of features (the towers' inputs, the item ID, optionally the reward).
+        Returns:
+          Scalar float32: the batch's softmax loss (regularisation losses not included).
+        Raises:
+          ValueError: ``gather_negatives_across_replicas`` with ``candidates="unique"``.
+        """
         log_q = self.sampling_log_q(batch[self.features.item_id], update=True)
         with tf.GradientTape() as tape:
             if self.gather_negatives_across_replicas:
@@ -205,6 +248,10 @@ class TwoTowerModel(keras.Model):
                 total = total / replicas
         variables = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        return loss
+
+    def train_step(self, batch):
+        loss = self.optimizer_step(batch)
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
 
@@ -225,6 +272,8 @@ class TwoTowerModel(keras.Model):
             "share_embeddings": self.share_embeddings,
             "candidates": self.candidates,
             "gather_negatives_across_replicas": self.gather_negatives_across_replicas,
+            "loss_implementation": self.loss_implementation,
+            "loss_block_size": self.loss_block_size,
             "frequency": None if self.frequency is None else keras.layers.serialize(self.frequency),
             "negatives": None if self.negatives is None else keras.layers.serialize(self.negatives),
         }

@@ -90,6 +90,8 @@ def build_model(config: ExperimentConfig, dataset: RecDataset, estimator_shards:
         negatives=_build_negatives(config, dataset),
         candidates=m.candidates,
         gather_negatives_across_replicas=config.distribute.gather_negatives_across_replicas,
+        loss_implementation=m.loss_implementation,
+        loss_block_size=m.loss_block_size,
     )
     model.compile(optimizer=build_optimizer(config))
     return model
