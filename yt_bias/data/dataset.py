@@ -162,7 +162,10 @@ def make_tf_dataset(
 ):
     """A tf.data pipeline of batches of dicts (shuffled each epoch, full batches by default).
 
-    Full batches keep the estimator's notion of a step (one batch of B items) exact.
+    Full batches keep the estimator's notion of a step (one batch of B items) exact. The rows are
+    drawn batch by batch: one vectorised permutation per pass (a new one each time the dataset is
+    iterated, deterministic given ``seed``), then one gather per column and batch, so an epoch
+    starts at once instead of first passing every row through a shuffle buffer.
     """
     from yt_bias._keras import tf
 
@@ -173,7 +176,24 @@ def make_tf_dataset(
         raise ValueError(f"batch_size must be >= 1; received {batch_size}.")
     if drop_remainder and count < batch_size:
         raise ValueError(f"batch_size {batch_size} is larger than the {count} examples; lower it or keep the remainder.")
-    ds = tf.data.Dataset.from_tensor_slices(dict(examples))
-    if shuffle:
-        ds = ds.shuffle(min(count, 1_000_000), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    columns = {name: tf.constant(np.asarray(values)) for name, values in examples.items()}
+    num_batches = count // batch_size if drop_remainder else -(-count // batch_size)
+
+    def batches_of(order):
+        return tf.data.Dataset.range(num_batches).map(
+            lambda i: order[i * batch_size : tf.minimum((i + 1) * batch_size, count)]
+        )
+
+    if shuffle:  # one random seed per pass: a fresh permutation each time the dataset is iterated
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        orders = seeds.map(
+            lambda s: tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=tf.stack([s, seed]))
+        )
+        indices = orders.flat_map(batches_of)
+    else:
+        indices = batches_of(tf.range(count, dtype=tf.int64))
+
+    def gather(index):
+        return {name: tf.gather(values, index) for name, values in columns.items()}
+
+    return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
