@@ -64,7 +64,7 @@ def _restore_in_one_process(checkpoint_dir: str, num_shards: int) -> dict:
     """The chief's latest checkpoint restored into a model built in this process, without a strategy."""
     from yt_bias._keras import tf
     from yt_bias.cluster_main import estimator_arrays, make_checkpoint
-    from yt_bias.distribute import build_model_with_estimator_shards
+    from yt_bias.train import build_model as build_model_with_estimator_shards
 
     config = config_lib.smoke()
     for assignment in OVERRIDES:

@@ -179,7 +179,7 @@ def test_estimator_num_shards_follows_the_partitioner_settings():
 
 
 def test_model_with_sharded_estimator_trains_like_the_unsharded_one():
-    from yt_bias.distribute import build_model_with_estimator_shards
+    from yt_bias.train import build_model as build_model_with_estimator_shards
 
     config = config_lib.smoke()
     dataset = load_dataset(config.data, config.model.embedding_dim)

@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from yt_bias import StreamingFrequencyEstimator, cli, simulation
-from yt_bias.simulation import EstimatorSetting, Prop41Config, StreamConfig
+from yt_bias import StreamingFrequencyEstimator, cli, studies
+from yt_bias.studies import EstimatorSetting, Prop41Config, SimulationStreamConfig
 
 
 def _brute_force_inclusion(weights: np.ndarray, batch_size: int) -> np.ndarray:
@@ -27,7 +27,7 @@ def _brute_force_inclusion(weights: np.ndarray, batch_size: int) -> np.ndarray:
 
 def test_inclusion_probabilities_equal_brute_force_and_sum_to_batch_size():
     weights = np.array([0.5, 1.0, 2.0, 3.0, 0.1, 0.0, 7.0])
-    exact = simulation.inclusion_probabilities(weights, 3)
+    exact = studies.inclusion_probabilities(weights, 3)
     np.testing.assert_allclose(exact, _brute_force_inclusion(weights, 3), atol=1e-10)
     assert exact.sum() == pytest.approx(3.0, abs=1e-9)
     assert exact[5] == 0.0
@@ -36,14 +36,14 @@ def test_inclusion_probabilities_equal_brute_force_and_sum_to_batch_size():
 def test_inclusion_probabilities_match_numpy_choice_and_gumbel_sampler_not_b_times_q():
     weights = np.arange(30, dtype=np.float64) ** 2
     batch_size, draws = 8, 20000
-    exact = simulation.inclusion_probabilities(weights, batch_size)
+    exact = studies.inclusion_probabilities(weights, batch_size)
     assert exact.sum() == pytest.approx(batch_size, abs=1e-9)
     rng = np.random.default_rng(1)
     q = weights / weights.sum()
     numpy_counts = np.zeros(weights.size)
     for _ in range(draws):
         numpy_counts[rng.choice(weights.size, batch_size, replace=False, p=q)] += 1
-    gumbel = simulation.sample_batches(weights, batch_size, draws, rng)
+    gumbel = studies.sample_batches(weights, batch_size, draws, rng)
     assert all(len(set(row)) == batch_size for row in gumbel[:100])  # distinct items per batch
     gumbel_counts = np.bincount(gumbel.ravel(), minlength=weights.size)
     se = np.sqrt(exact * (1 - exact) / draws) + 1e-12
@@ -55,15 +55,15 @@ def test_inclusion_probabilities_match_numpy_choice_and_gumbel_sampler_not_b_tim
 
 def test_inclusion_probabilities_reject_bad_input():
     with pytest.raises(ValueError, match="at least that many positive weights"):
-        simulation.inclusion_probabilities([1.0, 0.0, 2.0], 3)
+        studies.inclusion_probabilities([1.0, 0.0, 2.0], 3)
     with pytest.raises(ValueError, match="non-negative"):
-        simulation.inclusion_probabilities([1.0, -1.0, 2.0], 1)
+        studies.inclusion_probabilities([1.0, -1.0, 2.0], 1)
     with pytest.raises(ValueError, match="batch_size"):
-        StreamConfig(num_items=10, batch_size=10)
+        SimulationStreamConfig(num_items=10, batch_size=10)
 
 
 def test_stream_switches_popularity():
-    stream = StreamConfig(num_items=50, batch_size=5, num_steps=400, switch_step=200)
+    stream = SimulationStreamConfig(num_items=50, batch_size=5, num_steps=400, switch_step=200)
     batches = stream.batches()
     assert batches.shape == (400, 5)
     assert not np.any(batches[:200] == 0)  # q_0 = 0 before the switch
@@ -86,7 +86,7 @@ def smoke_run():
         EstimatorSetting(alpha=0.005, hash_size=1000),
         EstimatorSetting(alpha=0.005, hash_size=1000, bias_correction=True),
     ]
-    return simulation.run_stream_simulation(StreamConfig.smoke(), settings, eval_every=50)
+    return studies.run_stream_simulation(SimulationStreamConfig.smoke(), settings, eval_every=50)
 
 
 def _mean(result, label, lo, hi):
@@ -137,23 +137,23 @@ def test_bias_correction_reads_the_gap_average_and_round_trips():
 
 
 def test_tf_estimator_equals_numpy_reference_and_per_item_loop_differs():
-    stream = StreamConfig(num_items=100, batch_size=12, num_steps=600, switch_step=300)
+    stream = SimulationStreamConfig(num_items=100, batch_size=12, num_steps=600, switch_step=300)
     setting = EstimatorSetting(alpha=0.05, num_hashes=2, hash_size=60)
-    tf_result = simulation.run_stream_simulation(stream, [setting], eval_every=100, estimator_seed=3)
-    steps, errors = simulation.numpy_reference_errors(stream, setting, eval_every=100, estimator_seed=3)
+    tf_result = studies.run_stream_simulation(stream, [setting], eval_every=100, estimator_seed=3)
+    steps, errors = studies.numpy_reference_errors(stream, setting, eval_every=100, estimator_seed=3)
     np.testing.assert_array_equal(steps, tf_result.steps)
     np.testing.assert_allclose(errors, tf_result.errors[setting.label], atol=1e-5)
-    _, literal = simulation.numpy_reference_errors(stream, setting, per_item_updates=True, eval_every=100, estimator_seed=3)
+    _, literal = studies.numpy_reference_errors(stream, setting, per_item_updates=True, eval_every=100, estimator_seed=3)
     assert np.max(np.abs(literal - errors)) > 1e-3  # in-batch collisions make the literal loop different
 
 
 def test_checkpoint_steps_are_the_reference_steps_on_the_paper_stream():
-    assert simulation.checkpoint_steps(StreamConfig()) == list(simulation.REFERENCE_STEPS)
-    assert simulation.checkpoint_steps(StreamConfig.smoke(), 50) == [750, 1500, 1550, 1800, 3000]
+    assert studies.checkpoint_steps(SimulationStreamConfig()) == list(studies.REFERENCE_STEPS)
+    assert studies.checkpoint_steps(SimulationStreamConfig.smoke(), 50) == [750, 1500, 1550, 1800, 3000]
 
 
 def test_variant_comparison_windows(smoke_run):
-    rows = simulation.variant_comparison(smoke_run)
+    rows = studies.variant_comparison(smoke_run)
     assert [r["window"] for r in rows] == [
         "warm-up (0, 300]",
         "settled (750, 1500]",
@@ -161,16 +161,16 @@ def test_variant_comparison_windows(smoke_run):
         "end (2700, 3000]",
     ]
     assert rows[0]["ratio"] < 0.5  # alpha = 0.005: the variant removes the warm-up
-    assert "| setting | window |" in simulation.markdown_table(rows)
+    assert "| setting | window |" in studies.markdown_table(rows)
 
 
 def test_compare_with_reference_reports_relative_differences():
-    stream = StreamConfig()
-    steps = np.array(simulation.REFERENCE_STEPS)
-    settings = simulation.figure_settings(5, bias_correction=None)
+    stream = SimulationStreamConfig()
+    steps = np.array(studies.REFERENCE_STEPS)
+    settings = studies.figure_settings(5, bias_correction=None)
     errors = {s.label: np.full(steps.size, 0.1) for s in settings}
-    result = simulation.SimulationResult(steps, errors, {s.label: s for s in settings}, stream, "exact", {})
-    rows = simulation.compare_with_reference(result)
+    result = studies.SimulationResult(steps, errors, {s.label: s for s in settings}, stream, "exact", {})
+    rows = studies.compare_with_reference(result)
     assert len(rows) == 3 * len(steps)  # the bias-corrected curves have no reference
     row = next(r for r in rows if r["label"] == "alpha=0.01 m=4 H=1250" and r["step"] == 20000)
     assert row["rel_diff"] == pytest.approx(0.1 / 0.063 - 1)
@@ -184,7 +184,7 @@ def test_prop41_closed_forms_unroll_the_recursion():
         var = (1 - alpha) ** 2 * var + alpha**2 * sigma2
         means.append(mean)
         variances.append(var)
-    closed = simulation.prop41_closed_forms(alpha, delta, sigma2, delta0, np.arange(1, 31))
+    closed = studies.prop41_closed_forms(alpha, delta, sigma2, delta0, np.arange(1, 31))
     np.testing.assert_allclose(closed["bias"], np.array(means) - delta, rtol=1e-12)
     np.testing.assert_allclose(closed["variance"], variances, rtol=1e-12)
     assert np.all(closed["variance_bound"] >= closed["variance"])
@@ -192,7 +192,7 @@ def test_prop41_closed_forms_unroll_the_recursion():
 
 
 def test_prop41_estimator_supports_the_corrected_bias_not_the_misprint():
-    result = simulation.run_prop41(Prop41Config.smoke())
+    result = studies.run_prop41(Prop41Config.smoke())
     assert result.num_valid > 2900
     for row in result.summary():
         assert row["rms_z_corrected"] < 3, row
@@ -230,3 +230,11 @@ def test_cli_simulate_reports_bad_arguments(tmp_path, capsys):
     argv = ["simulate", "--figure", "4", "--num-items", "10", "--batch-size", "10", "--output", str(tmp_path)]
     assert cli.main(argv) == 2
     assert "batch_size" in capsys.readouterr().err
+
+
+def test_former_module_name_reexports_the_studies():
+    from yt_bias import simulation
+
+    assert set(studies.__all__) <= set(simulation.__all__)
+    assert all(getattr(simulation, name) is getattr(studies, name) for name in studies.__all__)
+    assert simulation.StreamConfig is SimulationStreamConfig  # the former name of the simulated stream

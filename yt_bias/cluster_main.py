@@ -209,14 +209,10 @@ def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int 
     """
     from yt_bias._keras import keras, tf
     from yt_bias.data.loading import load_dataset
-    from yt_bias.distribute import (
-        build_model_with_estimator_shards,
-        estimator_num_shards,
-        make_strategy,
-        train_parameter_server,
-    )
+    from yt_bias.distribute import estimator_num_shards, make_strategy, train_parameter_server
     from yt_bias.evaluation import check_ks, evaluate_model
     from yt_bias.run_directory import METRICS_FILE, ensure_directory, write_json_atomic, write_npz_atomic
+    from yt_bias.train import build_model as build_model_with_estimator_shards  # (config, dataset, estimator_shards)
 
     ensure_directory(workdir, "--workdir")
     dataset = load_dataset(config.data, config.model.embedding_dim)

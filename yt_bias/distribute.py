@@ -1,6 +1,7 @@
 """tf.distribute training: strategy setup, the estimator's cross-replica update, gathered negatives.
 
-Where the estimator lives (section 4 of the paper, "The estimator's contract" of ARCHITECTURE.md):
+Where the estimator lives (section 4 of the paper; the model's estimator with ``n`` shards is
+``yt_bias.train.build_model(config, dataset, estimator_shards=n)``):
 
 * MirroredStrategy / MultiWorkerMirroredStrategy: the estimator's variables are mirrored. Each
   replica all-gathers the item IDs of its part of the global batch, and one ``merge_call`` runs
@@ -33,7 +34,6 @@ from yt_bias.frequency import update_once_per_global_step
 from yt_bias.model import gathered_batch_loss  # noqa: F401  (re-exported: in-batch negatives across replicas)
 
 __all__ = [
-    "build_model_with_estimator_shards",
     "cluster_resolver",
     "configure_logical_cpus",
     "estimator_num_shards",
@@ -138,17 +138,6 @@ def estimator_num_shards(config: DistributeConfig, num_ps: int, hash_size: int, 
     return max(1, min(shards, config.max_shards or num_ps, hash_size))
 
 
-def build_model_with_estimator_shards(config, dataset, num_shards: int):
-    """``train.build_model(config, dataset)`` with the streaming estimator split into ``num_shards``.
-
-    The unsharded estimator is never created (under ParameterServerStrategy its variables would
-    land whole on one parameter server).
-    """
-    from yt_bias.train import build_model
-
-    return build_model(config, dataset, estimator_shards=num_shards)
-
-
 # The estimator owns its cross-replica update; kept here under its first name.
 update_estimator = update_once_per_global_step
 
@@ -165,8 +154,9 @@ def train_parameter_server(
 ) -> dict[str, Any]:
     """Trains ``model`` (built under ``strategy.scope()``) for ``steps`` closures with a ClusterCoordinator.
 
-    Each closure is one worker step: ``model.train_step`` on the worker's next batch, whose
-    estimator update reads and writes the PS variables. A closure that fails because its worker
+    Each closure is one worker step: :meth:`~yt_bias.model.TwoTowerModel.optimizer_step` (the
+    step ``model.fit`` runs) on the worker's next batch, whose estimator update reads and writes
+    the PS variables. A closure that fails because its worker
     died is re-scheduled by the coordinator on a live worker (so it runs to completion exactly
     once, but its partial effects before the failure are not undone: see docs/distributed.md).
 
@@ -192,15 +182,8 @@ def train_parameter_server(
 
     @tf.function
     def step_fn(it):
-        def replica_fn(batch):
-            log_q = model.sampling_log_q(batch[model.features.item_id], update=True)
-            with tf.GradientTape() as tape:
-                loss = model.batch_loss(batch, log_q, training=True)
-            variables = model.trainable_variables
-            model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return loss
-
-        return strategy.run(replica_fn, args=(next(it),))
+        # The model's own training step (estimator update, loss with regularisation, optimizer step).
+        return strategy.run(model.optimizer_step, args=(next(it),))
 
     # The first closure traces the step and creates the workers' datasets: timed apart as warm-up.
     start = time.perf_counter()

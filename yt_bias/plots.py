@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from yt_bias.simulation import Prop41Result, SimulationResult
+from yt_bias.studies import Prop41Result, SimulationResult
 
 __all__ = ["plot_errors", "plot_prop41", "save_figure"]
 
@@ -22,7 +22,7 @@ def plot_errors(result: SimulationResult, title: str = "") -> Figure:
     """TV error by step (Figure 4 or 5 of the paper): Algorithm 2/3 solid, the bias-corrected variant dashed.
 
     Args:
-      result: from :func:`yt_bias.simulation.run_stream_simulation` or ``run_figure``.
+      result: from :func:`yt_bias.studies.run_stream_simulation` or ``run_figure``.
       title: the axes title.
     """
     fig = Figure(figsize=(8, 4.5), layout="constrained")
@@ -60,7 +60,8 @@ def plot_prop41(result: Prop41Result, max_t: int | None = None) -> Figure:
     for row, alpha in enumerate(alphas):
         ax_bias, ax_z, ax_var = axes[row]
         runs = [run for run in result.runs if run["alpha"] == alpha]
-        t = runs[0]["t"] if max_t is None else runs[0]["t"][:max_t]
+        t = max((run["t"] for run in runs), key=len)  # the plain runs' 1..T
+        t = t if max_t is None else t[:max_t]
         n = t.size
         labels = list(dict.fromkeys(run["delta0_label"] for run in runs))
         for k, label in enumerate(labels):
@@ -68,10 +69,14 @@ def plot_prop41(result: Prop41Result, max_t: int | None = None) -> Figure:
             for run in runs:
                 if run["delta0_label"] != label:
                     continue
-                if run["bias_correction"]:
-                    ax_bias.plot(t, run["bias"][:n], color=color, linewidth=0.8, alpha=0.7, label="bias_correction read-out")
-                    ax_var.plot(t, run["variance"][:n], color=color, linewidth=0.8, alpha=0.7)
-                    ax_var.plot(t, run["variance_closed"][:n], color="k", linestyle="-.", linewidth=0.6)
+                if run["bias_correction"]:  # its own hits (from the second on)
+                    shown = run["t"] <= t[-1]
+                    hits = run["t"][shown]
+                    ax_bias.plot(
+                        hits, run["bias"][shown], color=color, linewidth=0.8, alpha=0.7, label="bias_correction read-out"
+                    )
+                    ax_var.plot(hits, run["variance"][shown], color=color, linewidth=0.8, alpha=0.7)
+                    ax_var.plot(hits, run["variance_closed"][shown], color="k", linestyle="-.", linewidth=0.6)
                     continue
                 bias, se = run["bias"][:n], run["bias_se"][:n]
                 ax_bias.plot(t, bias, color=color, linewidth=1.5, label=f"delta0={label} ({run['delta0']:.2f})")

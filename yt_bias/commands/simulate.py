@@ -51,13 +51,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     stream.add_argument("--estimator-seed", type=int, default=0, help="seed of the hash functions")
     prop = parser.add_argument_group("Proposition 4.1")
     prop.add_argument("--alphas", type=float, nargs="+", default=None, help="learning rates (default 0.01 0.05 0.2)")
-    prop.add_argument("--num-replicas", type=int, default=None, help="independent items (default 20000)")
+    prop.add_argument("--num-replicas", type=int, default=None, help="independent items (default 8000)")
     prop.add_argument("--num-hits", type=int, default=None, help="hits per item (default 300)")
     prop.add_argument("--mean-gap", type=float, default=None, help="delta (default 5)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from yt_bias import plots, simulation
+    from yt_bias import plots, studies
 
     os.makedirs(args.output, exist_ok=True)
     start = time.perf_counter()
@@ -68,16 +68,16 @@ def run(args: argparse.Namespace) -> int:
             "num_hits": args.num_hits,
             "mean_gap": args.mean_gap,
         }
-        config = simulation.Prop41Config(**{k: v for k, v in overrides.items() if v is not None})
-        result = simulation.run_prop41(config, bias_correction=_VARIANTS[args.variant])
+        config = studies.Prop41Config(**{k: v for k, v in overrides.items() if v is not None})
+        result = studies.run_prop41(config, bias_correction=_VARIANTS[args.variant])
         csv_path = os.path.join(args.output, "prop41.csv")
         png_path = os.path.join(args.output, "prop41.png")
         _write_rows(result.summary(), csv_path)
         plots.save_figure(plots.plot_prop41(result), png_path)
         print(f"Proposition 4.1: {result.num_valid} replicas without collisions, mean gap {config.mean_gap:g}")
-        print(simulation.markdown_table(result.summary()))
+        print(studies.markdown_table(result.summary()))
     else:
-        stream = simulation.StreamConfig(
+        stream = studies.SimulationStreamConfig(
             num_items=args.num_items,
             batch_size=args.batch_size,
             num_steps=args.steps,
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         figure = int(args.figure)
-        result = simulation.run_figure(
+        result = studies.run_figure(
             figure,
             stream,
             bias_correction=_VARIANTS[args.variant],
@@ -99,14 +99,14 @@ def run(args: argparse.Namespace) -> int:
         result.to_csv(csv_path)
         title = f"Figure {figure}: M={stream.num_items}, B={stream.batch_size}, switch at {stream.switch_step}"
         plots.save_figure(plots.plot_errors(result, title), png_path)
-        steps = simulation.checkpoint_steps(stream, args.eval_every)
+        steps = studies.checkpoint_steps(stream, args.eval_every)
         print(f"TV error (target: {args.target}) at steps {steps}:")
         for label, errors in result.at(steps).items():
             print(f"  {label:45s} " + " ".join(f"{e:.3f}" for e in errors))
         if args.variant == "both":
             print("Mean TV error by window, Algorithm 2/3 vs bias_correction:")
-            print(simulation.markdown_table(simulation.variant_comparison(result)))
-        rows = simulation.compare_with_reference(result)
+            print(studies.markdown_table(studies.variant_comparison(result)))
+        rows = studies.compare_with_reference(result)
         if rows:
             reference_path = os.path.join(args.output, f"figure{figure}_reference.csv")
             _write_rows(rows, reference_path)
