@@ -1,4 +1,4 @@
-"""Scale of the streaming estimator against exact counting (issue 3, item 4b).
+"""Scale of the streaming estimator against exact counting.
 
 Feeds a Zipf stream over ``--num-items`` items (batches drawn with replacement) to
 ``StreamingFrequencyEstimator`` at each ``--hash-sizes`` and to an exact baseline, a

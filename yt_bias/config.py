@@ -209,7 +209,7 @@ IMPRESSION_MODES = ("none", "weak-positive", "hard-negative")
 
 @dataclasses.dataclass(frozen=True)
 class NegativesConfig:
-    """Negative-sampling strategy of the recall stage (PAPER.md sections 6-7; yt_bias/negatives.py).
+    """Negative-sampling strategy of the recall stage (yt_bias/negatives.py; docs/negative_sampling.md).
 
     The defaults mean "in-batch negatives only", the paper's setting. Fields combine:
       in_batch: the other positives of the batch are negatives (off + ``uniform_per_query`` > 0:

@@ -348,7 +348,7 @@ def softmax_loss(
     return blockwise_softmax_loss(query_embeddings, candidate_embeddings, block_size=block_size, **kwargs)
 
 
-# --- Khrylchenko et al. 2025, "Correcting the LogQ Correction" (arXiv 2507.09331); PAPER.md section 6 ---
+# --- Khrylchenko et al. 2025, "Correcting the LogQ Correction" (arXiv 2507.09331) ---
 
 
 def corrected_logq_loss(

@@ -1,6 +1,6 @@
 """Two-stage recommendation: retrieve top-N with a two-tower model, re-rank with the pCTR model.
 
-End-to-end evaluation (PAPER.md section 7): each test request's clicked item is the target; the
+End-to-end evaluation: each test request's clicked item is the target; the
 recall stage scores the whole corpus exactly (seen training items excluded, as in
 :mod:`yt_bias.evaluation`) and keeps its top N; the ranking stage scores those N candidates with
 the request's user features, the candidate's item features, a fixed serving context (slot 0,

@@ -1,4 +1,4 @@
-"""The ranking stage: a pCTR model trained on impressions (PAPER.md section 7).
+"""The ranking stage: a pCTR model trained on impressions.
 
 No sampling: every shown item of a request is one example, label 1 if clicked and 0 if shown
 but not clicked. The model reads user (query-tower) features, item features (including the item's

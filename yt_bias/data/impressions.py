@@ -1,6 +1,6 @@
 """Impressions on the default data: a logging policy that shows slates, and a click model.
 
-Section 7 of PAPER.md distinguishes three signals per request: shown-and-clicked items,
+Three signals per request: shown-and-clicked items,
 shown-not-clicked items (impressions: a weak positive or a hard negative) and never-shown items.
 This module extends :func:`yt_bias.data.synthetic.generate` (whose output it leaves untouched)
 with them. Generative story, all seeded:

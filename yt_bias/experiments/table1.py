@@ -1,4 +1,4 @@
-"""The paper's offline comparison (Tables 1 and 2) on one data set, with the metrics of issue 5.
+"""The paper's offline comparison (Tables 1 and 2) on one data set, with Recall@K, NDCG@K, coverage and popularity bands.
 
 Grid: tau in {0.05, 0.07, 0.14} x {plain-sfx, correct-sfx (streaming estimator), correct-sfx-oracle
 (exact per-batch probabilities from the training counts)} x seeds, plus the most-popular baseline
