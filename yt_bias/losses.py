@@ -154,8 +154,9 @@ def prepare_inputs(
         non-finite log_q or a positive_index out of range; in a graph the last two fail at run
         time with tf.errors.InvalidArgumentError naming the argument.
     """
-    query = tf.convert_to_tensor(query_embeddings, tf.float32)
-    candidates = tf.convert_to_tensor(candidate_embeddings, tf.float32)
+    # float32 whatever the towers computed in (mixed precision: the loss stays in float32).
+    query = tf.cast(tf.convert_to_tensor(query_embeddings), tf.float32)
+    candidates = tf.cast(tf.convert_to_tensor(candidate_embeddings), tf.float32)
     log_q = None if log_q is None else tf.convert_to_tensor(log_q, tf.float32)
     positive_index = None if positive_index is None else tf.convert_to_tensor(positive_index)
     candidate_ids = None if candidate_ids is None else tf.convert_to_tensor(candidate_ids)
