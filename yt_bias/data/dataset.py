@@ -180,9 +180,9 @@ def make_tf_dataset(
     num_batches = count // batch_size if drop_remainder else -(-count // batch_size)
 
     def batches_of(order):
-        return tf.data.Dataset.range(num_batches).map(
-            lambda i: order[i * batch_size : tf.minimum((i + 1) * batch_size, count)]
-        )
+        if drop_remainder:  # a static batch dimension, as batch(drop_remainder=True) gives
+            return tf.data.Dataset.range(num_batches).map(lambda i: tf.reshape(order[i * batch_size : (i + 1) * batch_size], [batch_size]))
+        return tf.data.Dataset.range(num_batches).map(lambda i: order[i * batch_size : tf.minimum((i + 1) * batch_size, count)])
 
     if shuffle:  # one random seed per pass: a fresh permutation each time the dataset is iterated
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
