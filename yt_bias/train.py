@@ -67,14 +67,22 @@ def _train_examples(config: ExperimentConfig, dataset: RecDataset) -> dict:
     return training_examples(negatives, dataset)
 
 
-def build_model(config: ExperimentConfig, dataset: RecDataset, estimator_shards: int = 1) -> TwoTowerModel:
+_FROM_CONFIG = object()
+
+
+def build_model(
+    config: ExperimentConfig, dataset: RecDataset, estimator_shards: int = 1, frequency=_FROM_CONFIG
+) -> TwoTowerModel:
     """A compiled two-tower model for ``config`` on ``dataset``'s features.
 
     ``estimator_shards`` > 1 splits the streaming estimator's arrays into that many variables
-    (ParameterServerStrategy places them on different parameter servers).
+    (ParameterServerStrategy places them on different parameter servers). ``frequency``: a
+    frequency source to use instead of the one ``config.variant`` names (None: no correction).
     """
     m = config.model
-    if config.variant == "correct-sfx" and estimator_shards > 1:
+    if frequency is not _FROM_CONFIG:
+        pass
+    elif config.variant == "correct-sfx" and estimator_shards > 1:
         frequency = estimator_from_settings(config.estimator, num_shards=estimator_shards)
     else:
         frequency = build_frequency(config, dataset)

@@ -51,7 +51,7 @@ from yt_bias.frequency_baselines import (
 )
 from yt_bias.model import TwoTowerModel
 from yt_bias.next_day import SeenItems, evaluate_next_day
-from yt_bias.train import build_frequency, build_optimizer
+from yt_bias.train import build_frequency, build_model
 
 __all__ = [
     "DriftExperimentConfig", "build_source", "default", "format_table", "quick", "run_drift", "summarize", "warmup_profile",
@@ -212,20 +212,7 @@ def build_source(name: str, config: ExperimentConfig, dataset: RecDataset, days:
 
 
 def _build_model(config: ExperimentConfig, dataset: RecDataset, frequency) -> TwoTowerModel:
-    m = config.model
-    model = TwoTowerModel(
-        dataset.features,
-        hidden_units=m.hidden_units,
-        normalize=m.normalize,
-        temperature=m.temperature,
-        frequency=frequency,
-        read_after_update=config.estimator.read_after_update,
-        remove_accidental_hits=m.remove_accidental_hits,
-        share_embeddings=m.share_embeddings,
-        candidates=m.candidates,
-    )
-    model.compile(optimizer=build_optimizer(config))
-    return model
+    return build_model(config, dataset, frequency=frequency)
 
 
 class _ProbabilityProbe(keras.callbacks.Callback):
