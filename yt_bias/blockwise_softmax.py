@@ -27,7 +27,13 @@ DEFAULT_BLOCK_SIZE = 256
 
 
 class _Blocks:
-    """The corrected, masked logits of one block of candidate columns, on demand."""
+    """The corrected, masked logits of one block of candidate columns, on demand.
+
+    Without masks (the common in-batch case) an [N] log_q rides in the matrix product: the
+    query gets a column of -1 and the candidates a column of log q, so a block's corrected
+    logits are a single matmul, and in the backward pass one more column (-lse_i against 1)
+    makes ``exp(matmul)`` the block's softmax probabilities directly.
+    """
 
     def __init__(self, query, candidates, temperature, log_q, positive_index, candidate_ids, mask, correct_positive, block_size):
         self.temperature = temperature
@@ -46,12 +52,23 @@ class _Blocks:
             self.codes = codes
             self.positive_codes = tf.gather(codes, positive_index)
         self.needs_positive = self.codes is not None or mask is not None or (log_q is not None and not correct_positive)
+        # The fused path: no per-entry masks and at most an [N] correction.
+        self.fused = not self.needs_positive and (log_q is None or log_q.shape.rank == 1)
+        self.fused_query, self.fused_candidates = self.scaled_query, candidates
+        if self.fused and log_q is not None:
+            self.fused_query = tf.concat([self.scaled_query, -tf.ones_like(self.scaled_query[:, :1])], axis=1)
+            self.fused_candidates = tf.concat([candidates, log_q[:, None]], axis=1)
+
+    def bounds(self, k):
+        start = k * self.block_size
+        return start, tf.minimum(start + self.block_size, self.num_candidates)
 
     def block(self, k):
-        """(candidates [b, d], logits [B, b], correction mask for log_q's gradient [B, b] or None) of block k."""
-        start = k * self.block_size
-        end = tf.minimum(start + self.block_size, self.num_candidates)
+        """(candidates [b, d], corrected masked logits [B, b], is_positive [B, b] or None) of block k."""
+        start, end = self.bounds(k)
         candidates = self.candidates[start:end]
+        if self.fused:
+            return candidates, tf.matmul(self.fused_query, self.fused_candidates[start:end], transpose_b=True), None
         logits = tf.matmul(self.scaled_query, candidates, transpose_b=True)
         is_positive = None
         if self.needs_positive:
@@ -69,6 +86,16 @@ class _Blocks:
             keep = tf.logical_or(keep, is_positive)  # the positive always stays
             logits = tf.where(keep, logits, tf.constant(_MASKED_LOGIT, logits.dtype))
         return candidates, logits, is_positive
+
+    def probabilities(self, k, log_normaliser, shifted_query):
+        """(candidates [b, d], softmax probabilities p_ij [B, b], is_positive or None) of block k."""
+        if not self.fused:
+            candidates, logits, is_positive = self.block(k)
+            return candidates, tf.exp(logits - log_normaliser[:, None]), is_positive
+        start, end = self.bounds(k)
+        candidates = self.fused_candidates[start:end]
+        shifted = tf.concat([candidates, tf.ones_like(candidates[:, :1])], axis=1)
+        return self.candidates[start:end], tf.exp(tf.matmul(shifted_query, shifted, transpose_b=True)), None
 
 
 def _logsumexp(blocks: _Blocks, query: tf.Tensor, candidates: tf.Tensor, log_q: tf.Tensor | None) -> tf.Tensor:
@@ -94,18 +121,19 @@ def _logsumexp(blocks: _Blocks, query: tf.Tensor, candidates: tf.Tensor, log_q: 
         value = running_max + tf.math.log(running_sum)
 
         def grad(upstream):
+            # dL/dlogit_ij = g_i p_ij; the row weights g_i / tau are applied to [B, d] factors, not to [B, b] blocks.
+            row_weight = upstream / blocks.temperature
+            weighted_query = query * row_weight[:, None]
+            shifted_query = tf.concat([blocks.fused_query, -value[:, None]], axis=1) if blocks.fused else None
+
             def body(k, grad_query, grad_candidates, grad_log_q):
-                candidates_k, logits, is_positive = blocks.block(k)
-                # g_i * p_ij / tau: the gradient of the block's logits, times the 1/tau of the dot product.
-                grad_logits = tf.exp(logits - value[:, None]) * upstream[:, None]
-                scaled = grad_logits / blocks.temperature
-                grad_query += tf.matmul(scaled, candidates_k)
-                grad_candidates = grad_candidates.write(k, tf.matmul(scaled, query, transpose_a=True))
+                candidates_k, probabilities, is_positive = blocks.probabilities(k, value, shifted_query)
+                grad_query += tf.matmul(probabilities, candidates_k)
+                grad_candidates = grad_candidates.write(k, tf.matmul(probabilities, weighted_query, transpose_a=True))
                 if log_q is not None:
-                    corrected = grad_logits
                     if not blocks.correct_positive:
-                        corrected = tf.where(is_positive, tf.zeros_like(grad_logits), grad_logits)
-                    grad_log_q = grad_log_q.write(k, -tf.reduce_sum(corrected, axis=0))
+                        probabilities = tf.where(is_positive, tf.zeros_like(probabilities), probabilities)
+                    grad_log_q = grad_log_q.write(k, -tf.linalg.matvec(probabilities, upstream, transpose_a=True))
                 return k + 1, grad_query, grad_candidates, grad_log_q
 
             block_arrays = [
@@ -118,6 +146,7 @@ def _logsumexp(blocks: _Blocks, query: tf.Tensor, candidates: tf.Tensor, log_q: 
                 (tf.constant(0), tf.zeros_like(query), block_arrays[0], block_arrays[1]),
                 parallel_iterations=1,
             )
+            grad_query *= row_weight[:, None]
             grad_candidates = tf.reshape(grad_candidates.concat(), [-1, dim])
             if log_q is None:
                 return grad_query, grad_candidates
