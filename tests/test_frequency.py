@@ -29,13 +29,17 @@ def test_algorithm_2_by_hand():
     assert int(estimator.step.numpy()) == 3
 
 
-def test_duplicates_in_one_batch_count_once():
-    once = StreamingFrequencyEstimator(hash_size=100, alpha=0.5)
-    twice = StreamingFrequencyEstimator(hash_size=100, alpha=0.5)
+def test_duplicates_in_one_batch_count_once_for_inclusion_and_each_for_expected_count():
+    once = StreamingFrequencyEstimator(hash_size=100, alpha=0.5, estimand="inclusion")
+    twice = StreamingFrequencyEstimator(hash_size=100, alpha=0.5, estimand="inclusion")
+    count = StreamingFrequencyEstimator(hash_size=100, alpha=0.5)  # default: expected_count
     for _ in range(5):
         once.update(tf.constant(["a", "b"]))
         twice.update(tf.constant(["a", "a", "a", "b"]))
+        count.update(tf.constant(["a", "a", "a", "b"]))
     np.testing.assert_allclose(once.probability(tf.constant(["a"])), twice.probability(tf.constant(["a"])))
+    assert count.estimand == "expected_count"
+    assert count.probability(tf.constant(["a"])).numpy()[0] > 2.5  # about 3 rows per batch
 
 
 def test_integer_and_string_ids_hash_alike():

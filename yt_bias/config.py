@@ -133,7 +133,9 @@ class EstimatorConfig:
     read_after_update: bool = True
     bias_correction: bool = False
     seed: int = 0
-    estimand: str = "inclusion"  # what p estimates: 'inclusion' (P(item in batch)) or 'expected_count' (rows per batch)
+    # What p estimates: 'expected_count' (rows of the item per batch; matches one candidate column per row, the
+    # default, chosen by `yt-bias experiment estimand`) or 'inclusion' (P(item in batch); pair with model.candidates=unique).
+    estimand: str = "expected_count"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -175,7 +175,9 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         that a ParameterServerStrategy places them on different parameter servers. 1 (default):
         one variable per array, named ``A``, ``B`` (``hits``). The arithmetic is the same code
         either way (one shard is the unsharded case).
-      estimand: ``"inclusion"`` (default) or ``"expected_count"``, see above.
+      estimand: ``"expected_count"`` (default: it matches the in-batch softmax's one candidate
+        column per row, and measured best where items repeat within batches) or
+        ``"inclusion"`` (pair it with deduplicated candidate columns), see above.
     """
 
     def __init__(
@@ -187,7 +189,7 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         seed: int = 0,
         bias_correction: bool = False,
         num_shards: int = 1,
-        estimand: str = "inclusion",
+        estimand: str = "expected_count",
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -105,6 +105,31 @@ def duplicate_statistics(dataset: RecDataset, batch_size: int, seed: int = 0, ba
     }
 
 
+def reference_rankings(dataset: RecDataset, ks: Sequence[int], exclude: str = "train") -> dict[str, dict[str, float]]:
+    """Recall@K of rankings that need no training, on the study's protocol.
+
+    ``most-popular`` (training counts) always; on the built-in data also the generator's own
+    score ``w log pop_j + a <u, v_j>`` (``generator score``) and the same without its popularity
+    term (``generator affinity only``): how much of a model's recall the data's popularity term
+    alone can explain.
+    """
+    from yt_bias.evaluation import evaluate_most_popular, recall_at_k
+
+    out = {"most-popular": evaluate_most_popular(dataset, ks, exclude=exclude)}
+    truth = dataset.truth
+    if not {"user_vectors", "item_vectors", "popularity"} <= set(truth):
+        return out
+    positives = dataset.test_positives()
+    users = np.array([int(u.split("_")[1]) for u in np.asarray(positives["user_id"]).astype(str)])
+    excluded = exclusions_for(dataset, positives, exclude)
+    affinity = truth["affinity_scale"] * truth["user_vectors"][users] @ truth["item_vectors"].T
+    popularity = truth["popularity_weight"] * np.log(truth["popularity"])[None, :]
+    for name, scores in (("generator score", affinity + popularity), ("generator affinity only", affinity)):
+        top = top_k(lambda a, b, s=scores: s[a:b], len(users), dataset.num_items, max(ks), excluded)
+        out[name] = recall_at_k(top, positives[ITEM_INDEX], ks)
+    return out
+
+
 def run_estimand_study(
     base: ExperimentConfig,
     dataset: RecDataset,
