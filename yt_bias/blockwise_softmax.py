@@ -21,7 +21,7 @@ and a [batch_size, num_candidates] ``log_q`` are sliced per block. The loops are
 from __future__ import annotations
 
 from yt_bias._keras import tf
-from yt_bias.losses import _MASKED_LOGIT, _reward_weighted, prepare_inputs
+from yt_bias.loss_inputs import MASKED_LOGIT, prepare_inputs, reward_weighted
 
 DEFAULT_BLOCK_SIZE = 256
 
@@ -84,7 +84,7 @@ class _Blocks:
             keep = other_id if keep is None else tf.logical_and(keep, other_id)
         if keep is not None:
             keep = tf.logical_or(keep, is_positive)  # the positive always stays
-            logits = tf.where(keep, logits, tf.constant(_MASKED_LOGIT, logits.dtype))
+            logits = tf.where(keep, logits, tf.constant(MASKED_LOGIT, logits.dtype))
         return candidates, logits, is_positive
 
     def probabilities(self, k, log_normaliser, shifted_query):
@@ -225,4 +225,4 @@ def blockwise_softmax_loss(
             positive_logit -= tf.gather(log_q, positive_index)
         else:  # (no gradient for a [B, N] log_q at all, rather than one for the positives only)
             positive_logit -= tf.gather(tf.stop_gradient(log_q), positive_index, axis=1, batch_dims=1)
-    return _reward_weighted(log_normaliser - positive_logit, rewards, reduce)
+    return reward_weighted(log_normaliser - positive_logit, rewards, reduce)

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 VARIANTS = ("plain-sfx", "correct-sfx", "correct-sfx-oracle")
+LOSS_IMPLEMENTATIONS = ("auto", "dense", "blockwise")  # the in-batch softmax loss (yt_bias.losses.softmax_loss)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,8 +112,6 @@ class ModelConfig:
     loss_block_size: int = 256  # candidates per block of the blockwise loss
 
     def __post_init__(self) -> None:
-        from yt_bias.losses import LOSS_IMPLEMENTATIONS
-
         if self.loss_implementation not in LOSS_IMPLEMENTATIONS:
             raise ValueError(
                 f"model.loss_implementation must be one of {LOSS_IMPLEMENTATIONS}; received {self.loss_implementation!r}."

@@ -15,11 +15,10 @@ candidates (with their own log q) or restrict candidates per query with ``candid
 
 from __future__ import annotations
 
-import numpy as np
-
 from yt_bias._keras import tf
+from yt_bias.config import LOSS_IMPLEMENTATIONS
+from yt_bias.loss_inputs import MASKED_LOGIT, prepare_inputs, reward_weighted
 
-_MASKED_LOGIT = -1e9
 MIN_PROBABILITY = 1e-12
 
 
@@ -33,154 +32,6 @@ def log_probability(probabilities: tf.Tensor, max_probability: float | None = 1.
     if max_probability is None:
         return tf.math.log(tf.maximum(p, MIN_PROBABILITY))
     return tf.math.log(tf.clip_by_value(p, MIN_PROBABILITY, float(max_probability)))
-
-
-def _check_shapes(query, candidates, log_q, positive_index, candidate_ids, candidate_mask) -> None:
-    if query.shape.rank != 2:
-        raise ValueError(f"query_embeddings must be [batch_size, dim]; received shape {query.shape}.")
-    if candidates.shape.rank != 2:
-        raise ValueError(f"candidate_embeddings must be [num_candidates, dim]; received shape {candidates.shape}.")
-    if query.shape[0] == 0:
-        raise ValueError("query_embeddings is an empty batch: expected batch_size >= 1; received 0 rows.")
-    if candidates.shape[0] == 0:
-        raise ValueError("candidate_embeddings is empty: expected at least 1 candidate; received 0 rows.")
-    if not query.shape[1:].is_compatible_with(candidates.shape[1:]):
-        raise ValueError(
-            f"query_embeddings and candidate_embeddings must have one width; received {query.shape[1]} and {candidates.shape[1]}."
-        )
-    batch, num = query.shape[0], candidates.shape[0]
-    if positive_index is not None and not positive_index.shape.is_compatible_with([batch]):
-        raise ValueError(f"positive_index must be [batch_size] = [{batch}]; received shape {positive_index.shape}.")
-    if log_q is not None and not (log_q.shape.is_compatible_with([num]) or log_q.shape.is_compatible_with([batch, num])):
-        raise ValueError(
-            f"log_q must be [num_candidates] = [{num}] or [batch_size, num_candidates]; received shape {log_q.shape}."
-        )
-    if candidate_ids is not None and not candidate_ids.shape.is_compatible_with([num]):
-        raise ValueError(f"candidate_ids must be [num_candidates] = [{num}]; received shape {candidate_ids.shape}.")
-    if candidate_mask is not None and not candidate_mask.shape.is_compatible_with([batch, num]):
-        raise ValueError(
-            f"candidate_mask must be [batch_size, num_candidates] = [{batch}, {num}]; received {candidate_mask.shape}."
-        )
-
-
-def _checked_rewards(rewards: tf.Tensor) -> tf.Tensor:
-    message = "rewards must be finite and >= 0 (NaN, inf or negative rewards received)"
-    if tf.executing_eagerly():
-        values = rewards.numpy()
-        import numpy as np
-
-        if not np.all(np.isfinite(values)) or np.any(values < 0):
-            raise ValueError(f"{message}; received {values[~np.isfinite(values) | (values < 0)][:5].tolist()}.")
-        return rewards
-    rewards = tf.debugging.check_numerics(rewards, message)
-    with tf.control_dependencies([tf.debugging.assert_non_negative(rewards, message=message)]):
-        return tf.identity(rewards)
-
-
-def _reward_weighted(per_example: tf.Tensor, rewards: tf.Tensor | None, reduce: bool) -> tf.Tensor:
-    """``r_i * loss_i`` [batch_size], or its mean over the batch (Eq. 4) when ``reduce``."""
-    if rewards is not None:
-        rewards = tf.convert_to_tensor(rewards, tf.float32)
-        if not rewards.shape.is_compatible_with(per_example.shape):
-            raise ValueError(f"rewards must be [batch_size] = {per_example.shape.as_list()}; received shape {rewards.shape}.")
-        per_example = _checked_rewards(rewards) * per_example
-    if not reduce:
-        return per_example
-    return tf.reduce_mean(per_example)
-
-
-def _eager_or_graph_check(value: tf.Tensor, eager_bad, graph_checks) -> tf.Tensor:
-    """Runs a numpy check eagerly (ValueError) or attaches tf.debugging asserts in a graph."""
-    if tf.executing_eagerly():
-        message = eager_bad(value.numpy())
-        if message:
-            raise ValueError(message)
-        return value
-    with tf.control_dependencies(graph_checks(value)):
-        return tf.identity(value)
-
-
-def _checked_log_q(log_q: tf.Tensor) -> tf.Tensor:
-    def eager_bad(values):
-        bad = ~np.isfinite(values)
-        if bad.any():
-            return (
-                "log_q must be finite (NaN, -inf = log 0 or +inf received; use log_probability to clip p); "
-                f"received {values[bad][:5].tolist()} at {np.argwhere(bad)[:5].tolist()}."
-            )
-        return None
-
-    message = "log_q must be finite (NaN, -inf = log 0 or +inf received; use log_probability to clip p)"
-    return _eager_or_graph_check(log_q, eager_bad, lambda v: [tf.debugging.check_numerics(v, message)])
-
-
-def _checked_positive_index(positive_index: tf.Tensor, num_candidates: tf.Tensor) -> tf.Tensor:
-    def eager_bad(values):
-        bad = (values < 0) | (values >= int(num_candidates))
-        if bad.any():
-            return (
-                f"positive_index must be in [0, num_candidates) = [0, {int(num_candidates)}); "
-                f"received {values[bad][:5].tolist()} at rows {np.flatnonzero(bad)[:5].tolist()}."
-            )
-        return None
-
-    def graph_checks(v):
-        return [
-            tf.debugging.assert_non_negative(v, message="positive_index must be >= 0 (a column of the candidates)"),
-            tf.debugging.assert_less(v, num_candidates, message="positive_index must be < num_candidates"),
-        ]
-
-    return _eager_or_graph_check(positive_index, eager_bad, graph_checks)
-
-
-def prepare_inputs(
-    query_embeddings,
-    candidate_embeddings,
-    temperature,
-    log_q,
-    positive_index,
-    candidate_ids,
-    remove_accidental_hits,
-    candidate_mask,
-) -> tuple:
-    """Converts and validates the arguments shared by the dense and the blockwise loss.
-
-    Returns:
-      (query [B, d] float32, candidates [N, d] float32, log_q float32 or None, positive_index [B]
-      int32 (``range(B)`` when None), candidate_ids or None, candidate_mask bool or None).
-    Raises:
-      ValueError: mismatched shapes, an empty batch, temperature <= 0, accidental-hit removal
-        without IDs, fewer candidates than queries without ``positive_index``, and (eagerly) a
-        non-finite log_q or a positive_index out of range; in a graph the last two fail at run
-        time with tf.errors.InvalidArgumentError naming the argument.
-    """
-    # float32 whatever the towers computed in (mixed precision: the loss stays in float32).
-    query = tf.cast(tf.convert_to_tensor(query_embeddings), tf.float32)
-    candidates = tf.cast(tf.convert_to_tensor(candidate_embeddings), tf.float32)
-    log_q = None if log_q is None else tf.convert_to_tensor(log_q, tf.float32)
-    positive_index = None if positive_index is None else tf.convert_to_tensor(positive_index)
-    candidate_ids = None if candidate_ids is None else tf.convert_to_tensor(candidate_ids)
-    candidate_mask = None if candidate_mask is None else tf.convert_to_tensor(candidate_mask, tf.bool)
-    _check_shapes(query, candidates, log_q, positive_index, candidate_ids, candidate_mask)
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0; received {temperature!r}.")
-    if remove_accidental_hits and candidate_ids is None:
-        raise ValueError("remove_accidental_hits=True needs candidate_ids [num_candidates]; received None.")
-    if log_q is not None:
-        log_q = _checked_log_q(log_q)
-    batch_size, num_candidates = tf.shape(query)[0], tf.shape(candidates)[0]
-    if positive_index is None:
-        batch, num = query.shape[0], candidates.shape[0]
-        message = "positive_index=None takes query i's positive from candidate i: expected num_candidates >= batch_size"
-        if batch is not None and num is not None:  # always known eagerly
-            if num < batch:
-                raise ValueError(f"{message}; received {num} candidates for {batch} queries.")
-        else:
-            with tf.control_dependencies([tf.debugging.assert_greater_equal(num_candidates, batch_size, message=message)]):
-                candidates = tf.identity(candidates)
-        return query, candidates, log_q, tf.range(batch_size), candidate_ids, candidate_mask
-    positive_index = _checked_positive_index(tf.cast(positive_index, tf.int32), num_candidates)
-    return query, candidates, log_q, positive_index, candidate_ids, candidate_mask
 
 
 def corrected_softmax_logits(
@@ -241,7 +92,7 @@ def corrected_softmax_logits(
             other_id = tf.not_equal(positive_ids[:, None], candidate_ids[None, :])
             keep = other_id if keep is None else tf.logical_and(keep, other_id)
         keep = tf.logical_or(keep, is_positive)  # the positive always stays
-        logits = tf.where(keep, logits, tf.fill(tf.shape(logits), tf.constant(_MASKED_LOGIT, logits.dtype)))
+        logits = tf.where(keep, logits, tf.fill(tf.shape(logits), tf.constant(MASKED_LOGIT, logits.dtype)))
     return logits, positive_index
 
 
@@ -285,10 +136,9 @@ def corrected_softmax_loss(
     # One-hot labels with the dense fused kernel: measured faster on CPU than the sparse kernel.
     labels = tf.one_hot(positive_index, tf.shape(logits)[1], dtype=logits.dtype)
     per_example = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    return _reward_weighted(per_example, rewards, reduce)
+    return reward_weighted(per_example, rewards, reduce)
 
 
-LOSS_IMPLEMENTATIONS = ("auto", "dense", "blockwise")
 # "auto": the blockwise loss from this many candidates per query on (measured crossover, docs/performance.md).
 BLOCKWISE_FROM_CANDIDATES = 2048
 
@@ -404,4 +254,4 @@ def corrected_logq_loss(
     positive_logit = tf.gather(logits, positive_index, axis=1, batch_dims=1)
     log_p_hat = positive_logit - tf.reduce_logsumexp(logits, axis=1)
     per_example = -tf.stop_gradient(1.0 - tf.exp(log_p_hat)) * log_p_hat
-    return _reward_weighted(per_example, rewards, reduce)
+    return reward_weighted(per_example, rewards, reduce)
