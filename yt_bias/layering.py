@@ -32,8 +32,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "yt_bias.data.mind",
             "yt_bias.data.movielens",
             "yt_bias.data.recbole",
+            "yt_bias.data.shards",
             "yt_bias.data.splits",
             "yt_bias.data.synthetic",
+            "yt_bias.data.synthetic_shards",
         ),
     ),
     (
