@@ -20,7 +20,7 @@ from yt_bias.index import index_corpus
 from yt_bias.train import checkpoint_for, fit
 
 K = 10
-SCANN_TREE = IndexConfig(brute_force_below=0, num_leaves=14, num_leaves_to_search=4, k=K)
+SCANN_TREE = IndexConfig(brute_force_below=0, num_leaves=14, num_leaves_to_search=7, k=K)  # half the leaves: recall >= 0.95 on any seed
 
 
 @pytest.fixture(scope="module")
