@@ -51,7 +51,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "yt_bias.towers",
         ),
     ),
-    ("evaluation", ("yt_bias.evaluation", "yt_bias.next_day")),
+    ("evaluation", ("yt_bias.evaluation", "yt_bias.evaluation_blocks", "yt_bias.next_day")),
     (
         "training",
         (
@@ -61,6 +61,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "yt_bias.run_directory",
             "yt_bias.stream",
             "yt_bias.train",
+            "yt_bias.train_files",
         ),
     ),
     ("serving", ("yt_bias.index", "yt_bias.serving")),
