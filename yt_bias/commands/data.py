@@ -1,4 +1,5 @@
-"""``yt-bias data download NAME``: fetch a public data set (MovieLens, MIND) into the cache, checksum-verified."""
+"""``yt-bias data download NAME``: fetch a public data set (MovieLens, MIND) into the cache, checksum-verified;
+``yt-bias data generate``: write synthetic TFRecord shards in bounded memory."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 def register(subparsers) -> None:
     from yt_bias.data.download import DATASETS
 
-    parser = subparsers.add_parser("data", help="download public data sets (MovieLens, MIND)")
+    parser = subparsers.add_parser("data", help="download public data sets (MovieLens, MIND) or generate synthetic shards")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     download = actions.add_parser("download", help="download NAME from its official URL, verify it and unzip it")
     download.add_argument("name", choices=sorted(DATASETS), help="the data set")
@@ -17,6 +18,16 @@ def register(subparsers) -> None:
     download.add_argument("--base-url", default=None, help="a mirror that replaces the official host")
     download.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the server")
     download.set_defaults(func=run_download)
+    generate = actions.add_parser(
+        "generate", help="write synthetic TFRecord shards chunk by chunk (bounded memory), with an items table beside them"
+    )
+    generate.add_argument("--out", required=True, help="output directory (must hold no shards yet)")
+    generate.add_argument("--items", type=int, required=True, help="number of items in the corpus")
+    generate.add_argument("--interactions", type=int, required=True, help="number of interactions (train and test together)")
+    generate.add_argument("--shard-rows", type=int, default=100_000, help="rows per .tfrecord file")
+    generate.add_argument("--chunk-rows", type=int, default=50_000, help="the most interaction rows held in memory at once")
+    generate.add_argument("--seed", type=int, default=0, help="random seed")
+    generate.set_defaults(func=run_generate)
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -28,4 +39,19 @@ def run_download(args: argparse.Namespace) -> int:
         print(f"yt-bias data download: error: {error}", file=sys.stderr)
         return 1
     print(f"Ready: --data {path} (data.source={DATASETS[args.name].source})")
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from yt_bias.data.synthetic_shards import generate_shards
+
+    report = generate_shards(
+        args.out, args.items, args.interactions, rows_per_shard=args.shard_rows, chunk_rows=args.chunk_rows, seed=args.seed
+    )
+    print(
+        f"Wrote {report.num_items} items, {report.num_train} training rows in {len(report.train_files)} shards and "
+        f"{report.num_test} test rows in {len(report.test_files)} shards ({report.chunks} chunks of at most "
+        f"{report.max_chunk_rows} rows) to {args.out}"
+    )
+    print(f"Train on them: yt-bias train --data-files '{args.out}/*.tfrecord'")
     return 0

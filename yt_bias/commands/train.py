@@ -21,6 +21,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--days", type=int, default=None, help="with --stream: number of days (stream.days)")
     parser.add_argument("--stream-dir", default=None, help="with --stream: read day_*.npz files from this directory")
+    parser.add_argument(
+        "--data-files",
+        default=None,
+        metavar="PATTERN",
+        help="train on TFRecord shards, e.g. 'DIR/*.tfrecord' (items.npz and features.json in DIR; "
+        "DIR/test/*.tfrecord, when present, is evaluated)",
+    )
+    parser.add_argument("--shuffle-buffer", type=int, default=10000, help="with --data-files: rows in the shuffle buffer")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument(
         "--overwrite", action="store_true", help="the workdir holds another run: replace it (its checkpoint and metrics are deleted)"
@@ -36,6 +44,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from yt_bias.train import train_and_evaluate
 
+    if args.stream and args.data_files:
+        raise ValueError("--data-files and --stream are exclusive; received both.")
     if not args.stream:
         given = [flag for flag, value in (("--days", args.days), ("--stream-dir", args.stream_dir), ("--resume", args.resume or None))
                  if value is not None]
@@ -46,7 +56,19 @@ def run(args: argparse.Namespace) -> int:
         config = override(config, f"variant={args.variant}")
     if args.stream:
         return _run_stream(config, args)
+    if args.data_files:
+        return _run_files(config, args)
     metrics = train_and_evaluate(config, args.workdir, mode="overwrite" if args.overwrite else "refuse")
+    print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}, indent=2))
+    print(f"Wrote {args.workdir}/metrics.json, {args.workdir}/checkpoint and {args.workdir}/tensorboard")
+    return 0
+
+
+def _run_files(config, args: argparse.Namespace) -> int:
+    from yt_bias.train_files import fit_on_files
+
+    mode = "overwrite" if args.overwrite else "refuse"
+    metrics = fit_on_files(config, args.data_files, args.workdir, mode=mode, shuffle_buffer=args.shuffle_buffer)
     print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}, indent=2))
     print(f"Wrote {args.workdir}/metrics.json, {args.workdir}/checkpoint and {args.workdir}/tensorboard")
     return 0
