@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -234,10 +235,17 @@ def check_shard(path: str, features: FeatureConfig, records: int | None = 1) -> 
     count = 0
     try:
         for record in dataset:
+            try:
+                present = set(tf.train.Example.FromString(record.numpy()).features.feature)
+            except Exception:  # noqa: BLE001 (protobuf's DecodeError: not a tf.train.Example)
+                raise ShardError(f"shard {path!r}: record {count} is not a tf.train.Example.") from None
+            missing = sorted(set(spec) - present)
+            if missing:
+                raise ShardError(f"shard {path!r}: record {count} lacks the columns {missing}; expected {sorted(spec)}.")
             tf.io.parse_single_example(record, spec)
             count += 1
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-        message = str(error.message if hasattr(error, "message") else error).splitlines()[0]
+        message = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]", "", str(error).splitlines()[0])
         raise ShardError(f"shard {path!r} is damaged or does not match the features: {message}") from None
     return count
 
