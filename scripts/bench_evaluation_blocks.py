@@ -34,8 +34,13 @@ def _run(method: str, args: argparse.Namespace) -> dict:
         result = blockwise_top_k(queries, items, args.k, item_block=args.item_block, query_block=args.query_block)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"method": method, "seconds": seconds, "peak_rss_mb": peak / 1024, "growth_mb": (peak - base) / 1024,
-            "checksum": int(result[:, :10].sum())}
+    return {
+        "method": method,
+        "seconds": seconds,
+        "peak_rss_mb": peak / 1024,
+        "growth_mb": (peak - base) / 1024,
+        "checksum": int(result[:, :10].sum()),
+    }
 
 
 def main() -> None:

@@ -59,7 +59,9 @@ def test_every_row_is_read_by_exactly_one_worker(small, tmp_path):
     pattern = str(tmp_path / "*.tfrecord")
     seen = []
     for worker in range(3):
-        rows = _collect(read_shards(pattern, small.features, 16, shuffle_buffer=50, num_workers=3, worker_index=worker, drop_remainder=False))
+        rows = _collect(
+            read_shards(pattern, small.features, 16, shuffle_buffer=50, num_workers=3, worker_index=worker, drop_remainder=False)
+        )
         seen.append(rows[ITEM_INDEX])
     assert all(len(s) > 0 for s in seen)
     everything = np.concatenate(seen)
@@ -117,7 +119,25 @@ def test_cli_generate_then_train_on_files(tmp_path):
     from yt_bias.cli import main
 
     data = str(tmp_path / "data")
-    assert main(["data", "generate", "--out", data, "--items", "120", "--interactions", "1500", "--shard-rows", "500", "--chunk-rows", "400"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "generate",
+                "--out",
+                data,
+                "--items",
+                "120",
+                "--interactions",
+                "1500",
+                "--shard-rows",
+                "500",
+                "--chunk-rows",
+                "400",
+            ]
+        )
+        == 0
+    )
     workdir = str(tmp_path / "run")
     argv = ["train", "--data-files", f"{data}/*.tfrecord", "--workdir", workdir]
     for setting in ("train.epochs=1", "train.batch_size=64", "train.verbose=0", "eval.ks=[10,20]", "model.hidden_units=[16]"):

@@ -24,8 +24,10 @@ def _merge(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The top k of the running best and one block's scores (``offset``: the block's first item)."""
     block_k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, block_k - 1, axis=1)[:, :block_k] if block_k < scores.shape[1] else np.tile(
-        np.arange(scores.shape[1]), (scores.shape[0], 1)
+    part = (
+        np.argpartition(-scores, block_k - 1, axis=1)[:, :block_k]
+        if block_k < scores.shape[1]
+        else np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
     )
     all_scores = np.concatenate([best_scores, np.take_along_axis(scores, part, axis=1)], axis=1)
     all_index = np.concatenate([best_index, part.astype(np.int64) + offset], axis=1)
@@ -80,7 +82,9 @@ def blockwise_top_k(
         best_index = np.zeros((rows, 0), np.int64)
         if exclude is not None:
             excluded = [np.asarray(exclude[q], np.int64) for q in range(q_start, q_stop)]
-            ex_rows = np.concatenate([np.full(len(e), r, np.int64) for r, e in enumerate(excluded)]) if rows else np.zeros(0, np.int64)
+            ex_rows = (
+                np.concatenate([np.full(len(e), r, np.int64) for r, e in enumerate(excluded)]) if rows else np.zeros(0, np.int64)
+            )
             ex_cols = np.concatenate(excluded) if rows else np.zeros(0, np.int64)
         for i_start in range(0, num_items, item_block):
             i_stop = min(i_start + item_block, num_items)

@@ -41,9 +41,7 @@ def shard_directory(pattern: str) -> str:
 def corpus_dataset(directory: str, name: str | None = None) -> RecDataset:
     """A :class:`RecDataset` of the items table beside the shards, with no interactions in memory."""
     features, items = read_items(directory)
-    empty = {
-        spec.name: np.zeros((0, *spec.shape), np.float32 if spec.kind == "dense" else np.str_) for spec in features.query
-    }
+    empty = {spec.name: np.zeros((0, *spec.shape), np.float32 if spec.kind == "dense" else np.str_) for spec in features.query}
     empty.update({ITEM_INDEX: np.zeros(0, np.int64), REWARD: np.zeros(0, np.float32), QUERY_KEY: np.zeros(0, np.str_)})
     return RecDataset(name or f"shards:{directory}", features, items, dict(empty), dict(empty))
 
@@ -56,10 +54,14 @@ def _check_config(config: ExperimentConfig) -> None:
         )
     negatives = getattr(config, "negatives", None)
     if negatives is not None and not negatives.is_default:
-        raise ValueError("negatives: sharded training supports in-batch negatives only; leave the 'negatives' section at its defaults.")
+        raise ValueError(
+            "negatives: sharded training supports in-batch negatives only; leave the 'negatives' section at its defaults."
+        )
 
 
-def evaluate_files(model, corpus: RecDataset, pattern: str, ks, batch_size: int = 4096, item_block: int = 65536) -> dict[str, Any]:
+def evaluate_files(
+    model, corpus: RecDataset, pattern: str, ks, batch_size: int = 4096, item_block: int = 65536
+) -> dict[str, Any]:
     """Recall@K of ``model`` on the positive rows of the shards of ``pattern``, over the whole corpus.
 
     Queries are embedded one batch at a time; ranking is exact and blockwise (no item is excluded).
@@ -70,7 +72,9 @@ def evaluate_files(model, corpus: RecDataset, pattern: str, ks, batch_size: int 
     check_ks(ks, corpus.num_items)
     item_embeddings = np.concatenate(
         [
-            model.item_tower({n: tf.constant(np.asarray(v)[s : s + batch_size]) for n, v in corpus.items.items()}, training=False).numpy()
+            model.item_tower(
+                {n: tf.constant(np.asarray(v)[s : s + batch_size]) for n, v in corpus.items.items()}, training=False
+            ).numpy()
             for s in range(0, corpus.num_items, batch_size)
         ]
     )
@@ -147,9 +151,13 @@ def _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch,
     data = read_shards(pattern, corpus.features, config.train.batch_size, shuffle_buffer, seed=config.train.seed)
     if steps_per_epoch is not None:
         data = data.repeat()
-    callbacks: list[keras.callbacks.Callback] = [DivergenceGuard(hint=f"Lower train.learning_rate (now {config.train.learning_rate:g}).")]
+    callbacks: list[keras.callbacks.Callback] = [
+        DivergenceGuard(hint=f"Lower train.learning_rate (now {config.train.learning_rate:g}).")
+    ]
     if workdir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(workdir, "tensorboard"), update_freq="epoch", profile_batch=0))
+        callbacks.append(
+            keras.callbacks.TensorBoard(log_dir=os.path.join(workdir, "tensorboard"), update_freq="epoch", profile_batch=0)
+        )
     start = time.perf_counter()
     history = model.fit(
         data, epochs=config.train.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.train.verbose

@@ -73,7 +73,9 @@ class ShardWriter:
         os.makedirs(directory, exist_ok=True)
         existing = glob.glob(os.path.join(directory, f"{prefix}-*{SHARD_SUFFIX}"))
         if existing:
-            raise ValueError(f"{directory!r} already holds {len(existing)} shard files ({prefix}-*{SHARD_SUFFIX}); use an empty directory.")
+            raise ValueError(
+                f"{directory!r} already holds {len(existing)} shard files ({prefix}-*{SHARD_SUFFIX}); use an empty directory."
+            )
         self.directory = directory
         self.rows_per_shard = rows_per_shard
         self.prefix = prefix
@@ -336,4 +338,3 @@ def count_rows(pattern: str) -> int:
         except tf.errors.DataLossError as error:
             raise ShardError(f"shard {path!r} is damaged: {str(error).splitlines()[0]}") from None
     return total
-

@@ -100,7 +100,9 @@ def _draw_items(corpus: dict, main: np.ndarray, share: float, rng: np.random.Gen
     return corpus["_order"][np.minimum(position, len(cumulative) - 1)]
 
 
-def _chunk(config: SyntheticConfig, corpus: dict, first_user: int, num_users: int, cap: int, share: float, rng: np.random.Generator):
+def _chunk(
+    config: SyntheticConfig, corpus: dict, first_user: int, num_users: int, cap: int, share: float, rng: np.random.Generator
+):
     """One chunk's rows, grouped by user in time order (users ``first_user`` ...), at most ``cap`` rows per user.
 
     Returns:
