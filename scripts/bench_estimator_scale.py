@@ -157,7 +157,8 @@ def _methods(args) -> list[tuple[str, object]]:
 
             def build(h=hash_size, c=corrected):
                 return StreamingFrequencyEstimator(
-                    h, args.num_hashes, alpha=args.alpha, initial_interval=args.initial_interval, bias_correction=c
+                    h, args.num_hashes, alpha=args.alpha, initial_interval=args.initial_interval, bias_correction=c,
+                    estimand="inclusion",
                 )
 
             methods.append((name, build))

@@ -23,7 +23,6 @@ RULES = {
 
 # (file, rule) -> why it stays for now; the last test fails once the file no longer needs it.
 KNOWN_EXCEPTIONS = {
-    ("README.md", "superseded runs"): "the results note of the README is rewritten by the README's owner",
 }
 
 

@@ -75,14 +75,15 @@ def fit_tfrs(config: ExperimentConfig, dataset: RecDataset):
     from yt_bias.baselines.tfrs_retrieval import TFRSRetrievalModel
 
     keras.utils.set_random_seed(config.train.seed)
-    probabilities = np.maximum(dataset.step_probabilities(config.train.batch_size), 1e-9)
+    estimand = config.estimator.estimand
+    probabilities = np.maximum(dataset.step_probabilities(config.train.batch_size, estimand), 1e-9)
     m = config.model
     model = TFRSRetrievalModel(
         dataset.features,
         hidden_units=m.hidden_units,
         normalize=m.normalize,
         temperature=m.temperature,
-        frequency=OracleFrequency(dataset.item_ids, probabilities, name="frequency"),
+        frequency=OracleFrequency(dataset.item_ids, probabilities, estimand=estimand, name="frequency"),
         remove_accidental_hits=m.remove_accidental_hits,
         share_embeddings=m.share_embeddings,
         reduction="mean",

@@ -212,7 +212,8 @@ def run_prop41(config: Prop41Config | None = None, bias_correction: bool | None 
             jobs.append(max(delta0s, key=lambda d: d[1]) + (True,))
         for label, delta0, flag in jobs:
             estimator = StreamingFrequencyEstimator(
-                config.hash_size, 1, alpha=alpha, initial_interval=delta0, seed=config.seed, bias_correction=flag
+                config.hash_size, 1, alpha=alpha, initial_interval=delta0, seed=config.seed, bias_correction=flag,
+                estimand="inclusion",
             )
             if valid is None:  # replicas alone in their bucket (the pad item included)
                 buckets = estimator.buckets(np.arange(n + 1, dtype=np.int64)).numpy()[0]

@@ -135,6 +135,7 @@ class EstimatorSetting:
             initial_interval=self.initial_interval,
             seed=seed,
             bias_correction=self.bias_correction,
+            estimand="inclusion",  # the study's target: the exact probability of being in a batch
         )
 
 
