@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 
-from yt_bias.cluster_main import LocalCluster
+from yt_bias.testing.local_cluster import LocalCluster
 
 
 def single_process(preset: str, overrides: list[str], steps: int) -> dict:
@@ -25,7 +25,7 @@ def single_process(preset: str, overrides: list[str], steps: int) -> dict:
     from yt_bias._keras import keras
     from yt_bias.data.dataset import make_tf_dataset
     from yt_bias.data.loading import load_dataset
-    from yt_bias.train import build_model, estimator_error
+    from yt_bias.training.train import build_model, estimator_error
 
     config = config_lib.preset(preset)
     for assignment in overrides:

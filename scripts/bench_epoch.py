@@ -27,7 +27,7 @@ from yt_bias import config as config_lib
 from yt_bias._keras import tf
 from yt_bias.data.dataset import make_tf_dataset
 from yt_bias.data.loading import load_dataset
-from yt_bias.train import build_model
+from yt_bias.training.train import build_model
 
 
 def row_shuffle_dataset(examples, batch_size: int, seed: int = 0):

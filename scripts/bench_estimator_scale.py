@@ -42,7 +42,7 @@ import numpy as np
 
 import yt_bias  # noqa: F401  (Keras 2 before TensorFlow)
 from yt_bias._keras import tf
-from yt_bias.frequency import StreamingFrequencyEstimator, total_variation_error
+from yt_bias.core.frequency import StreamingFrequencyEstimator, total_variation_error
 from yt_bias.studies import markdown_table
 
 

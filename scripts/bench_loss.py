@@ -3,7 +3,7 @@
 B queries against their B in-batch candidates (d = 64, L2-normalised, an [N] log_q, tau = 0.05),
 loss plus gradient in one ``tf.function``, the implementations interleaved round by round in one
 process. Printed: median ms and the per-round ratio to the dense loss, median [q25, q75]. This
-is how the ``"auto"`` crossover (``yt_bias.losses.BLOCKWISE_FROM_CANDIDATES``) was chosen.
+is how the ``"auto"`` crossover (``yt_bias.core.losses.BLOCKWISE_FROM_CANDIDATES``) was chosen.
 
 Usage: python scripts/bench_loss.py [--batch-sizes 1024 2048 4096 8192] [--block-sizes 128 256 512] [--rounds 15]
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 import yt_bias  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from yt_bias._keras import tf
-from yt_bias.losses import softmax_loss
+from yt_bias.core.losses import softmax_loss
 
 
 def bench(batch_size: int, block_sizes: list[int], rounds: int) -> None:

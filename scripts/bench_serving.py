@@ -28,12 +28,12 @@ import time
 
 import numpy as np
 
-from yt_bias import serving
+from yt_bias.serving import export as serving
 from yt_bias._keras import tf
 from yt_bias.config import IndexConfig
 from yt_bias.features import FeatureSpec
-from yt_bias.index import build_index, embed_corpus
-from yt_bias.towers import Tower
+from yt_bias.serving.index import build_index, embed_corpus
+from yt_bias.core.towers import Tower
 
 CONTENT = 64
 

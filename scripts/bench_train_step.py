@@ -46,11 +46,11 @@ def _worker(name: str, batch_size: int, steps: int, warmup: int) -> None:
     import yt_bias  # noqa: F401  (selects Keras 2 before TensorFlow loads)
     from yt_bias import config as config_lib
     from yt_bias._keras import keras
-    from yt_bias.baselines.tfrs_retrieval import TFRSRetrievalModel
+    from yt_bias.integrations.tfrs_retrieval import TFRSRetrievalModel
     from yt_bias.data.dataset import make_tf_dataset
     from yt_bias.data.loading import load_dataset
-    from yt_bias.frequency import OracleFrequency
-    from yt_bias.train import build_model
+    from yt_bias.core.frequency import OracleFrequency
+    from yt_bias.training.train import build_model
 
     config = config_lib.default()
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=batch_size))

@@ -46,7 +46,7 @@ def resolves(path: str) -> bool:
 def broken_references(module_names: list[str]) -> list[str]:
     """Sphinx-style cross-references (``:class:`X```, ``:func:`X``` ...) in docstrings that resolve to nothing.
 
-    A reference may be absolute (``yt_bias.index.build_index``), relative to its module
+    A reference may be absolute (``yt_bias.serving.index.build_index``), relative to its module
     (``build_index``) or to its class (``search``).
     """
     import pdoc.doc

@@ -31,9 +31,9 @@ def test_api_docs_build_cleanly(tmp_path):
     )
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert result.returncode == 0 and not warnings, "\n".join(warnings) or result.stderr[-3000:]
-    for page in ("index.html", "yt_bias.html", "yt_bias/serving.html", "yt_bias/negatives.html", "yt_bias/index.html"):
+    for page in ("index.html", "yt_bias.html", "yt_bias/serving/export.html", "yt_bias/core/negatives.html", "yt_bias/serving/index.html"):
         assert (out / page).is_file(), page
-    serving = (out / "yt_bias" / "serving.html").read_text(encoding="utf-8")
+    serving = (out / "yt_bias" / "serving" / "export.html").read_text(encoding="utf-8")
     assert "exclude_item_ids" in serving and "ServingModel" in serving
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from yt_bias import config as config_lib
-from yt_bias.cluster_main import LocalCluster
+from yt_bias.testing.local_cluster import LocalCluster
 from yt_bias.data.dataset import make_tf_dataset
 from yt_bias.data.loading import load_dataset
 
@@ -33,7 +33,7 @@ OVERRIDES = ["distribute.min_shard_bytes=1024", "distribute.max_shards=2"]
 
 def _single_process_error(steps: int) -> float:
     from yt_bias._keras import keras
-    from yt_bias.train import build_model, estimator_error
+    from yt_bias.training.train import build_model, estimator_error
 
     config = config_lib.smoke()
     dataset = load_dataset(config.data, config.model.embedding_dim)
@@ -63,8 +63,8 @@ def _wait_for(path: str, text: str, proc, deadline: float) -> None:
 def _restore_in_one_process(checkpoint_dir: str, num_shards: int) -> dict:
     """The chief's latest checkpoint restored into a model built in this process, without a strategy."""
     from yt_bias._keras import tf
-    from yt_bias.cluster_main import estimator_arrays, make_checkpoint
-    from yt_bias.train import build_model as build_model_with_estimator_shards
+    from yt_bias.training.cluster import estimator_arrays, make_checkpoint
+    from yt_bias.training.train import build_model as build_model_with_estimator_shards
 
     config = config_lib.smoke()
     for assignment in OVERRIDES:
@@ -165,8 +165,8 @@ from yt_bias._keras import keras
 from yt_bias.config import DistributeConfig
 from yt_bias.data.dataset import make_tf_dataset
 from yt_bias.data.loading import load_dataset
-from yt_bias.distribute import make_strategy
-from yt_bias.train import build_model
+from yt_bias.training.distribute import make_strategy
+from yt_bias.training.train import build_model
 config = config_lib.smoke()
 config = config.__class__(**{**config.__dict__, "distribute": DistributeConfig(
     strategy="multi_worker_mirrored", gather_negatives_across_replicas=True)})
@@ -183,7 +183,7 @@ print("RESULT " + json.dumps([strategy.num_replicas_in_sync, int(f.step.numpy())
 
 
 def test_multi_worker_mirrored_two_processes_count_each_global_step_once(tmp_path):
-    from yt_bias.cluster_main import free_ports
+    from yt_bias.testing.local_cluster import free_ports
 
     steps = 20
     spec = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}

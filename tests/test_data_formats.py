@@ -17,7 +17,7 @@ from yt_bias.data.dataset import ITEM_INDEX, REWARD
 from yt_bias.data.download import DownloadError, download
 from yt_bias.data.loading import detect_source, load_dataset
 from yt_bias.data.splits import history_bags, rewards, split_mask
-from yt_bias.evaluation import coverage_at_k, ndcg_at_k, popularity_bands, recall_by_band
+from yt_bias.evaluation.exact import coverage_at_k, ndcg_at_k, popularity_bands, recall_by_band
 
 GENRES = ["unknown", "Action", "Comedy", "Drama"]
 # (user, item, rating, timestamp): user 1 watches 10, 20, 30, 40 in time; user 2 watches 20, 30, 10.
@@ -347,7 +347,7 @@ def test_ndcg_coverage_and_bands_by_hand():
 
 def test_real_loader_output_trains(tmp_path):
     from yt_bias.config import smoke
-    from yt_bias.train import train_and_evaluate
+    from yt_bias.training.train import train_and_evaluate
 
     config = smoke()
     config = dataclasses.replace(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from yt_bias._keras import keras, tf
-from yt_bias.distribute import configure_logical_cpus, gathered_batch_loss, make_strategy, update_estimator
+from yt_bias.training.distribute import configure_logical_cpus, gathered_batch_loss, make_strategy, update_estimator
 
 try:  # Must run before TensorFlow initialises its devices (true unless another module ran ops at import).
     _NUM_CPUS = configure_logical_cpus(2)
@@ -21,8 +21,8 @@ from yt_bias import config as config_lib
 from yt_bias.config import DistributeConfig
 from yt_bias.data.dataset import make_tf_dataset
 from yt_bias.data.loading import load_dataset
-from yt_bias.frequency import StreamingFrequencyEstimator
-from yt_bias.train import build_model
+from yt_bias.core.frequency import StreamingFrequencyEstimator
+from yt_bias.training.train import build_model
 
 
 def _rerun_in_fresh_process(request) -> None:
@@ -164,7 +164,7 @@ def test_strategy_config_errors():
 
 
 def test_estimator_num_shards_follows_the_partitioner_settings():
-    from yt_bias.distribute import estimator_num_shards
+    from yt_bias.training.distribute import estimator_num_shards
 
     ps = DistributeConfig(strategy="parameter_server", min_shard_bytes=1024)
     assert estimator_num_shards(ps, num_ps=2, hash_size=1024) == 2  # 8 KiB array: one shard per PS
@@ -179,7 +179,7 @@ def test_estimator_num_shards_follows_the_partitioner_settings():
 
 
 def test_model_with_sharded_estimator_trains_like_the_unsharded_one():
-    from yt_bias.train import build_model as build_model_with_estimator_shards
+    from yt_bias.training.train import build_model as build_model_with_estimator_shards
 
     config = config_lib.smoke()
     dataset = load_dataset(config.data, config.model.embedding_dim)

@@ -16,17 +16,17 @@ from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, batch_frequencie
 from yt_bias.data.drift import DriftConfig, drift_days, drift_schedule, stream_dataset
 from yt_bias.data.loading import load_dataset
 from yt_bias.data.synthetic import SyntheticConfig
-from yt_bias.evaluation import embed
+from yt_bias.evaluation.exact import embed
 from yt_bias.experiments.drift import build_source, quick, run_one, warmup_profile
-from yt_bias.frequency_baselines import (
+from yt_bias.core.frequency_baselines import (
     CumulativeFrequency,
     CurrentDayOracle,
     FixedTableFrequency,
     FrozenFrequency,
     PreviousDayFrequency,
 )
-from yt_bias.next_day import SeenItems, evaluate_next_day, next_day_metrics
-from yt_bias.train import build_model
+from yt_bias.evaluation.next_day import SeenItems, evaluate_next_day, next_day_metrics
+from yt_bias.training.train import build_model
 
 B = 2
 DAYS = [["a", "a", "b"], ["b", "c"], ["c", "c", "c", "d"]]

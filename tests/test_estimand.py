@@ -9,9 +9,9 @@ from yt_bias import config as config_lib
 from yt_bias._keras import keras, tf
 from yt_bias.data.dataset import REWARD, batch_frequencies
 from yt_bias.data.loading import load_dataset
-from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator
-from yt_bias.model import unique_columns
-from yt_bias.train import build_model
+from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator
+from yt_bias.core.model import unique_columns
+from yt_bias.training.train import build_model
 
 SMOKE = config_lib.smoke()
 
@@ -226,7 +226,7 @@ def test_train_step_loss_equals_hand_computation_with_log_p(dataset, estimand, c
 
 
 def test_known_exclusion_removes_earlier_test_items_but_never_the_target(dataset):
-    from yt_bias.evaluation import evaluate_most_popular, exclusions_for
+    from yt_bias.evaluation.exact import evaluate_most_popular, exclusions_for
 
     positives = dataset.test_positives()
     train_lists = exclusions_for(dataset, positives, "train")

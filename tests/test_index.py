@@ -7,7 +7,7 @@ import pytest
 
 from yt_bias import config as config_lib
 from yt_bias.config import IndexConfig
-from yt_bias.index import ItemIndex, build_index, lookup_ids, scann_parameters
+from yt_bias.serving.index import ItemIndex, build_index, lookup_ids, scann_parameters
 
 
 def _clustered(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,9 +9,9 @@ from yt_bias import config as config_lib
 from yt_bias._keras import keras
 from yt_bias.data.dataset import make_tf_dataset
 from yt_bias.data.loading import load_dataset
-from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator
-from yt_bias.model import TwoTowerModel
-from yt_bias.train import build_model
+from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator
+from yt_bias.core.model import TwoTowerModel
+from yt_bias.training.train import build_model
 
 SMOKE = config_lib.smoke()
 

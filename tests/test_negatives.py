@@ -19,10 +19,10 @@ from yt_bias.data.impressions import (
     impression_indices,
 )
 from yt_bias.data.synthetic import SyntheticConfig, generate
-from yt_bias.frequency import OracleFrequency
-from yt_bias.losses import corrected_logq_loss, corrected_softmax_loss
-from yt_bias.model import TwoTowerModel
-from yt_bias.negatives import HARD_NEGATIVES, CrossBatchMemory, NegativeStrategy, build_strategy, training_examples
+from yt_bias.core.frequency import OracleFrequency
+from yt_bias.core.losses import corrected_logq_loss, corrected_softmax_loss
+from yt_bias.core.model import TwoTowerModel
+from yt_bias.core.negatives import HARD_NEGATIVES, CrossBatchMemory, NegativeStrategy, build_strategy, training_examples
 
 TINY = SyntheticConfig(num_users=60, num_items=40, interactions_per_user=5, num_categories=3, history_length=3)
 
@@ -356,7 +356,7 @@ def test_corrected_logq_gradient_weight_is_stopped():
 
 
 def test_every_strategy_trains(data):
-    from yt_bias.train import fit
+    from yt_bias.training.train import fit
 
     base = dataclasses.replace(
         config_lib.smoke(),

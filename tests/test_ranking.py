@@ -12,9 +12,9 @@ from yt_bias._keras import tf
 from yt_bias.data.dataset import ITEM_INDEX
 from yt_bias.data.impressions import ImpressionsConfig, generate_with_impressions
 from yt_bias.data.synthetic import SyntheticConfig
-from yt_bias.evaluation import embed
-from yt_bias.pipeline import evaluate_two_stage, rerank, retrieve
-from yt_bias.ranking import (
+from yt_bias.evaluation.exact import embed
+from yt_bias.ranking.two_stage import evaluate_two_stage, rerank, retrieve
+from yt_bias.ranking.model import (
     LABEL,
     RETRIEVAL_SCORE,
     RankingConfig,
@@ -28,7 +28,7 @@ from yt_bias.ranking import (
     train_ranking,
     uses_retrieval_score,
 )
-from yt_bias.train import fit
+from yt_bias.training.train import fit
 
 
 @pytest.fixture(scope="module")

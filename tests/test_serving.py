@@ -10,14 +10,15 @@ import textwrap
 import numpy as np
 import pytest
 
-from yt_bias import cli, serving
+from yt_bias import cli
+from yt_bias.serving import export as serving
 from yt_bias import config as config_lib
 from yt_bias._keras import tf
 from yt_bias.config import IndexConfig
 from yt_bias.data.loading import load_dataset
-from yt_bias.evaluation import embed
-from yt_bias.index import index_corpus
-from yt_bias.train import checkpoint_for, fit
+from yt_bias.evaluation.exact import embed
+from yt_bias.serving.index import index_corpus
+from yt_bias.training.train import checkpoint_for, fit
 
 K = 10
 SCANN_TREE = IndexConfig(brute_force_below=0, num_leaves=14, num_leaves_to_search=7, k=K)  # half the leaves: recall >= 0.95 on any seed
@@ -53,7 +54,7 @@ _SUBPROCESS = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    from yt_bias import serving
+    from yt_bias.serving import export as serving
     root = sys.argv[1]
     queries = dict(np.load(root + "/queries.npz"))
     out, report = {}, {}
@@ -211,13 +212,13 @@ _EXCLUDE_SUBPROCESS = textwrap.dedent(
     import json, sys, warnings
     import numpy as np
     sys.modules["scann"] = None  # where ScaNN is missing the default index is brute force, with a warning
-    from yt_bias.index import default_index_kind
+    from yt_bias.serving.index import default_index_kind
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = {"kind_without_scann": default_index_kind(), "warning": " ".join(str(w.message) for w in caught)}
     del sys.modules["scann"]
     report["kind_with_scann"] = default_index_kind()
-    from yt_bias import serving
+    from yt_bias.serving import export as serving
     root = sys.argv[1]
     queries = dict(np.load(root + "/queries.npz"))
     exclude = np.load(root + "/exclude.npy")

@@ -230,11 +230,3 @@ def test_cli_simulate_reports_bad_arguments(tmp_path, capsys):
     argv = ["simulate", "--figure", "4", "--num-items", "10", "--batch-size", "10", "--output", str(tmp_path)]
     assert cli.main(argv) == 2
     assert "batch_size" in capsys.readouterr().err
-
-
-def test_former_module_name_reexports_the_studies():
-    from yt_bias import simulation
-
-    assert set(studies.__all__) <= set(simulation.__all__)
-    assert all(getattr(simulation, name) is getattr(studies, name) for name in studies.__all__)
-    assert simulation.StreamConfig is SimulationStreamConfig  # the former name of the simulated stream

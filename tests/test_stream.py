@@ -14,7 +14,7 @@ import pytest
 
 from yt_bias import config as config_lib
 from yt_bias.data.loading import load_dataset
-from yt_bias.stream import STATE_FILE, file_days, generator_days, train_stream, write_days
+from yt_bias.training.day_by_day import STATE_FILE, file_days, generator_days, train_stream, write_days
 
 DAYS = 4
 OVERRIDES = [f"stream.days={DAYS}", "stream.rows_per_day=3000", "stream.popularity_shift=2.0", "train.verbose=0"]
@@ -63,7 +63,7 @@ def test_killed_stream_resumes_with_identical_estimator(tmp_path):
     dataset = load_dataset(config.data, config.model.embedding_dim)
     full_dir, killed_dir = str(tmp_path / "full"), str(tmp_path / "killed")
 
-    cmd = [sys.executable, "-m", "yt_bias.cli", "train", "--stream", "--preset", "smoke", "--workdir", killed_dir]
+    cmd = [sys.executable, "-m", "yt_bias", "train", "--stream", "--preset", "smoke", "--workdir", killed_dir]
     for assignment in OVERRIDES:
         cmd += ["--set", assignment]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -136,7 +136,7 @@ class _Crash(Exception):
 
 @pytest.mark.parametrize(("point", "day"), [("checkpoint", 0), ("checkpoint", 1), ("state", 1)])
 def test_a_crash_at_each_commit_point_leaves_a_resumable_workdir(tmp_path, monkeypatch, reference, point, day):
-    import yt_bias.stream as stream
+    import yt_bias.training.day_by_day as stream
 
     def crash(at, d):
         if (at, d) == (point, day):
@@ -156,7 +156,7 @@ def test_a_crash_at_each_commit_point_leaves_a_resumable_workdir(tmp_path, monke
 
 
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_day(tmp_path, monkeypatch, reference):
-    import yt_bias.stream as stream
+    import yt_bias.training.day_by_day as stream
 
     def crash(at, d):
         if (at, d) == ("state", 1):
@@ -178,7 +178,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_day(tmp_path, mo
 
 
 def test_random_negatives_are_the_same_after_a_resume(tmp_path, monkeypatch):
-    import yt_bias.stream as stream
+    import yt_bias.training.day_by_day as stream
 
     config = _small_config("stream.days=2", "negatives.uniform_per_query=8")
     dataset = load_dataset(config.data, config.model.embedding_dim)

@@ -16,8 +16,8 @@ import tensorflow_recommenders as tfrs
 # isort: on
 
 from yt_bias._keras import keras, tf
-from yt_bias.frequency import OracleFrequency, StreamingFrequencyEstimator
-from yt_bias.tfrs import CorrectedRetrieval
+from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator
+from yt_bias.integrations.tfrs import CorrectedRetrieval
 
 USERS = [f"u{i}" for i in range(20)]
 ITEMS = [f"i{i}" for i in range(30)]
@@ -209,7 +209,7 @@ def test_fit_in_a_tfrs_model_counts_steps_and_metrics():
 # ----------------------------------------------------------------------------- MirroredStrategy (subprocess)
 def _train_and_dump(strategy_name: str) -> dict:
     """Fits the tutorial model on fixed batches; returns the estimator's step and arrays."""
-    from yt_bias.distribute import configure_logical_cpus
+    from yt_bias.training.distribute import configure_logical_cpus
 
     if strategy_name == "mirrored":
         assert configure_logical_cpus(2) == 2

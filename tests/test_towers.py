@@ -3,7 +3,7 @@ import pytest
 
 from yt_bias._keras import tf
 from yt_bias.features import FeatureConfig, FeatureSpec, shared_tables
-from yt_bias.towers import SharedEmbeddings, Tower
+from yt_bias.core.towers import SharedEmbeddings, Tower
 
 ITEM = dict(dim=4, vocabulary=("a", "b", "c"), buckets=2, table="item")
 SPECS = (

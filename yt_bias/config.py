@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 VARIANTS = ("plain-sfx", "correct-sfx", "correct-sfx-oracle")
-LOSS_IMPLEMENTATIONS = ("auto", "dense", "blockwise")  # the in-batch softmax loss (yt_bias.losses.softmax_loss)
+LOSS_IMPLEMENTATIONS = ("auto", "dense", "blockwise")  # the in-batch softmax loss (yt_bias.core.losses.softmax_loss)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +107,7 @@ class ModelConfig:
     remove_accidental_hits: bool = False
     candidates: str = "rows"  # in-batch candidate columns: 'rows' (one per row) or 'unique' (one per distinct item)
     # The softmax loss: 'dense' ([B, N] logits), 'blockwise' (candidate blocks, memory linear in B) or 'auto'
-    # (blockwise from yt_bias.losses.BLOCKWISE_FROM_CANDIDATES candidates on; docs/performance.md).
+    # (blockwise from yt_bias.core.losses.BLOCKWISE_FROM_CANDIDATES candidates on; docs/performance.md).
     loss_implementation: str = "auto"
     loss_block_size: int = 256  # candidates per block of the blockwise loss
 
@@ -163,7 +163,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "parameter_server"
 
 @dataclasses.dataclass(frozen=True)
 class DistributeConfig:
-    """tf.distribute training (see yt_bias/distribute.py and docs/distributed.md); 'default' is one device."""
+    """tf.distribute training (see yt_bias/training/distribute.py and docs/distributed.md); 'default' is one device."""
 
     strategy: str = "default"
     gather_negatives_across_replicas: bool = False  # in-batch negatives from all replicas' items
@@ -188,7 +188,7 @@ class DistributeConfig:
 
 @dataclasses.dataclass(frozen=True)
 class StreamConfig:
-    """Sequential (day by day) training, section 5 of the paper (see yt_bias/stream.py)."""
+    """Sequential (day by day) training, section 5 of the paper (see yt_bias/training/day_by_day.py)."""
 
     days: int = 5
     source: str = "generator"  # 'generator' (the synthetic data, resampled per day) or 'files' (day_*.npz in path)
@@ -210,7 +210,7 @@ IMPRESSION_MODES = ("none", "weak-positive", "hard-negative")
 
 @dataclasses.dataclass(frozen=True)
 class NegativesConfig:
-    """Negative-sampling strategy of the recall stage (yt_bias/negatives.py; docs/negative_sampling.md).
+    """Negative-sampling strategy of the recall stage (yt_bias/core/negatives.py; docs/negative_sampling.md).
 
     The defaults mean "in-batch negatives only", the paper's setting. Fields combine:
       in_batch: the other positives of the batch are negatives (off + ``uniform_per_query`` > 0:

@@ -15,8 +15,8 @@ import numpy as np
 
 from yt_bias.config import ExperimentConfig
 from yt_bias.data.dataset import RecDataset
-from yt_bias.evaluation import evaluate_most_popular
-from yt_bias.train import train_and_evaluate
+from yt_bias.evaluation.exact import evaluate_most_popular
+from yt_bias.training.train import train_and_evaluate
 
 
 @dataclasses.dataclass

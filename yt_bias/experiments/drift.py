@@ -4,7 +4,7 @@ For every drift kind (:mod:`yt_bias.data.drift`), seed and frequency source: dra
 train one two-tower model day by day (``model.fit`` on each day, the model's own corrected train
 step) with that source giving ``p``, and after each day d measure
 
-* next-day Recall@K and NDCG@K on day d + 1's positive rows (:mod:`yt_bias.next_day`: items the
+* next-day Recall@K and NDCG@K on day d + 1's positive rows (:mod:`yt_bias.evaluation.next_day`: items the
   user had on days <= d excluded, candidates = the items alive on day d + 1);
 * Recall@K on the fixed held-out set of the synthetic data (a second, undrifted metric);
 * the TV error ``(1/2B) sum_j |p_hat_j - p_dj|`` against day d's exact per-batch probabilities,
@@ -40,18 +40,18 @@ from yt_bias.data.dataset import ITEM_INDEX, RecDataset, batch_frequencies, make
 from yt_bias.data.drift import DRIFT_KINDS, DriftConfig, DriftStream, drift_days, stream_dataset
 from yt_bias.data.loading import load_dataset
 from yt_bias.data.synthetic import SyntheticConfig
-from yt_bias.evaluation import evaluate_model
-from yt_bias.frequency import total_variation_error
-from yt_bias.frequency_baselines import (
+from yt_bias.evaluation.exact import evaluate_model
+from yt_bias.core.frequency import total_variation_error
+from yt_bias.core.frequency_baselines import (
     CumulativeFrequency,
     CurrentDayOracle,
     FixedTableFrequency,
     FrozenFrequency,
     PreviousDayFrequency,
 )
-from yt_bias.model import TwoTowerModel
-from yt_bias.next_day import SeenItems, evaluate_next_day
-from yt_bias.train import build_frequency, build_model
+from yt_bias.core.model import TwoTowerModel
+from yt_bias.evaluation.next_day import SeenItems, evaluate_next_day
+from yt_bias.training.train import build_frequency, build_model
 
 __all__ = [
     "DriftExperimentConfig", "build_source", "default", "format_table", "quick", "run_drift", "summarize", "warmup_profile",
@@ -362,7 +362,7 @@ def run_drift(
             json.dump(results, f, indent=2, default=str)
         with open(os.path.join(workdir, "drift.md"), "w", encoding="utf-8") as f:
             f.write(format_table(results, config) + "\n")
-        from yt_bias.plots import save_figure
+        from yt_bias.studies.plots import save_figure
 
         save_figure(plot_drift(results, config), os.path.join(workdir, "drift.png"))
     return results

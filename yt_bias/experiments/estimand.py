@@ -29,8 +29,8 @@ import numpy as np
 from yt_bias._keras import keras
 from yt_bias.config import ExperimentConfig
 from yt_bias.data.dataset import ITEM_INDEX, RecDataset
-from yt_bias.evaluation import BANDS, embed, exclusions_for, popularity_bands, retrieval_metrics, top_k
-from yt_bias.train import estimator_error, fit
+from yt_bias.evaluation.exact import BANDS, embed, exclusions_for, popularity_bands, retrieval_metrics, top_k
+from yt_bias.training.train import estimator_error, fit
 
 PAIRINGS = (("inclusion", "rows"), ("expected_count", "rows"), ("inclusion", "unique"))
 SOURCES = ("streaming", "oracle")
@@ -113,7 +113,7 @@ def reference_rankings(dataset: RecDataset, ks: Sequence[int], exclude: str = "t
     term (``generator affinity only``): how much of a model's recall the data's popularity term
     alone can explain.
     """
-    from yt_bias.evaluation import evaluate_most_popular, recall_at_k
+    from yt_bias.evaluation.exact import evaluate_most_popular, recall_at_k
 
     out = {"most-popular": evaluate_most_popular(dataset, ks, exclude=exclude)}
     truth = dataset.truth

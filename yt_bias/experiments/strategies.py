@@ -3,7 +3,7 @@
 For every strategy and seed: train the two-tower model with that strategy's
 :class:`~yt_bias.config.NegativesConfig` on the default data with impressions, and measure exact
 Recall@K (overall and per popularity band: head / torso / tail by training frequency, from
-:func:`yt_bias.evaluation.popularity_bands`) and the training time per epoch. For every seed: train
+:func:`yt_bias.evaluation.exact.popularity_bands`) and the training time per epoch. For every seed: train
 the pCTR ranking model on the impressions, with the retriever's score as a feature (AUC, log loss,
 calibration; popularity-CTR baseline), and evaluate the two-stage pipeline (retrieval of the top N by
 the retriever, the in-batch corrected model of the same seed, then re-ranking) on the same queries.
@@ -32,10 +32,10 @@ from yt_bias.config import (
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset
 from yt_bias.data.impressions import ImpressionsConfig, generate_with_impressions
 from yt_bias.data.synthetic import SyntheticConfig
-from yt_bias.evaluation import embed, exclusion_lists, popularity_bands, retrieval_metrics, top_k
-from yt_bias.pipeline import evaluate_two_stage
-from yt_bias.ranking import RankingConfig, evaluate_ranking, train_ranking
-from yt_bias.train import fit
+from yt_bias.evaluation.exact import embed, exclusion_lists, popularity_bands, retrieval_metrics, top_k
+from yt_bias.ranking.two_stage import evaluate_two_stage
+from yt_bias.ranking.model import RankingConfig, evaluate_ranking, train_ranking
+from yt_bias.training.train import fit
 
 STRATEGIES: dict[str, NegativesConfig] = {
     "random": NegativesConfig(in_batch=False, uniform_per_query=16),

@@ -7,7 +7,7 @@ exact count-based ``candidate_sampling_probability`` as the oracle, with the pap
 reduction) as the field's reference implementation. Every method is evaluated identically:
 exact top-K over the whole corpus, items seen in training excluded (switchable), and
 Recall@K, NDCG@K, coverage@K and Recall@K by popularity band (head / torso / tail by training
-frequency, see :func:`~yt_bias.evaluation.popularity_bands`).
+frequency, see :func:`~yt_bias.evaluation.exact.popularity_bands`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import numpy as np
 from yt_bias._keras import keras
 from yt_bias.config import DataConfig, EstimatorConfig, EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset, make_tf_dataset
-from yt_bias.evaluation import BANDS, embed, exclusion_lists, popularity_bands, retrieval_metrics, top_k
+from yt_bias.evaluation.exact import BANDS, embed, exclusion_lists, popularity_bands, retrieval_metrics, top_k
 from yt_bias.experiments.comparison import ComparisonRow
-from yt_bias.frequency import OracleFrequency
-from yt_bias.train import build_optimizer, fit
+from yt_bias.core.frequency import OracleFrequency
+from yt_bias.training.train import build_optimizer, fit
 
 TEMPERATURES = (0.05, 0.07, 0.14)
 VARIANTS = ("plain-sfx", "correct-sfx", "correct-sfx-oracle")
@@ -72,7 +72,7 @@ def evaluate_popular(
 
 def fit_tfrs(config: ExperimentConfig, dataset: RecDataset):
     """Trains TFRS's Retrieval task on our towers with exact count-based sampling probabilities."""
-    from yt_bias.baselines.tfrs_retrieval import TFRSRetrievalModel
+    from yt_bias.integrations.tfrs_retrieval import TFRSRetrievalModel
 
     keras.utils.set_random_seed(config.train.seed)
     estimand = config.estimator.estimand

@@ -1,4 +1,4 @@
-"""The TFRS basic-retrieval tutorial's model, plain vs :class:`~yt_bias.tfrs.CorrectedRetrieval`.
+"""The TFRS basic-retrieval tutorial's model, plain vs :class:`~yt_bias.integrations.tfrs.CorrectedRetrieval`.
 
 The model (user-ID and movie-ID ``StringLookup`` + ``Embedding`` towers in a ``tfrs.Model``) is
 the caller's: :func:`run_comparison` takes a ``build_model(variant, seed)`` function, trains each
@@ -17,7 +17,7 @@ from yt_bias._keras import keras, tf
 from yt_bias.config import DataConfig
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset
 from yt_bias.data.loading import detect_source, load_dataset
-from yt_bias.evaluation import evaluate_embeddings, exclusion_lists
+from yt_bias.evaluation.exact import evaluate_embeddings, exclusion_lists
 
 USER = "user_id"
 MOVIE = "movie_id"

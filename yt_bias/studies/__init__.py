@@ -8,6 +8,8 @@
   memory), the reference run, comparison tables.
 * :mod:`yt_bias.studies.prop41`: Proposition 4.1 (bias and variance of the estimated interval on
   i.i.d. gaps), closed forms with the misprints corrected, and its measurement.
+
+May import: everything below the entry points.
 """
 
 from yt_bias.studies.figures import (

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from yt_bias._keras import tf
-from yt_bias.frequency import StreamingFrequencyEstimator
+from yt_bias.core.frequency import StreamingFrequencyEstimator
 from yt_bias.studies.tracing import quiet_retracing
 
 __all__ = ["Prop41Config", "Prop41Result", "prop41_closed_forms", "run_prop41"]

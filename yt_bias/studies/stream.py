@@ -9,7 +9,7 @@ accurate to about 1e-12), not the approximation ``B * q_i`` (off by a total vari
 ``B * q_i`` instead. The error is the paper's total variation ``(1 / 2B) * sum_i |p_hat_i - pi_i|``,
 measured every ``eval_every`` steps against the distribution that generated the step's batch.
 
-The runs drive :class:`~yt_bias.frequency.StreamingFrequencyEstimator` itself (the TF code that
+The runs drive :class:`~yt_bias.core.frequency.StreamingFrequencyEstimator` itself (the TF code that
 training uses) inside ``tf.function`` loops over pre-sampled batches;
 :func:`numpy_reference_errors` re-implements Algorithms 2 and 3 in numpy as a cross-check.
 """
@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from yt_bias._keras import tf
-from yt_bias.frequency import StreamingFrequencyEstimator, total_variation_error
+from yt_bias.core.frequency import StreamingFrequencyEstimator, total_variation_error
 from yt_bias.studies.inclusion import inclusion_probabilities, sample_batches
 from yt_bias.studies.tracing import quiet_retracing
 
@@ -266,7 +266,7 @@ def numpy_reference_errors(
     """Algorithm 2/3 re-implemented in numpy on the estimator's own buckets: a cross-check and the paper's literal loop.
 
     With ``per_item_updates=False`` this is the update rule of
-    :class:`~yt_bias.frequency.StreamingFrequencyEstimator` (each bucket hit by a step is updated
+    :class:`~yt_bias.core.frequency.StreamingFrequencyEstimator` (each bucket hit by a step is updated
     once), so its errors equal :func:`run_stream_simulation`'s up to float32 rounding. With
     ``per_item_updates=True`` it runs the paper's pseudo-code literally, one update per item:
     when ``k`` items of one batch share a bucket, the 2nd..k-th updates see a gap of 0, so

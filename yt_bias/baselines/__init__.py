@@ -1,1 +1,0 @@
-"""Reference implementations we compare against (TFRS's Retrieval task)."""

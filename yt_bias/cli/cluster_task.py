@@ -1,0 +1,71 @@
+"""One task process of a ParameterServerStrategy cluster: ``python -m yt_bias.cli.cluster_task``.
+
+Every task runs it with the same config (``--preset``/``--set``, the same files as ``yt-bias train``)
+and its own role, read from ``TF_CONFIG`` (as on a real cluster) or from ``--cluster`` +
+``--task-type`` + ``--task-index``. ``ps`` and ``worker`` tasks serve until killed; the ``chief``
+trains and writes ``metrics.json`` (:mod:`yt_bias.training.cluster`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from yt_bias.training.cluster import SERVER_TYPES, run_chief, serve
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    from yt_bias.cli.common import add_config_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m yt_bias.cli.cluster_task", description=__doc__.split("\n")[0])
+    add_config_arguments(parser)
+    parser.add_argument("--cluster", default=None, help="cluster spec JSON (default: TF_CONFIG's 'cluster')")
+    parser.add_argument("--task-type", choices=("chief", "worker", "ps"), default=None, help="default: TF_CONFIG's")
+    parser.add_argument("--task-index", type=int, default=None)
+    parser.add_argument("--workdir", default="runs/cluster", help="chief: where metrics.json goes")
+    parser.add_argument("--steps", type=int, default=None, help="chief: training closures (distribute.steps)")
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="chief: also checkpoint every N closures (distribute.checkpoint_every; 0 = at the end only)")
+    return parser.parse_args(argv)
+
+
+def _tf_config(args: argparse.Namespace) -> dict:
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    if args.cluster:
+        tf_config["cluster"] = json.loads(args.cluster)
+    task = dict(tf_config.get("task", {}))
+    if args.task_type:
+        task["type"] = args.task_type
+    if args.task_index is not None:
+        task["index"] = args.task_index
+    tf_config["task"] = task
+    if "cluster" not in tf_config or "type" not in task:
+        raise ValueError("No cluster: set TF_CONFIG or pass --cluster and --task-type (see docs/distributed.md).")
+    return tf_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    tf_config = _tf_config(args)
+    if tf_config["task"]["type"] in SERVER_TYPES:
+        serve(tf_config)
+        return 0
+    from yt_bias._keras import tf
+    from yt_bias.cli.common import config_from_args
+    from yt_bias.config import override
+
+    tf.get_logger().setLevel("INFO")  # the coordinator logs worker failures, re-queued closures, recoveries
+    tf.get_logger().propagate = False  # once, not once more through the root logger
+    config = override(config_from_args(args), "distribute.strategy=parameter_server")
+    steps = args.steps if args.steps is not None else config.distribute.steps
+    metrics = run_chief(config, tf_config, args.workdir, steps, args.log_every, args.checkpoint_every)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "losses"}, indent=2, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""One module per ``yt-bias`` subcommand; each exposes ``register(subparsers)``."""

@@ -1,0 +1,296 @@
+"""The two-tower model with the sampling-bias-corrected in-batch softmax (Algorithm 1 of the paper).
+
+Per training step: read the batch's item IDs, update the streaming frequency estimator with them
+(one global step) and read each item's sampling probability p, compute both towers, build the
+corrected batch softmax loss with log p, and apply one optimizer step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from yt_bias._keras import keras, tf
+from yt_bias.data.dataset import REWARD
+from yt_bias.features import FeatureConfig
+from yt_bias.core.frequency import update_once_per_global_step
+from yt_bias.core.losses import (
+    BLOCKWISE_FROM_CANDIDATES,
+    LOSS_IMPLEMENTATIONS,
+    log_probability,
+    softmax_loss,
+)
+from yt_bias.core.towers import build_towers
+
+CANDIDATE_MODES = ("rows", "unique")
+
+
+def unique_columns(item_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The batch's distinct items as candidate columns.
+
+    Returns:
+      (unique_ids [U], column [B] the column of each row's item, first_row [U] the first row of
+      each distinct item).
+    """
+    unique_ids, column = tf.unique(item_ids)
+    rows = tf.range(tf.shape(item_ids)[0])
+    first_row = tf.math.unsorted_segment_min(rows, column, tf.shape(unique_ids)[0])
+    return unique_ids, column, first_row
+
+
+def _id_fingerprints(ids: tf.Tensor) -> tf.Tensor:
+    """int64 fingerprints of item IDs (all-gather takes numbers only); equal IDs, equal fingerprints."""
+    if ids.dtype != tf.string:
+        return tf.cast(ids, tf.int64)
+    return tf.strings.to_hash_bucket_fast(ids, (1 << 63) - 1)
+
+
+def gathered_batch_loss(model, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor | None, training: bool) -> tf.Tensor:
+    """In-batch softmax whose candidates are the items of all replicas (TFRS never gathers them).
+
+    Each replica scores its B/R queries against the global batch's B items (all-gathered, with
+    their IDs and log q); the positive of local query i sits at ``replica_id * B/R + i``. The
+    returned loss is the local mean; summed over replicas after the train step's 1/R scaling it is
+    the one-device loss of the global batch, and all-gather's gradient sends each replica's share
+    back, so gradients match one device.
+
+    Returns:
+      Scalar float32, this replica's mean loss.
+    """
+    replica = tf.distribute.get_replica_context()
+    if replica is None or replica.num_replicas_in_sync == 1:
+        return model.batch_loss(batch, log_q, training=training)
+    query, items = model(batch, training=training)
+    ids = batch[model.features.item_id]
+    local = tf.shape(query)[0]
+    all_items = replica.all_gather(items, axis=0)
+    all_ids = replica.all_gather(_id_fingerprints(ids), axis=0)
+    all_log_q = replica.all_gather(log_q, axis=0) if log_q is not None else None
+    offset = tf.cast(replica.replica_id_in_sync_group, tf.int32) * local
+    return softmax_loss(
+        query,
+        all_items,
+        temperature=model.temperature,
+        log_q=all_log_q,
+        rewards=batch.get(REWARD),
+        positive_index=offset + tf.range(local),
+        candidate_ids=all_ids,
+        remove_accidental_hits=model.remove_accidental_hits,
+        implementation=model.loss_implementation,
+        block_size=model.loss_block_size,
+    )
+
+
+class TwoTowerModel(keras.Model):
+    """Query tower u(x), item tower v(y), score <u, v> / tau, trained with the corrected softmax.
+
+    Args:
+      features: which features each tower reads and which item feature is the ID.
+      hidden_units: MLP widths of both towers (the paper: [512, 128] or [1024, 512, 128]).
+      normalize: L2-normalise both towers' outputs.
+      temperature: tau.
+      frequency: a :class:`~yt_bias.core.frequency.StreamingFrequencyEstimator` (correct-sfx), an
+        :class:`~yt_bias.core.frequency.OracleFrequency` (exact counts), or None (plain-sfx).
+      read_after_update: update the estimator with the batch before reading p (default) or after.
+      remove_accidental_hits: mask in-batch negatives that are the positive's own item.
+      share_embeddings: one set of embedding tables for both towers (tables are matched by name).
+      negatives: a :class:`~yt_bias.core.negatives.NegativeStrategy` (extra candidates: uniform, mixed,
+        cross-batch, impressions; or the 2025 loss), or None for the paper's in-batch softmax.
+      candidates: the in-batch candidate columns: ``"rows"`` (one column per row of the batch, so
+        an item with c rows has c columns; pair with the ``expected_count`` estimand) or
+        ``"unique"`` (one column per distinct item of the batch, a row's positive is its item's
+        column; pair with the ``inclusion`` estimand).
+      gather_negatives_across_replicas: under a MirroredStrategy, score each replica's queries
+        against the items of every replica (the global batch), not only its own.
+      loss_implementation: the in-batch softmax loss: ``"dense"`` ([B, N] logits), ``"blockwise"``
+        (candidate blocks with recomputed gradients, memory linear in B) or ``"auto"`` (blockwise
+        from ``yt_bias.core.losses.BLOCKWISE_FROM_CANDIDATES`` candidates on); same value and gradients.
+      loss_block_size: candidates per block of the blockwise loss (None: its default).
+    """
+
+    def __init__(
+        self,
+        features: FeatureConfig,
+        hidden_units=(128, 64),
+        normalize: bool = True,
+        temperature: float = 0.05,
+        frequency: keras.layers.Layer | None = None,
+        read_after_update: bool = True,
+        remove_accidental_hits: bool = False,
+        share_embeddings: bool = True,
+        negatives: keras.layers.Layer | None = None,
+        candidates: str = "rows",
+        gather_negatives_across_replicas: bool = False,
+        loss_implementation: str = "auto",
+        loss_block_size: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0; received {temperature!r}.")
+        self.features = features
+        self.temperature = float(temperature)
+        self.frequency = frequency
+        self.read_after_update = bool(read_after_update)
+        self.remove_accidental_hits = bool(remove_accidental_hits)
+        self.share_embeddings = bool(share_embeddings)
+        self.query_tower, self.item_tower = build_towers(features, hidden_units, normalize, share_embeddings)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.negatives = negatives
+        if candidates not in CANDIDATE_MODES:
+            raise ValueError(f"candidates must be one of {list(CANDIDATE_MODES)}; received {candidates!r}.")
+        if candidates == "unique" and negatives is not None:
+            raise ValueError("candidates='unique' works with the in-batch softmax only; received a negative-sampling strategy.")
+        self.candidates = candidates
+        self.gather_negatives_across_replicas = bool(gather_negatives_across_replicas)
+        if loss_implementation not in LOSS_IMPLEMENTATIONS:
+            raise ValueError(f"loss_implementation must be one of {LOSS_IMPLEMENTATIONS}; received {loss_implementation!r}.")
+        self.loss_implementation = loss_implementation
+        self.loss_block_size = loss_block_size
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False):
+        """Returns (query embeddings [batch, d], item embeddings [batch, d])."""
+        return self.query_tower(inputs, training=training), self.item_tower(inputs, training=training)
+
+    def sampling_log_q(self, item_ids: tf.Tensor, update: bool) -> tf.Tensor | None:
+        """log p of the batch's items; with ``update`` the estimator also consumes the batch.
+
+        The update is one global step under any tf.distribute strategy (the estimator's own
+        cross-replica update). p is clipped at 1 only when the estimand is an inclusion probability.
+        """
+        if self.frequency is None:
+            return None
+        if update and hasattr(self.frequency, "update_and_probability"):
+            probability = self.frequency.update_and_probability(item_ids, read_after_update=self.read_after_update)
+        elif update:
+            probability = self._update_then_read(item_ids)
+        else:
+            probability = self.frequency.probability(item_ids)
+        estimand = getattr(self.frequency, "estimand", "inclusion")
+        return log_probability(probability, max_probability=1.0 if estimand == "inclusion" else None)
+
+    def _update_then_read(self, item_ids: tf.Tensor) -> tf.Tensor:
+        """For frequency sources without a fused update-and-read (``update`` and ``probability`` only)."""
+        if self.read_after_update:
+            with tf.control_dependencies([update_once_per_global_step(self.frequency, item_ids)]):
+                return self.frequency.probability(item_ids)
+        probability = self.frequency.probability(item_ids)
+        with tf.control_dependencies([probability]):
+            step = update_once_per_global_step(self.frequency, item_ids)
+        with tf.control_dependencies([step]):
+            return tf.identity(probability)
+
+    def batch_loss(self, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor | None, training: bool) -> tf.Tensor:
+        """The corrected in-batch softmax loss of one batch (the positives are the diagonal, or the
+        rows' item columns with ``candidates="unique"``)."""
+        query, items = self(batch, training=training)
+        if self.negatives is not None:
+            return self.negatives.loss(self, batch, query, items, log_q, training)
+        item_ids = batch[self.features.item_id]
+        positive_index = None
+        if self.candidates == "unique":
+            item_ids, positive_index, first_row = unique_columns(item_ids)
+            items = tf.gather(items, first_row)
+            log_q = None if log_q is None else tf.gather(log_q, first_row)
+        return softmax_loss(
+            query,
+            items,
+            temperature=self.temperature,
+            log_q=log_q,
+            rewards=batch.get(REWARD),
+            positive_index=positive_index,
+            candidate_ids=item_ids,
+            remove_accidental_hits=self.remove_accidental_hits,
+            implementation=self._implementation_for(query),
+            block_size=self.loss_block_size,
+        )
+
+    def _implementation_for(self, query: tf.Tensor) -> str:
+        """``loss_implementation``, with "auto" decided by the static batch size (unique columns have
+        no static count, and there are never more of them than rows)."""
+        if self.loss_implementation != "auto":
+            return self.loss_implementation
+        rows = query.shape[0]
+        if rows is None:
+            return "auto"
+        return "dense" if rows < BLOCKWISE_FROM_CANDIDATES else "blockwise"
+
+    def optimizer_step(self, batch: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """One training step on ``batch``, the one every driver runs.
+
+        Updates the frequency source with the batch's items (one global step) and reads log p,
+        computes the corrected softmax loss plus the model's regularisation losses (``self.losses``),
+        and applies their gradients with ``self.optimizer``. ``model.fit`` runs it through
+        :meth:`train_step`; the parameter-server driver runs it in each worker closure.
+
+        Args:
+          batch: a batch of features (the towers' inputs, the item ID, optionally the reward).
+        Returns:
+          Scalar float32: the batch's softmax loss (regularisation losses not included).
+        Raises:
+          ValueError: ``gather_negatives_across_replicas`` with ``candidates="unique"``.
+        """
+        log_q = self.sampling_log_q(batch[self.features.item_id], update=True)
+        with tf.GradientTape() as tape:
+            if self.gather_negatives_across_replicas:
+                if self.candidates == "unique":
+                    raise ValueError("candidates='unique' cannot gather negatives across replicas; use candidates='rows'.")
+                loss = gathered_batch_loss(self, batch, log_q, training=True)
+            else:
+                loss = self.batch_loss(batch, log_q, training=True)
+            total = loss + tf.add_n(self.losses) if self.losses else loss
+            # Under a strategy the optimizer sums the replicas' gradients: scale to the global mean.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            if replicas > 1:
+                total = total / replicas
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        return loss
+
+    def train_step(self, batch):
+        loss = self.optimizer_step(batch)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, batch):
+        log_q = self.sampling_log_q(batch[self.features.item_id], update=False)
+        self.loss_tracker.update_state(self.batch_loss(batch, log_q, training=False))
+        return {"loss": self.loss_tracker.result()}
+
+    def get_config(self) -> dict:
+        """Everything needed to rebuild the model, the frequency source and negatives included."""
+        return {
+            "features": self.features.to_dict(),
+            "hidden_units": list(self.query_tower.hidden_units),
+            "normalize": self.query_tower.normalize,
+            "temperature": self.temperature,
+            "read_after_update": self.read_after_update,
+            "remove_accidental_hits": self.remove_accidental_hits,
+            "share_embeddings": self.share_embeddings,
+            "candidates": self.candidates,
+            "gather_negatives_across_replicas": self.gather_negatives_across_replicas,
+            "loss_implementation": self.loss_implementation,
+            "loss_block_size": self.loss_block_size,
+            "frequency": None if self.frequency is None else keras.layers.serialize(self.frequency),
+            "negatives": None if self.negatives is None else keras.layers.serialize(self.negatives),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> TwoTowerModel:
+        """Rebuilds the model of :meth:`get_config`; raises ValueError where a part cannot be rebuilt."""
+        from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator
+
+        config = dict(config)
+        config["features"] = FeatureConfig.from_dict(config["features"])
+        custom = {"StreamingFrequencyEstimator": StreamingFrequencyEstimator, "OracleFrequency": OracleFrequency}
+        if config.get("frequency") is not None:
+            config["frequency"] = keras.layers.deserialize(config["frequency"], custom_objects=custom)
+        if config.get("negatives") is not None:
+            raise ValueError(
+                "TwoTowerModel.from_config cannot rebuild a negative-sampling strategy (it samples from the item "
+                "corpus, which a config does not hold): build the model with yt_bias.training.train.build_model instead."
+            )
+        return cls(**config)

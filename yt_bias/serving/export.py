@@ -1,0 +1,415 @@
+"""One SavedModel from raw query features to top-K items (section 5.4 of the paper).
+
+:func:`export` stitches the trained query tower and an :class:`~yt_bias.serving.index.ItemIndex` into one
+``tf.Module`` whose ``serving_default`` signature takes the query features of the config (named
+inputs, one per :class:`~yt_bias.features.FeatureSpec`: string ``[batch]`` for id/categorical,
+string ``[batch, max_len]`` for bags, float32 ``[batch, width]`` for dense) and returns
+``item_ids`` (string ``[batch, k]``) and ``scores`` (float32 ``[batch, k]``, dot products).
+``assets.extra/yt_bias.json`` holds what a user needs: the experiment config, the feature spec,
+the index settings, k and the number of items.
+
+Exclusions: a second signature, ``serving_with_exclusions``, takes the same inputs plus
+``exclude_item_ids`` (string ``[batch, n]``, a user's seen item IDs, ``""`` = padding) and never
+returns those items: it fetches k + n results from the index and drops them, so k valid items
+come back whenever the corpus has k others (:meth:`ServingModel.query` picks the signature).
+
+Index choice: ``scann`` (the default where ScaNN is installed; needs ScaNN's custom ops wherever
+it is loaded, so stock TensorFlow Serving cannot load it) or ``brute_force`` (exact, stock
+TensorFlow ops only; the default where ScaNN is not installed).
+Query values that were never seen in training are not errors: an unseen ID or category falls
+into the hashed out-of-vocabulary rows of its table, exactly as in training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from yt_bias._keras import tf
+from yt_bias.config import ExperimentConfig, IndexConfig, from_dict
+from yt_bias.features import FeatureConfig, FeatureSpec
+from yt_bias.serving.index import (
+    EXCLUDE,
+    SCANN_HINT,
+    ItemIndex,
+    check_k,
+    default_index_kind,
+    exclusion_matrix,
+    filter_excluded,
+    import_scann_ops,
+    index_corpus,
+    scann_top,
+)
+
+METADATA_FILE = os.path.join("assets.extra", "yt_bias.json")
+SIGNATURE = "serving_default"
+SIGNATURE_EXCLUDING = "serving_with_exclusions"
+
+
+def input_signature(specs: Sequence[FeatureSpec]) -> dict[str, tf.TensorSpec]:
+    """One named ``tf.TensorSpec`` per query feature, with a free batch dimension."""
+    return {s.name: tf.TensorSpec((None, *s.shape), s.dtype, name=s.name) for s in specs}
+
+
+class RetrievalModule(tf.Module):
+    """Query tower + item index: raw query features -> (item_ids [batch, k], scores [batch, k]).
+
+    Args:
+      query_tower: the trained :class:`~yt_bias.core.towers.Tower` of the queries.
+      index: the item index (ScaNN or brute force) over the corpus.
+      k: how many items to return (at most the corpus size).
+    """
+
+    def __init__(self, query_tower, index: ItemIndex, k: int):
+        super().__init__(name="retrieval")
+        self.query_tower = query_tower
+        self.k = check_k(k, index.num_items)
+        self.num_items = index.num_items
+        self.kind = index.kind
+        self.parallel = bool(index.config.parallel)
+        self.reorder = int(index.parameters.get("reorder", 0))
+        self.item_ids = tf.Variable(index.ids.astype(str), trainable=False, name="item_ids")
+        if index.kind == "scann":
+            self.scann = index.scann_state()
+        else:
+            self.item_embeddings = tf.Variable(index.embeddings, trainable=False, name="item_embeddings")
+        features = input_signature(query_tower.specs)
+        if EXCLUDE in features:
+            raise ValueError(f"query features: a feature may not be named '{EXCLUDE}' (the exclusions input); rename it.")
+        self.serve = tf.function(self._serve, input_signature=[features])
+        excluding = {**features, EXCLUDE: tf.TensorSpec((None, None), tf.string, name=EXCLUDE)}
+        self.serve_excluding = tf.function(self._serve_excluding, input_signature=[excluding])
+
+    def _top(self, query: tf.Tensor, fetch) -> tuple[tf.Tensor, tf.Tensor]:
+        """The index's top ``fetch`` of each query: (ids [batch, fetch], scores), ``""`` / -inf when missing."""
+        if self.kind == "scann":
+            indices, scores = scann_top(self.scann, query, fetch, self.parallel, self.reorder, self.k)
+            valid = tf.logical_and(indices >= 0, tf.math.is_finite(scores))  # ScaNN pads with -1 / NaN
+            return tf.where(valid, tf.gather(self.item_ids, tf.maximum(indices, 0)), ""), tf.where(valid, scores, -np.inf)
+        top = tf.math.top_k(tf.matmul(query, self.item_embeddings, transpose_b=True), k=fetch)
+        return tf.gather(self.item_ids, top.indices), top.values
+
+    def _serve(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        ids, scores = self._top(self.query_tower(features, training=False), self.k)
+        return {"item_ids": tf.ensure_shape(ids, [None, self.k]), "scores": tf.ensure_shape(scores, [None, self.k])}
+
+    def _serve_excluding(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        features = dict(features)
+        exclude = features.pop(EXCLUDE)
+        query = self.query_tower(features, training=False)
+        fetch = tf.minimum(self.k + tf.shape(exclude)[1], self.num_items)  # over-fetch k + n, then drop
+        ids, scores = filter_excluded(*self._top(query, fetch), exclude, self.k)
+        return {"item_ids": tf.ensure_shape(ids, [None, self.k]), "scores": tf.ensure_shape(scores, [None, self.k])}
+
+
+def export(path: str, query_tower, index: ItemIndex, metadata: dict | None = None, k: int | None = None) -> dict:
+    """Writes the SavedModel (``serving_default``) and ``assets.extra/yt_bias.json``; returns the metadata.
+
+    Raises:
+      ValueError: ``path`` exists and is not empty, or an empty index.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"export path {path!r} is a file; expected a new directory.")
+    if os.path.exists(path) and os.listdir(path):
+        raise ValueError(f"export path {path!r} exists and is not empty; expected a new directory.")
+    if index.num_items == 0:
+        raise ValueError("index: the corpus is empty; expected at least one item to export.")
+    module = RetrievalModule(query_tower, index, index.config.k if k is None else k)
+    concrete = module.serve.get_concrete_function()
+    excluding = module.serve_excluding.get_concrete_function()
+    warm = {s.name: tf.zeros((1, *s.shape), s.dtype) for s in query_tower.specs}
+    concrete(warm)  # ScaNN: the searcher must be built once before saving
+    excluding({**warm, EXCLUDE: tf.fill([1, 1], "")})
+    options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]) if index.kind == "scann" else None
+    start = time.perf_counter()
+    tf.saved_model.save(module, path, signatures={SIGNATURE: concrete, SIGNATURE_EXCLUDING: excluding}, options=options)
+    meta = dict(metadata or {})
+    meta.update(
+        format="yt_bias.serving.export/1",
+        signature=SIGNATURE,
+        inputs=[s.to_dict() for s in query_tower.specs],
+        outputs={"item_ids": "string [batch, k]", "scores": "float32 [batch, k]"},
+        exclusions={"signature": SIGNATURE_EXCLUDING, "input": EXCLUDE, "shape": "string [batch, n], '' = padding"},
+        k=module.k,
+        num_items=index.num_items,
+        index={
+            "config": dataclasses.asdict(index.config),
+            "parameters": index.parameters,
+            "build_seconds": index.build_seconds,
+            "size_bytes": index.size_bytes,
+        },
+        needs_scann=index.kind == "scann",
+    )
+    os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
+    with open(os.path.join(path, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+    meta["save_seconds"] = round(time.perf_counter() - start, 3)
+    return meta
+
+
+def restore_model(workdir: str, checkpoint: str | None = None):
+    """Rebuilds a trained model from a training workdir: (config, corpus, model).
+
+    The corpus is the item snapshot saved at training time (``items.npz``), never rebuilt from
+    ``config.data``; the returned :class:`~yt_bias.data.dataset.RecDataset` holds those items and
+    the saved features, and no interactions.
+
+    Args:
+      workdir: the directory ``yt-bias train --workdir`` wrote (config.json, features.json, items.npz, run.json, checkpoint/).
+      checkpoint: a checkpoint prefix (e.g. a newer one); the run's committed (or latest) one if None.
+    Raises:
+      ValueError: no config.json, no checkpoint, files changed since training, or a checkpoint that
+        is damaged or does not match the model.
+    """
+    from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset
+    from yt_bias.training.run_directory import open_trained
+    from yt_bias.training.train import build_model
+
+    trained = open_trained(workdir, checkpoint)
+    config: ExperimentConfig = from_dict(trained.config)
+    features = FeatureConfig.from_dict(trained.features)
+    empty = {s.name: np.zeros((0, *s.shape), np.float32 if s.kind == "dense" else str) for s in features.query}
+    empty.update({ITEM_INDEX: np.zeros(0, np.int64), REWARD: np.zeros(0, np.float32), QUERY_KEY: np.zeros(0, str)})
+    try:
+        dataset = RecDataset(trained.record.get("data", {}).get("name", "snapshot"), features, trained.items, empty, dict(empty))
+    except ValueError as error:
+        raise ValueError(f"{os.path.join(workdir, 'items.npz')} does not fit {os.path.join(workdir, 'features.json')}: {error}") from None
+    model = build_model(config, dataset)
+    batch = {s.name: np.zeros((2, *s.shape), np.float32) if s.kind == "dense" else np.full((2, *s.shape), "") for s in features.query}
+    batch.update({s.name: np.asarray(dataset.items[s.name])[[0, 0]] for s in features.item})
+    batch.update({REWARD: np.ones(2, np.float32), ITEM_INDEX: np.zeros(2, np.int64)})
+    model({name: tf.constant(value) for name, value in batch.items()})  # create the variables: the restore is checked, not deferred
+    try:
+        status = tf.train.Checkpoint(model=model).restore(trained.checkpoint).expect_partial()
+    except (tf.errors.OpError, ValueError, IndexError, KeyError) as error:  # a truncated file raises IndexError
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"checkpoint {trained.checkpoint!r} is damaged or unreadable ({first}); retrain, or pass an older --checkpoint.") from None
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+        config_path = os.path.join(workdir, "config.json")
+        raise ValueError(f"checkpoint {trained.checkpoint!r} does not match the model of {config_path}: {error}") from None
+    return config, dataset, model
+
+
+def load_items(path: str) -> dict[str, np.ndarray]:
+    """Reads an item corpus (item feature name -> [num_items, ...] array) from an ``.npz`` file."""
+    from yt_bias.training.run_directory import read_npz
+
+    return read_npz(path, "items")
+
+
+def index_from_workdir(
+    workdir: str, config: IndexConfig | None = None, items: Mapping[str, np.ndarray] | None = None, checkpoint: str | None = None
+):
+    """Restores a trained model and indexes a corpus (the data set's by default): (model, dataset, index, config).
+
+    Refreshing without retraining: pass a newer ``checkpoint`` or a changed ``items`` corpus.
+    """
+    config = config or IndexConfig(kind=default_index_kind())
+    experiment, dataset, model = restore_model(workdir, checkpoint)
+    corpus = dataset.items if items is None else items  # the training-time snapshot by default
+    index = index_corpus(model.item_tower, corpus, dataset.features.item_id, config)
+    return model, dataset, index, experiment
+
+
+def export_from_workdir(
+    workdir: str,
+    path: str,
+    config: IndexConfig | None = None,
+    items: Mapping[str, np.ndarray] | None = None,
+    checkpoint: str | None = None,
+    index: ItemIndex | None = None,
+) -> dict:
+    """Exports a training workdir as one SavedModel (re-run it to refresh the index without retraining).
+
+    Args:
+      workdir: the training workdir.
+      path: the new SavedModel directory.
+      config: the index settings (ignored when ``index`` is given).
+      items: a new corpus (added or removed items); the training data set's corpus if None.
+      checkpoint: a newer checkpoint prefix; the workdir's latest if None.
+      index: a prebuilt index (``yt-bias index --out``) to use instead of building one.
+    Returns:
+      The export's metadata, with ``index_build_seconds``, ``index_size_bytes`` and timings.
+    """
+    if index is None:
+        model, dataset, index, experiment = index_from_workdir(workdir, config, items, checkpoint)
+    else:
+        experiment, dataset, model = restore_model(workdir, checkpoint)
+        from yt_bias.training.run_directory import tower_fingerprint
+
+        expected = tower_fingerprint(model.item_tower)
+        if index.tower_fingerprint != expected:
+            raise ValueError(
+                f"index: built by another item tower (fingerprint {index.tower_fingerprint or 'none recorded'}); the item "
+                f"tower of {workdir!r} has {expected}. Rebuild it: yt-bias index --workdir {workdir} --out FILE."
+            )
+    metadata = {"config": experiment.to_dict(), "features": dataset.features.to_dict(), "workdir": os.path.abspath(workdir)}
+    return export(path, model.query_tower, index, metadata)
+
+
+class ServingModel:
+    """A loaded export: call :meth:`query` with raw query features, get top-K IDs and scores.
+
+    Attributes:
+      metadata: the contents of ``assets.extra/yt_bias.json``.
+      specs: the query feature specs (the signature's named inputs).
+      signature: the ``serving_default`` concrete function.
+      excluding_signature: the ``serving_with_exclusions`` concrete function (None in exports
+        written before it existed).
+    """
+
+    def __init__(self, loaded, metadata: dict):
+        self.loaded = loaded
+        self.metadata = metadata
+        self.specs = tuple(FeatureSpec.from_dict(s) for s in metadata["inputs"])
+        self.signature = loaded.signatures[metadata.get("signature", SIGNATURE)]
+        excluding = metadata.get("exclusions", {}).get("signature")
+        self.excluding_signature = loaded.signatures[excluding] if excluding in loaded.signatures else None
+
+    @property
+    def k(self) -> int:
+        return int(self.metadata["k"])
+
+    def check_features(self, features: Mapping[str, object]) -> dict[str, tf.Tensor]:
+        """Validates raw query features and makes the signature's tensors.
+
+        Raises:
+          ValueError: an unknown or missing feature, a wrong shape, or a batch size mismatch.
+          TypeError: a value that is not of the feature's type (string / float).
+        """
+        expected = [s.name for s in self.specs]
+        unknown = sorted(set(features) - set(expected))
+        if unknown:
+            raise ValueError(f"query features: unknown feature(s) {unknown}; expected exactly {expected}.")
+        missing = [name for name in expected if name not in features]
+        if missing:
+            raise ValueError(f"query features: missing feature(s) {missing}; expected exactly {expected}.")
+        tensors, batch = {}, None
+        for spec in self.specs:
+            value = np.asarray(features[spec.name])
+            if spec.kind == "dense":
+                if value.dtype.kind not in "fiub":
+                    raise TypeError(f"query feature '{spec.name}' (dense): expected float values; received dtype {value.dtype}.")
+                value = value.astype(np.float32)
+                if not np.all(np.isfinite(value)):
+                    raise ValueError(f"query feature '{spec.name}' (dense): expected finite values; received NaN or infinity.")
+            else:
+                if value.dtype.kind not in "USO":
+                    raise TypeError(f"query feature '{spec.name}' ({spec.kind}): expected strings; received dtype {value.dtype}.")
+                if value.dtype.kind == "O":  # None or numbers would silently become "None" / "3"
+                    flat = [v.decode() if isinstance(v, bytes) else v for v in value.ravel().tolist()]
+                    bad = [v for v in flat if not isinstance(v, str)]
+                    if bad:
+                        raise TypeError(f"query feature '{spec.name}' ({spec.kind}): expected strings; received {bad[0]!r}.")
+                    value = np.array(flat, dtype=str).reshape(value.shape)
+                value = value.astype(str)
+            if value.ndim == 0:
+                raise ValueError(f"query feature '{spec.name}' ({spec.kind}): expected a batch of values; received a scalar.")
+            if value.shape[1:] != spec.shape:
+                raise ValueError(
+                    f"query feature '{spec.name}' ({spec.kind}): expected shape [batch, {', '.join(map(str, spec.shape))}]".replace(
+                        ", ]", "]"
+                    )
+                    + f"; received {list(value.shape)}."
+                )
+            if batch is not None and value.shape[0] != batch:
+                raise ValueError(
+                    f"query feature '{spec.name}': expected batch size {batch} like the others; received {value.shape[0]}."
+                )
+            batch = value.shape[0]
+            tensors[spec.name] = tf.constant(value)
+        return tensors
+
+    def query(self, features: Mapping[str, object], exclude_item_ids=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-K of a batch of raw queries: (item_ids [batch, k] str, scores [batch, k] float32).
+
+        Args:
+          features: query feature name -> [batch, ...] values.
+          exclude_item_ids: per query, item IDs never to return (e.g. the user's seen items; ragged
+            lists are padded with ``""``); k valid items still come back when the corpus has them.
+        Raises:
+          ValueError: bad features or exclusions, or exclusions on an export without that signature.
+        """
+        tensors = self.check_features(features)
+        if exclude_item_ids is None:
+            out = self.signature(**tensors)
+        else:
+            if self.excluding_signature is None:
+                raise ValueError(f"{EXCLUDE}: this export has no '{SIGNATURE_EXCLUDING}' signature; re-export it to use exclusions.")
+            batch = int(next(iter(tensors.values())).shape[0]) if tensors else 0
+            exclude = exclusion_matrix(exclude_item_ids, batch)
+            out = self.excluding_signature(**tensors, **{EXCLUDE: tf.constant(exclude, tf.string)})
+        return out["item_ids"].numpy().astype(str), out["scores"].numpy()
+
+
+def load(path: str, warmup: bool = True) -> ServingModel:
+    """Loads an export in this process, registering ScaNN's ops first when the export needs them.
+
+    Args:
+      path: the SavedModel directory written by :func:`export`.
+      warmup: run one query so that ScaNN's searcher is rebuilt now, not on the first request.
+    Raises:
+      ValueError: ``path`` is not a yt_bias export.
+      ImportError: the export uses ScaNN and ScaNN is missing (the message says what to install).
+    """
+    meta_path = os.path.join(path, METADATA_FILE)
+    if not os.path.isfile(meta_path):
+        raise ValueError(f"path {path!r}: expected a yt_bias export with {METADATA_FILE}; found none.")
+    with open(meta_path, encoding="utf-8") as f:
+        metadata = json.load(f)
+    if metadata.get("needs_scann"):
+        try:
+            import_scann_ops()
+        except ImportError as error:
+            raise ImportError(
+                f"The export {path!r} uses a ScaNN index, whose TensorFlow ops are missing here. Install them: {SCANN_HINT}; "
+                "or re-export with the brute-force index (yt-bias export --index-kind brute_force), which needs stock TensorFlow only."
+            ) from error
+    model = ServingModel(tf.saved_model.load(path), metadata)
+    if warmup:
+        model.query({s.name: np.zeros((1, *s.shape), np.float32 if s.kind == "dense" else "U1") for s in model.specs})
+    return model
+
+
+def parse_feature_values(specs: Sequence[FeatureSpec], assignments: Sequence[str]) -> dict[str, np.ndarray]:
+    """Turns ``name=value`` strings into a batch of one query (bags and dense: comma-separated values).
+
+    Raises:
+      ValueError: a malformed assignment, an unknown or repeated name, or a value of the wrong length.
+    """
+    by_name = {s.name: s for s in specs}
+    features: dict[str, np.ndarray] = {}
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ValueError(f"--feature expects name=value; received {assignment!r}.")
+        name, text = (part.strip() for part in assignment.split("=", 1))
+        if name not in by_name:
+            raise ValueError(f"--feature: unknown feature {name!r}; expected one of {list(by_name)}.")
+        if name in features:
+            raise ValueError(f"--feature: {name!r} given twice.")
+        spec = by_name[name]
+        if spec.kind == "dense":
+            try:
+                values = [float(v) for v in text.split(",")]
+            except ValueError:
+                raise ValueError(
+                    f"--feature {name} (dense): expected {spec.width} comma-separated floats; received {text!r}."
+                ) from None
+            if len(values) != spec.width:
+                raise ValueError(f"--feature {name} (dense): expected {spec.width} value(s); received {len(values)}.")
+            features[name] = np.asarray([values], np.float32)
+        elif spec.kind == "bag":
+            values = [v.strip() for v in text.split(",") if v.strip()]
+            if len(values) > spec.max_len:
+                raise ValueError(f"--feature {name} (bag): expected at most {spec.max_len} IDs; received {len(values)}.")
+            features[name] = np.asarray([values + [""] * (spec.max_len - len(values))])
+        else:
+            features[name] = np.asarray([text])
+    return features

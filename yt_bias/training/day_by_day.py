@@ -1,0 +1,349 @@
+"""Sequential training, day by day (section 5 of the paper): per-day checkpoints, resume, per-day metrics.
+
+The stream is a list of days, each a dict of training-ready rows (the columns of
+:meth:`RecDataset.examples`). Two sources:
+
+* ``generator``: the synthetic (or loaded) data set's training rows, resampled per day with a
+  popularity shift: day d draws rows with weights ``exp(shift * (2d/(D-1) - 1) * z_item)`` for a
+  fixed random direction ``z`` over items, so item popularity drifts over the days and the
+  estimator has to track it (the paper's reason for a streaming estimator).
+* ``files``: ``day_*.npz`` files in a directory, read in name order (:func:`write_days` writes them);
+  each is checked against the data set (columns, shapes, finite rewards, item indices in range
+  and consistent with the item IDs) before training starts.
+
+:func:`train_stream` trains on the days in order, in a run directory
+(:mod:`yt_bias.training.run_directory`). After each day it commits two things, in this order: a checkpoint
+(model, optimizer, estimator arrays, number of completed days), then ``stream_state.json``, which
+names that checkpoint and holds every day's metrics (loss, estimator TV error against the day's
+exact per-step probabilities, Recall@K on the held-out set, next-day Recall@K and NDCG@K on day
+d + 1's rows) and a hash of the day's rows. With ``variant=correct-sfx-oracle`` the probabilities
+come from the whole training set, fixed before day 0: an oracle that knows every day, labelled so
+in the metrics (``frequency_source``); past-only sources are in :mod:`yt_bias.core.frequency_baselines`. A run
+killed at any point resumes from the last state whose checkpoint loads: a checkpoint newer than
+the state is ignored (its day is trained again), a damaged latest checkpoint falls back to the
+previous one with a warning, and a day whose rows changed since it was trained is refused.
+
+Each day's shuffle and each day's random draws (random negatives) are seeded by
+``(train.seed, day index)``, so a resumed run sees the same batches and negatives in the same
+order as an uninterrupted one: its estimator arrays are identical, and its model equal up to
+floating-point non-determinism.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable
+from math import lgamma
+from typing import Any
+
+import numpy as np
+
+from yt_bias._keras import keras, tf
+from yt_bias.config import ExperimentConfig, StreamConfig
+from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset, make_tf_dataset
+from yt_bias.data.loading import load_dataset
+from yt_bias.training.divergence import DivergenceGuard
+from yt_bias.evaluation.exact import check_ks, evaluate_model
+from yt_bias.features import validate_examples
+from yt_bias.core.frequency import total_variation_error
+from yt_bias.evaluation.next_day import next_day_metrics
+from yt_bias.training.run_directory import (
+    VOLATILE_FIELDS,
+    RunConflict,
+    RunDirectory,
+    array_digest,
+    read_json,
+    read_npz,
+    write_json_atomic,
+    write_npz_atomic,
+)
+
+__all__ = ["STATE_FILE", "check_day", "day_step_probabilities", "file_days", "generator_days", "train_stream", "write_days"]
+
+STATE_FILE = "stream_state.json"
+# variant correct-sfx-oracle in stream mode: one table of the whole training set, fixed before day 0.
+ORACLE_LABEL = "oracle: exact table of the whole training set, fixed before day 0 (not past-only: knows every day)"
+
+
+def generator_days(dataset: RecDataset, stream: StreamConfig, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """The days of the generator source: the training rows resampled with a drifting popularity.
+
+    Returns:
+      ``stream.days`` dicts of rows (``rows_per_day`` each, default: training rows / days).
+    """
+    rows = dataset.examples("train")
+    rows[QUERY_KEY] = np.asarray(dataset.train[QUERY_KEY])  # whose row it is: next-day seen-item exclusion
+    count = dataset.num_train
+    per_day = stream.rows_per_day or max(1, count // stream.days)
+    direction = np.random.default_rng([seed, 7919]).normal(size=dataset.num_items)
+    item = np.asarray(rows[ITEM_INDEX])
+    days = []
+    for d in range(stream.days):
+        position = 2.0 * d / (stream.days - 1) - 1.0 if stream.days > 1 else 0.0
+        weight = np.exp(stream.popularity_shift * position * direction)[item]
+        rng = np.random.default_rng([seed, d])
+        index = np.sort(rng.choice(count, size=per_day, replace=per_day > count, p=weight / weight.sum()))
+        days.append({name: np.asarray(values)[index] for name, values in rows.items()})
+    return days
+
+
+def write_days(days: list[dict[str, np.ndarray]], directory: str) -> list[str]:
+    """Writes days as ``day_000.npz``, ``day_001.npz``, ... (the ``files`` source); returns the paths."""
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for d, rows in enumerate(days):
+        path = os.path.join(directory, f"day_{d:03d}.npz")
+        write_npz_atomic(path, rows)
+        paths.append(path)
+    return paths
+
+
+def file_days(directory: str) -> list[dict[str, np.ndarray]]:
+    """Reads the ``day_*.npz`` files of ``directory`` in name order.
+
+    Raises:
+      FileNotFoundError: not a directory, or no day file. ValueError: a file that is not a readable npz.
+    """
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"stream.path={directory!r} is not a directory; expected a directory of day_*.npz files.")
+    paths = sorted(glob.glob(os.path.join(directory, "day_*.npz")))
+    if not paths:
+        raise FileNotFoundError(f"stream.path={directory!r}: no day_*.npz files (write them with yt_bias.training.day_by_day.write_days).")
+    return [read_npz(path, "stream day") for path in paths]
+
+
+def check_day(rows: dict[str, np.ndarray], dataset: RecDataset, where: str) -> int:
+    """Checks one day's rows against the data set; returns the number of rows.
+
+    Raises:
+      ValueError: a missing column or feature, a wrong shape, a NaN/negative reward, an item index
+        out of range, or an item index whose item ID column disagrees with the corpus (row named).
+    """
+    features = dataset.features
+    count = validate_examples(rows, tuple(features.query) + tuple(features.item), where=where)
+    for column in (REWARD, ITEM_INDEX):
+        if column not in rows:
+            raise ValueError(f"{where}: column '{column}' is missing; present: {sorted(rows)}.")
+        if len(rows[column]) != count:
+            raise ValueError(f"{where}: column '{column}' has {len(rows[column])} rows; expected {count}.")
+    if count == 0:
+        raise ValueError(f"{where}: no rows; expected at least one.")
+    index = np.asarray(rows[ITEM_INDEX])
+    if not np.issubdtype(index.dtype, np.integer):
+        raise ValueError(f"{where}: '{ITEM_INDEX}' must be integers; received dtype {index.dtype}.")
+    bad = np.flatnonzero((index < 0) | (index >= dataset.num_items))
+    if len(bad):
+        raise ValueError(
+            f"{where}: '{ITEM_INDEX}' must be in [0, {dataset.num_items}); row {bad[0]} has {index[bad[0]]}."
+        )
+    reward = np.asarray(rows[REWARD])
+    if reward.dtype.kind not in "fiub":
+        raise ValueError(f"{where}: '{REWARD}' must be numbers; received dtype {reward.dtype}.")
+    bad = np.flatnonzero(~np.isfinite(reward.astype(np.float64)) | (reward < 0))
+    if len(bad):
+        raise ValueError(f"{where}: '{REWARD}' must be finite and >= 0; row {bad[0]} has {reward[bad[0]]}.")
+    item_id = features.item_id
+    if item_id in rows:
+        expected = dataset.item_ids[index]
+        bad = np.flatnonzero(np.asarray(rows[item_id]).astype(str) != expected)
+        if len(bad):
+            raise ValueError(
+                f"{where}: row {bad[0]} has {ITEM_INDEX}={index[bad[0]]}, which is item {expected[bad[0]]!r} of the "
+                f"corpus, but its '{item_id}' is {str(rows[item_id][bad[0]])!r}; the day was written for another corpus."
+            )
+    return count
+
+
+def day_step_probabilities(item_index: np.ndarray, num_items: int, batch_size: int) -> np.ndarray:
+    """Exact probability that each item is in a uniformly shuffled batch of one day: [num_items].
+
+    With n rows of which c_j show item j: ``1 - C(n - c_j, B) / C(n, B)`` (as RecDataset's).
+    """
+    counts = np.bincount(np.asarray(item_index), minlength=num_items).astype(np.float64)
+    n = float(len(item_index))
+    b = min(batch_size, len(item_index))
+
+    def log_miss(c: float) -> float:
+        if n - c < b:
+            return -np.inf
+        return lgamma(n - c + 1) - lgamma(n - c - b + 1) - lgamma(n + 1) + lgamma(n - b + 1)
+
+    return 1.0 - np.exp([log_miss(c) for c in counts])
+
+
+def _stream_days(config: ExperimentConfig, dataset: RecDataset) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+    """The checked days of ``config.stream`` and a name for each (its file, or 'generator day d')."""
+    if config.stream.source == "files":
+        if not config.stream.path:
+            raise ValueError("stream.source='files' needs stream.path, a directory of day_*.npz files.")
+        days = file_days(config.stream.path)
+        names = sorted(glob.glob(os.path.join(config.stream.path, "day_*.npz")))
+    else:
+        days = generator_days(dataset, config.stream, seed=config.train.seed)
+        names = [f"generator day {d}" for d in range(len(days))]
+    for rows, name in zip(days, names):
+        count = check_day(rows, dataset, name)
+        if count < config.train.batch_size:
+            raise ValueError(f"{name}: {count} rows, fewer than train.batch_size={config.train.batch_size}; expected at least one batch.")
+    return days, names
+
+
+# A test hook: called with (point, day) at each commit point of a day ('checkpoint': after the
+# checkpoint is written, before the state; 'state': after the state, before run.json).
+_FAULT_HOOK: Callable[[str, int], None] | None = None
+
+
+def _fault(point: str, day: int) -> None:
+    if _FAULT_HOOK is not None:
+        _FAULT_HOOK(point, day)
+
+
+def _new_model(config: ExperimentConfig, dataset: RecDataset):
+    from yt_bias.training.train import build_model
+
+    keras.utils.set_random_seed(config.train.seed)
+    model = build_model(config, dataset)
+    completed = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_days")
+    return model, completed, tf.train.Checkpoint(model=model, optimizer=model.optimizer, completed_days=completed)
+
+
+def _restore(config: ExperimentConfig, dataset: RecDataset, prefix: str, rows: dict[str, np.ndarray], days: int):
+    """A model restored from ``prefix`` (every model variable checked), or ValueError naming the file."""
+    model, completed, checkpoint = _new_model(config, dataset)
+    model({name: tf.constant(np.asarray(values)[:2]) for name, values in rows.items()})  # create the variables now
+    try:
+        status = checkpoint.restore(prefix).expect_partial()  # optimizer slots: restored when first used
+        status.assert_existing_objects_matched()
+    except (tf.errors.OpError, ValueError, IndexError, KeyError, AssertionError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"checkpoint {prefix!r} is damaged or does not match the model ({first[:300]}).") from None
+    if int(completed.numpy()) != days:
+        raise ValueError(f"checkpoint {prefix!r} says {int(completed.numpy())} completed days; the state says {days}.")
+    return model, completed, checkpoint
+
+
+def _remove_checkpoints_after(directory: str, days: int) -> None:
+    """Deletes the checkpoint files of days after ``days`` (written, but never committed by a state)."""
+    for path in glob.glob(os.path.join(directory, "ckpt-*")):
+        match = re.match(r"ckpt-(\d+)\.", os.path.basename(path))
+        if match and int(match.group(1)) > days:
+            os.remove(path)
+
+
+def _resume(run: RunDirectory, config, dataset, days, names, hashes):
+    """The model and history of the last consistent (state, checkpoint) pair of ``run``; a fresh model if none."""
+    state_path = run.file(STATE_FILE)
+    history: list[dict] = []
+    if run.resumed and os.path.exists(state_path):
+        history = list(read_json(state_path, "stream state").get("days", []))
+    for d, day in enumerate(history):
+        if d < len(hashes) and day.get("day_sha256") not in (None, hashes[d]):
+            raise RunConflict(
+                f"{names[d]}: its rows changed since day {d} was trained in {run.path!r}; "
+                "use --overwrite (start over) or a new --workdir."
+            )
+    # Candidates, newest first: each committed day whose checkpoint files exist.
+    failures = []
+    for count in range(len(history), 0, -1):
+        prefix = os.path.join(run.path, history[count - 1].get("checkpoint", f"checkpoint/ckpt-{count}"))
+        if not tf.io.gfile.exists(prefix + ".index"):
+            continue
+        try:
+            model, completed, checkpoint = _restore(config, dataset, prefix, days[0], count)
+        except ValueError as error:
+            failures.append(str(error))
+            warnings.warn(f"stream resume: {error} Falling back to an earlier day.", RuntimeWarning, stacklevel=3)
+            continue
+        _remove_checkpoints_after(run.checkpoint_dir, count)
+        return model, completed, checkpoint, history[:count]
+    if history:
+        raise ValueError(
+            f"workdir {run.path!r}: no checkpoint of its {len(history)} completed days loads ({'; '.join(failures) or 'all are missing'}); "
+            "use --overwrite to start over."
+        )
+    _remove_checkpoints_after(run.checkpoint_dir, 0)
+    model, completed, checkpoint = _new_model(config, dataset)
+    return model, completed, checkpoint, []
+
+
+def _train_day(model, rows: dict[str, np.ndarray], d: int, config: ExperimentConfig, dataset: RecDataset) -> dict[str, Any]:
+    """One day of training (shuffle and random draws seeded by (train.seed, d)) and its metrics."""
+    batch = config.train.batch_size
+    seed = config.train.seed * 100_003 + d
+    tf.random.set_seed(seed)
+    if not config.negatives.is_default:  # random negatives: retrace, so the day's random ops start from the day's seed
+        model.train_function = None
+    data = make_tf_dataset(rows, batch, seed=seed)
+    guard = DivergenceGuard(hint=f"Lower train.learning_rate (now {config.train.learning_rate:g}).", where=f"on day {d}")
+    fitted = model.fit(data, epochs=config.stream.epochs_per_day, verbose=config.train.verbose, callbacks=[guard])
+    metrics: dict[str, Any] = {"day": d, "loss": float(fitted.history["loss"][-1])}
+    metrics["steps"] = config.stream.epochs_per_day * (len(rows[ITEM_INDEX]) // batch)
+    if model.frequency is not None:
+        true = day_step_probabilities(rows[ITEM_INDEX], dataset.num_items, batch)
+        estimated = model.frequency.probability(tf.constant(dataset.item_ids)).numpy()
+        metrics["estimator_tv_error"] = total_variation_error(estimated, true, batch)
+        if hasattr(model.frequency, "step"):
+            metrics["estimator_step"] = int(model.frequency.step.numpy())
+    metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen))
+    return metrics
+
+
+def train_stream(
+    config: ExperimentConfig,
+    workdir: str,
+    dataset: RecDataset | None = None,
+    on_day_end: Callable[[dict], None] | None = None,
+    mode: str = "refuse",
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Trains on the days in order, committing a checkpoint and the state after each; resumes ``workdir``'s run.
+
+    Args:
+      config: the experiment; ``config.stream`` says which days.
+      workdir: the run directory: checkpoint/, stream_state.json (completed days and per-day metrics), config.json, ...
+      dataset: the corpus and held-out set (default: loaded from ``config.data``).
+      on_day_end: called with each day's metrics after its checkpoint and state are committed.
+      mode: when ``workdir`` holds another run: 'refuse', 'overwrite' (start over) or 'resume'
+        (continue it although the config differs outside the model sections).
+    Returns:
+      The model and ``{"completed_days", "resumed_from", "days": [per-day metrics]}``.
+    Raises:
+      RunConflict: the workdir holds another run (``mode='refuse'``), is in use, or a trained day changed.
+      ValueError: a bad day file, or no committed checkpoint of the run loads.
+      TrainingDiverged: a day's loss or weights became non-finite (the last committed day stays resumable).
+    """
+    if dataset is None:
+        dataset = load_dataset(config.data, config.model.embedding_dim)
+    check_ks(config.eval.ks, dataset.num_items)
+    days, names = _stream_days(config, dataset)
+    hashes = [array_digest(rows) for rows in days]
+    source = {"source": config.stream.source, "path": config.stream.path}
+    with RunDirectory.start(
+        workdir, config, dataset, kind="stream", mode=mode, resumable=True,
+        volatile=(*VOLATILE_FIELDS, "stream.days"), extra={"stream_source": source},
+    ) as run:
+        model, completed, checkpoint, history = _resume(run, config, dataset, days, names, hashes)
+        manager = tf.train.CheckpointManager(checkpoint, run.checkpoint_dir, max_to_keep=2)
+        start = len(history)
+        for d in range(start, len(days)):
+            began = time.perf_counter()
+            metrics = _train_day(model, days[d], d, config, dataset)
+            # Judged on what comes next: day d + 1's rows (yt_bias/evaluation/next_day.py); none after the last day.
+            metrics.update(next_day_metrics(model, days, d, dataset.items, config.eval.ks, config.eval.exclude_seen))
+            if config.variant == "correct-sfx-oracle":
+                metrics["frequency_source"] = ORACLE_LABEL
+            metrics["seconds"] = round(time.perf_counter() - began, 2)
+            completed.assign(d + 1)
+            prefix = manager.save(checkpoint_number=d + 1)
+            _fault("checkpoint", d)
+            history.append(dict(metrics, checkpoint=os.path.relpath(prefix, workdir), day_sha256=hashes[d]))
+            write_json_atomic(run.file(STATE_FILE), {"completed_days": d + 1, "num_days": len(days), "days": history})
+            _fault("state", d)
+            run.commit_checkpoint(prefix)
+            if on_day_end is not None:
+                on_day_end(metrics)
+        run.finish()
+    return model, {"completed_days": len(history), "resumed_from": start, "days": history}

@@ -1,0 +1,234 @@
+"""Training and evaluation of one configuration: ``train_and_evaluate(config, workdir) -> metrics``.
+
+Called by the CLI, the notebooks, the experiments and the tests. It writes, under ``workdir``:
+``config.json``, ``features.json``, ``items.npz`` (the item corpus it trained on), ``run.json``
+(the run's fingerprint and status), ``checkpoint/`` (model, optimizer and estimator state),
+``tensorboard/`` (loss and the estimator's error against the true frequencies) and
+``metrics.json`` (only when training finished with finite loss and weights).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from yt_bias._keras import keras, tf
+from yt_bias.config import ExperimentConfig
+from yt_bias.data.dataset import RecDataset, make_tf_dataset
+from yt_bias.data.loading import load_dataset
+from yt_bias.training.divergence import DivergenceGuard
+from yt_bias.evaluation.exact import check_ks, evaluate_model
+from yt_bias.core.frequency import OracleFrequency, estimator_from_settings, total_variation_error
+from yt_bias.core.model import TwoTowerModel
+from yt_bias.training.run_directory import RunDirectory
+
+
+def build_frequency(config: ExperimentConfig, dataset: RecDataset):
+    """The sampling-probability source of a variant: None, the streaming estimator or the oracle."""
+    if config.variant == "plain-sfx":
+        return None
+    estimand = config.estimator.estimand
+    if config.variant == "correct-sfx-oracle":
+        probabilities = dataset.step_probabilities(config.train.batch_size, estimand)
+        probabilities = np.maximum(probabilities, 1e-9)  # unseen items: tiny, not 0
+        return OracleFrequency(dataset.item_ids, probabilities, estimand=estimand, name="frequency")
+    return estimator_from_settings(config.estimator)
+
+
+def build_optimizer(config: ExperimentConfig) -> keras.optimizers.Optimizer:
+    name = config.train.optimizer.lower()
+    optimizers = {"adagrad": keras.optimizers.Adagrad, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+    if name not in optimizers:
+        raise ValueError(f"train.optimizer must be one of {sorted(optimizers)}; received {config.train.optimizer!r}.")
+    return optimizers[name](learning_rate=config.train.learning_rate)
+
+
+def _build_negatives(config: ExperimentConfig, dataset: RecDataset):
+    """The recall-stage negative-sampling strategy (yt_bias/core/negatives.py); None: in-batch only, as before."""
+    negatives = getattr(config, "negatives", None)
+    if negatives is None or negatives.is_default:
+        return None
+    from yt_bias.core.negatives import build_strategy
+
+    return build_strategy(negatives, dataset, config.model.hidden_units[-1])
+
+
+def _train_examples(config: ExperimentConfig, dataset: RecDataset) -> dict:
+    """``dataset.examples('train')``, plus the impression columns or rows a strategy needs."""
+    negatives = getattr(config, "negatives", None)
+    if negatives is None or negatives.impressions == "none":
+        return dataset.examples("train")
+    from yt_bias.core.negatives import training_examples
+
+    return training_examples(negatives, dataset)
+
+
+_FROM_CONFIG = object()
+
+
+def build_model(
+    config: ExperimentConfig, dataset: RecDataset, estimator_shards: int = 1, frequency=_FROM_CONFIG
+) -> TwoTowerModel:
+    """A compiled two-tower model for ``config`` on ``dataset``'s features.
+
+    ``estimator_shards`` > 1 splits the streaming estimator's arrays into that many variables
+    (ParameterServerStrategy places them on different parameter servers). ``frequency``: a
+    frequency source to use instead of the one ``config.variant`` names (None: no correction).
+    """
+    m = config.model
+    if frequency is not _FROM_CONFIG:
+        pass
+    elif config.variant == "correct-sfx" and estimator_shards > 1:
+        frequency = estimator_from_settings(config.estimator, num_shards=estimator_shards)
+    else:
+        frequency = build_frequency(config, dataset)
+    model = TwoTowerModel(
+        dataset.features,
+        hidden_units=m.hidden_units,
+        normalize=m.normalize,
+        temperature=m.temperature,
+        frequency=frequency,
+        read_after_update=config.estimator.read_after_update,
+        remove_accidental_hits=m.remove_accidental_hits,
+        share_embeddings=m.share_embeddings,
+        negatives=_build_negatives(config, dataset),
+        candidates=m.candidates,
+        gather_negatives_across_replicas=config.distribute.gather_negatives_across_replicas,
+        loss_implementation=m.loss_implementation,
+        loss_block_size=m.loss_block_size,
+    )
+    model.compile(optimizer=build_optimizer(config))
+    return model
+
+
+def estimator_error(model: TwoTowerModel, dataset: RecDataset, batch_size: int) -> float | None:
+    """TV error ``(1/2B) sum |p_hat - p|`` of the model's sampling probabilities over the corpus."""
+    if model.frequency is None:
+        return None
+    estimated = model.frequency.probability(tf.constant(dataset.item_ids)).numpy()
+    estimand = getattr(model.frequency, "estimand", "inclusion")
+    return total_variation_error(estimated, dataset.step_probabilities(batch_size, estimand), batch_size)
+
+
+class EstimatorErrorLogger(keras.callbacks.Callback):
+    """Adds the estimator's TV error against the exact training frequencies to the epoch logs."""
+
+    def __init__(self, dataset: RecDataset, batch_size: int, log_dir: str | None = None):
+        super().__init__()
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "estimator")) if log_dir else None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        error = estimator_error(self.model, self.dataset, self.batch_size)
+        if error is None:
+            return
+        if logs is not None:
+            logs["estimator_tv_error"] = error
+        if self.writer is not None:
+            with self.writer.as_default():
+                tf.summary.scalar("estimator_tv_error", error, step=epoch)
+                self.writer.flush()
+
+
+def _strategy_scope(config: ExperimentConfig):
+    """The scope of ``config.distribute.strategy`` for model.fit (mirrored kinds); a no-op by default."""
+    if config.distribute.strategy in ("mirrored", "multi_worker_mirrored"):
+        from yt_bias.training.distribute import make_strategy
+
+        return make_strategy(config.distribute).scope()
+    if config.distribute.strategy == "parameter_server":
+        raise ValueError(
+            "distribute.strategy='parameter_server' trains through the cluster entry point: "
+            "python -m yt_bias.cli.cluster_task (see docs/distributed.md)."
+        )
+    return contextlib.nullcontext()
+
+
+def checkpoint_for(model: TwoTowerModel) -> tf.train.Checkpoint:
+    """The checkpoint layout of a trained model (towers, estimator state and optimizer)."""
+    return tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+
+
+def fit(
+    config: ExperimentConfig, dataset: RecDataset, workdir: str | None = None, run: RunDirectory | None = None
+) -> tuple[TwoTowerModel, dict]:
+    """Trains ``config`` on ``dataset``; returns the model and ``{"train_seconds", "loss_history", ...}``.
+
+    With a ``workdir`` it writes a run directory (:mod:`yt_bias.training.run_directory`: config, features,
+    item corpus snapshot, run.json), TensorBoard logs and a checkpoint; a workdir holding another
+    run is replaced. ``run``: a run directory the caller already opened for ``workdir``.
+
+    Raises:
+      TrainingDiverged: the loss or a weight became NaN or infinite (the run is marked failed).
+    """
+    if workdir and run is None:
+        with RunDirectory.start(workdir, config, dataset) as run:
+            return fit(config, dataset, workdir, run)
+    keras.utils.set_random_seed(config.train.seed)
+    with _strategy_scope(config):
+        model = build_model(config, dataset)
+    train_data = make_tf_dataset(_train_examples(config, dataset), config.train.batch_size, seed=config.train.seed)
+    log_dir = os.path.join(workdir, "tensorboard") if workdir else None
+    callbacks: list[keras.callbacks.Callback] = [
+        DivergenceGuard(hint=f"Lower train.learning_rate (now {config.train.learning_rate:g})."),
+        EstimatorErrorLogger(dataset, config.train.batch_size, log_dir),
+    ]
+    if log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", profile_batch=0))
+
+    start = time.perf_counter()
+    history = model.fit(train_data, epochs=config.train.epochs, callbacks=callbacks, verbose=config.train.verbose)
+    info = {
+        "train_seconds": round(time.perf_counter() - start, 2),
+        "steps": int(config.train.epochs * (dataset.num_train // config.train.batch_size)),
+        "loss_history": [float(v) for v in history.history["loss"]],
+    }
+    if run is not None:
+        run.commit_checkpoint(checkpoint_for(model).save(os.path.join(run.checkpoint_dir, "ckpt")))
+    return model, info
+
+
+def train_and_evaluate(
+    config: ExperimentConfig, workdir: str | None = None, dataset: RecDataset | None = None, mode: str = "overwrite"
+) -> dict[str, Any]:
+    """Trains ``config`` and evaluates it with exact Recall@K; returns (and saves) the metrics.
+
+    Args:
+      config: the experiment.
+      workdir: where checkpoint, TensorBoard logs and metrics.json go; nothing is written if None.
+      dataset: a ready data set (skips loading ``config.data``; experiments share one).
+      mode: when ``workdir`` holds another run: 'overwrite' (replace it) or 'refuse' (raise).
+    Returns:
+      ``{"variant", "recall@K"..., "estimator_tv_error", "train_seconds", "loss_history", ...}``.
+    Raises:
+      RunConflict: ``workdir`` holds another run and ``mode='refuse'``, or another process is writing it.
+      TrainingDiverged: the loss or a weight became non-finite (no metrics.json is written).
+    """
+    if dataset is None:
+        dataset = load_dataset(config.data, config.model.embedding_dim)
+    check_ks(config.eval.ks, dataset.num_items)
+    if workdir:
+        with RunDirectory.start(workdir, config, dataset, mode=mode) as run:
+            metrics = _train_and_evaluate(config, dataset, workdir, run)
+            run.finish(metrics)
+        return metrics
+    return _train_and_evaluate(config, dataset, None, None)
+
+
+def _train_and_evaluate(config: ExperimentConfig, dataset: RecDataset, workdir: str | None, run) -> dict[str, Any]:
+    model, info = fit(config, dataset, workdir, run)
+    metrics: dict[str, Any] = {"name": config.name, "variant": config.variant}
+    metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen, config.eval.exclude))
+    metrics["estimator_tv_error"] = estimator_error(model, dataset, config.train.batch_size)
+    metrics.update(info)
+    metrics.update(
+        num_items=dataset.num_items,
+        num_train=dataset.num_train,
+        num_test_positives=int(np.sum(np.asarray(dataset.test["reward"]) > 0)),
+    )
+    return metrics
