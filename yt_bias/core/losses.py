@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from yt_bias._keras import tf
 from yt_bias.config import LOSS_IMPLEMENTATIONS
+from yt_bias.core.blockwise_softmax import DEFAULT_BLOCK_SIZE, blockwise_softmax_loss
 from yt_bias.core.loss_inputs import MASKED_LOGIT, prepare_inputs, reward_weighted
 
 MIN_PROBABILITY = 1e-12
@@ -193,8 +194,6 @@ def softmax_loss(
     )
     if implementation == "dense":
         return corrected_softmax_loss(query_embeddings, candidate_embeddings, **kwargs)
-    from yt_bias.core.blockwise_softmax import DEFAULT_BLOCK_SIZE, blockwise_softmax_loss
-
     block_size = DEFAULT_BLOCK_SIZE if block_size is None else block_size
     return blockwise_softmax_loss(query_embeddings, candidate_embeddings, block_size=block_size, **kwargs)
 

@@ -10,6 +10,11 @@ history length of the DataConfig (see :mod:`yt_bias.data.splits`).
 from __future__ import annotations
 
 from yt_bias.data.dataset import RecDataset
+from yt_bias.data.impressions import generate_with_impressions
+from yt_bias.data.interactions import load_interactions
+from yt_bias.data.mind import load_mind
+from yt_bias.data.movielens import load_movielens
+from yt_bias.data.recbole import load_recbole
 from yt_bias.data.synthetic import generate
 
 SOURCES = ("synthetic", "synthetic-impressions", "movielens", "recbole", "mind", "interactions")
@@ -21,8 +26,6 @@ def load_dataset(data_config, embedding_dim: int = 32) -> RecDataset:
     if source == "synthetic":
         return generate(data_config.synthetic, embedding_dim)
     if source == "synthetic-impressions":  # the synthetic data + logging policy + slate clicks (default ImpressionsConfig)
-        from yt_bias.data.impressions import generate_with_impressions
-
         return generate_with_impressions(data_config.synthetic, embedding_dim=embedding_dim)
     if source not in SOURCES:
         raise ValueError(f"data.source must be one of {SOURCES}; received {source!r}.")
@@ -30,19 +33,11 @@ def load_dataset(data_config, embedding_dim: int = 32) -> RecDataset:
         what = "a file" if source == "interactions" else "a directory"
         raise ValueError(f"data.path must name {what} for data.source={source!r}; received {data_config.path!r}.")
     if source == "interactions":
-        from yt_bias.data.interactions import load_interactions
-
         return load_interactions(data_config.path, data_config, embedding_dim)
     if source == "movielens":
-        from yt_bias.data.movielens import load_movielens
-
         return load_movielens(data_config.path, data_config, embedding_dim)
     if source == "recbole":
-        from yt_bias.data.recbole import load_recbole
-
         return load_recbole(data_config.path, data_config, embedding_dim)
-    from yt_bias.data.mind import load_mind
-
     return load_mind(data_config.path, data_config, embedding_dim)
 
 

@@ -21,10 +21,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from yt_bias._keras import keras, tf
+from yt_bias.core.towers import SharedEmbeddings, Tower
 from yt_bias.data.dataset import ITEM_INDEX, RecDataset
 from yt_bias.data.impressions import impression_table
+from yt_bias.evaluation.exact import embed
 from yt_bias.features import FeatureSpec
-from yt_bias.core.towers import SharedEmbeddings, Tower
 
 LABEL = "label"
 POSITION = "position"
@@ -72,8 +73,6 @@ def retrieval_scores(
 ) -> np.ndarray:
     """The recall stage's score ``<u, v>`` (towers' outputs, before the temperature) of each
     (query row, item) pair: [n, 1] float32."""
-    from yt_bias.evaluation.exact import embed
-
     q = embed(retriever.query_tower, queries)
     v = embed(retriever.item_tower, dataset.items)
     return np.einsum("nd,nd->n", q[rows], v[items]).astype(np.float32)[:, None]

@@ -32,6 +32,7 @@ import numpy as np
 
 from yt_bias._keras import tf
 from yt_bias.config import ExperimentConfig, IndexConfig, from_dict
+from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset
 from yt_bias.features import FeatureConfig, FeatureSpec
 from yt_bias.serving.index import (
     EXCLUDE,
@@ -45,6 +46,8 @@ from yt_bias.serving.index import (
     index_corpus,
     scann_top,
 )
+from yt_bias.training.run_directory import open_trained, read_npz, tower_fingerprint
+from yt_bias.training.train import build_model
 
 METADATA_FILE = os.path.join("assets.extra", "yt_bias.json")
 SIGNATURE = "serving_default"
@@ -166,10 +169,6 @@ def restore_model(workdir: str, checkpoint: str | None = None):
       ValueError: no config.json, no checkpoint, files changed since training, or a checkpoint that
         is damaged or does not match the model.
     """
-    from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset
-    from yt_bias.training.run_directory import open_trained
-    from yt_bias.training.train import build_model
-
     trained = open_trained(workdir, checkpoint)
     config: ExperimentConfig = from_dict(trained.config)
     features = FeatureConfig.from_dict(trained.features)
@@ -199,8 +198,6 @@ def restore_model(workdir: str, checkpoint: str | None = None):
 
 def load_items(path: str) -> dict[str, np.ndarray]:
     """Reads an item corpus (item feature name -> [num_items, ...] array) from an ``.npz`` file."""
-    from yt_bias.training.run_directory import read_npz
-
     return read_npz(path, "items")
 
 
@@ -242,8 +239,6 @@ def export_from_workdir(
         model, dataset, index, experiment = index_from_workdir(workdir, config, items, checkpoint)
     else:
         experiment, dataset, model = restore_model(workdir, checkpoint)
-        from yt_bias.training.run_directory import tower_fingerprint
-
         expected = tower_fingerprint(model.item_tower)
         if index.tower_fingerprint != expected:
             raise ValueError(

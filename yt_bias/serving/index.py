@@ -24,8 +24,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from yt_bias._keras import tf
-from yt_bias.config import IndexConfig
+from yt_bias.config import IndexConfig, from_dict
 from yt_bias.features import validate_examples
+from yt_bias.training.run_directory import read_npz, tower_fingerprint
 
 SCANN_HINT = "pip install scann==1.4.2 (it needs tensorflow 2.20.*; wheels exist for Linux x86-64 and aarch64 only)"
 EXCLUDE = "exclude_item_ids"
@@ -304,9 +305,6 @@ class ItemIndex:
         Raises:
           ValueError: the file is missing, not an npz archive, damaged, or not an index.
         """
-        from yt_bias.config import from_dict
-        from yt_bias.training.run_directory import read_npz
-
         data = read_npz(path, "index")
         missing = [name for name in ("ids", "embeddings", "meta") if name not in data]
         if missing:
@@ -430,8 +428,6 @@ def index_corpus(item_tower, items: Mapping[str, np.ndarray], item_id: str, conf
       items: item feature name -> [num_items, ...] array; ``items[item_id]`` are the IDs served.
       item_id: the name of the item ID feature (``FeatureConfig.item_id``).
     """
-    from yt_bias.training.run_directory import tower_fingerprint
-
     config = config or IndexConfig(kind=default_index_kind())
     if item_id not in items:
         raise ValueError(f"items: the item ID feature '{item_id}' is missing; present: {sorted(items)}.")
