@@ -42,88 +42,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from yt_bias._keras import keras, tf
+from yt_bias.core.frequency.replicas import update_once_per_global_step
+from yt_bias.core.frequency.source import as_string_ids, check_estimand, check_int, check_not_empty, is_real
 
 _MIN_INTERVAL = 1e-6
 
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> None:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
-    if ok and maximum is not None:
-        ok = value <= maximum
-    if not ok:
-        bound = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-        raise ValueError(f"{name} must be {bound}; received {value!r}.")
-
-
-def _as_string_ids(item_ids: tf.Tensor, name: str = "item_ids") -> tf.Tensor:
-    """Returns ``item_ids`` as a 1-D string tensor; integers are formatted in decimal."""
-    if isinstance(item_ids, (list, tuple)) and len(item_ids) == 0:
-        raise ValueError(f"{name} is empty: expected at least one item ID; received an empty {type(item_ids).__name__}.")
-    item_ids = tf.convert_to_tensor(item_ids)
-    if item_ids.shape.rank is not None and item_ids.shape.rank != 1:
-        raise ValueError(f"{name} must be a 1-D tensor [batch_size]; received shape {item_ids.shape}.")
-    if item_ids.dtype == tf.string:
-        return item_ids
-    if item_ids.dtype.is_integer:
-        return tf.strings.as_string(item_ids)
-    raise TypeError(f"{name} must be strings or integers; received dtype {item_ids.dtype.name}.")
-
-
-def _check_not_empty(item_ids: tf.Tensor, name: str = "item_ids") -> list:
-    """Static or run-time checks that the batch is non-empty and has no empty-string ID."""
-    if item_ids.shape.rank == 1 and item_ids.shape[0] == 0:
-        raise ValueError(f"{name} is empty: expected at least one item ID per step; received shape {item_ids.shape}.")
-    if tf.executing_eagerly():
-        if int(tf.size(item_ids)) == 0:
-            raise ValueError(f"{name} is empty: expected at least one item ID per step.")
-        if bool(tf.reduce_any(tf.equal(item_ids, ""))):
-            raise ValueError(f"{name} contains an empty string: every item needs a non-empty ID.")
-        return []
-    return [
-        tf.debugging.assert_positive(tf.size(item_ids), message=f"{name} is empty: expected at least one item ID per step."),
-        tf.debugging.assert_equal(
-            tf.reduce_any(tf.equal(item_ids, "")), False, message=f"{name} contains an empty string: every item needs a non-empty ID."
-        ),
-    ]
-
-
-ESTIMANDS = ("inclusion", "expected_count")
 # The global step is int64; refuse to wrap around (2^62 steps: far beyond any run, but never silent).
 MAX_STEP = 1 << 62
 # SipHash keys are two uint64 words; seed * 1_000_003 + 2 * num_hashes must stay below 2^63.
 MAX_SEED = (1 << 63) // 1_000_003 - 1024
-
-
-def check_estimand(estimand: str) -> str:
-    """Returns ``estimand`` if it is one of :data:`ESTIMANDS`; raises ValueError otherwise."""
-    if estimand not in ESTIMANDS:
-        raise ValueError(f"estimand must be one of {list(ESTIMANDS)}; received {estimand!r}.")
-    return estimand
-
-
-@runtime_checkable
-class FrequencySource(Protocol):
-    """What the model and the losses need from a source of sampling probabilities.
-
-    ``estimand`` says what ``probability`` returns: ``"inclusion"``, the probability that an item
-    is in a batch (at most 1), or ``"expected_count"``, its expected number of rows in a batch
-    (may exceed 1). ``update(ids)`` consumes one global step (a no-op for exact tables).
-    """
-
-    estimand: str
-
-    def update(self, item_ids: tf.Tensor) -> tf.Tensor: ...
-
-    def probability(self, item_ids: tf.Tensor) -> tf.Tensor: ...
 
 
 class StreamingFrequencyEstimator(keras.layers.Layer):
@@ -193,13 +124,13 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_int("hash_size", hash_size, 1)
-        _check_int("num_hashes", num_hashes, 1)
-        _check_int("num_shards", num_shards, 1)
-        _check_int("seed", seed, 0, MAX_SEED)
-        if not (_is_real(alpha) and 0.0 < float(alpha) <= 1.0):
+        check_int("hash_size", hash_size, 1)
+        check_int("num_hashes", num_hashes, 1)
+        check_int("num_shards", num_shards, 1)
+        check_int("seed", seed, 0, MAX_SEED)
+        if not (is_real(alpha) and 0.0 < float(alpha) <= 1.0):
             raise ValueError(f"alpha must be in (0, 1]; received {alpha!r}.")
-        if not (_is_real(initial_interval) and math.isfinite(float(initial_interval)) and float(initial_interval) > 0.0):
+        if not (is_real(initial_interval) and math.isfinite(float(initial_interval)) and float(initial_interval) > 0.0):
             raise ValueError(f"initial_interval must be finite and > 0; received {initial_interval!r}.")
         if not isinstance(bias_correction, (bool, np.bool_)):
             raise TypeError(f"bias_correction must be a bool; received {bias_correction!r}.")
@@ -287,14 +218,14 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         Returns:
           [num_hashes, batch_size] int64 bucket indices in [0, hash_size).
         """
-        ids = _as_string_ids(item_ids)
+        ids = as_string_ids(item_ids)
         return tf.stack(
             [tf.strings.to_hash_bucket_strong(ids, self.hash_size, key=key) for key in self._keys], axis=0
         )
 
     def _checked_buckets(self, item_ids: tf.Tensor) -> tf.Tensor:
-        ids = _as_string_ids(item_ids)
-        with tf.control_dependencies(_check_not_empty(ids)):
+        ids = as_string_ids(item_ids)
+        with tf.control_dependencies(check_not_empty(ids)):
             return self.buckets(ids)
 
     # ------------------------------------------------------------------ update
@@ -468,146 +399,3 @@ def estimator_from_settings(settings, num_shards: int = 1, name: str = "frequenc
         estimand=settings.estimand,
         name=name,
     )
-
-
-def update_once_per_global_step(estimator, item_ids: tf.Tensor | None = None, buckets: tf.Tensor | None = None) -> tf.Tensor:
-    """One global step of a frequency source, whatever the tf.distribute context.
-
-    * no strategy, one replica, or ParameterServerStrategy: ``update`` (under PS the reads and
-      scatter writes go to the parameter servers' variables);
-    * replica context with several replicas (MirroredStrategy, MultiWorkerMirroredStrategy):
-      all-gather the hashed buckets (strings cannot be all-gathered), then one ``merge_call``
-      updates every device copy of the mirrored variables with the union;
-    * cross-replica context: ``item_ids`` must already be the union (or a PerReplica value).
-
-    Args:
-      estimator: a :class:`StreamingFrequencyEstimator`, or any source with ``update(ids)``.
-      item_ids: [local_batch_size] this replica's item IDs (or give ``buckets``).
-      buckets: the estimator's [num_hashes, local_batch_size] buckets of those IDs.
-    Returns:
-      The new global step (int64 scalar).
-    """
-    hashed = hasattr(estimator, "update_buckets")
-    if not hashed:
-        return estimator.update(item_ids)
-    strategy = tf.distribute.get_strategy()
-    if not tf.distribute.has_strategy() or strategy.num_replicas_in_sync == 1:
-        return estimator.update_buckets(buckets) if buckets is not None else estimator.update(item_ids)
-    replica = tf.distribute.get_replica_context()
-    if replica is not None:
-        if buckets is None:
-            buckets = estimator.buckets(item_ids)
-        gathered = replica.all_gather(buckets, axis=1)
-
-        def merge(strategy, gathered):
-            return _update_mirrored(strategy, estimator, gathered, hashed=True)
-
-        return replica.merge_call(merge, args=(gathered,))
-    return _update_mirrored(strategy, estimator, item_ids if buckets is None else buckets, hashed=buckets is not None)
-
-
-def _device_copies(variable) -> tuple:
-    values = getattr(variable, "values", None)
-    return tuple(values) if isinstance(values, (tuple, list)) else (variable,)
-
-
-def _update_mirrored(strategy, estimator, values, hashed: bool) -> tf.Tensor:
-    """Cross-replica context: the same update on every local device copy of the mirrored variables."""
-    copies = list(estimator.state_variables())
-    local = strategy.experimental_local_results(values)
-    steps = []
-    for d, device_vars in enumerate(zip(*(_device_copies(var) for var in copies))):
-        value = local[d] if len(local) > d else local[0]
-        with tf.device(device_vars[0].device):
-            buckets = value if hashed else estimator.buckets(value)
-            steps.append(estimator.update_buckets(buckets, variables=device_vars))
-    with tf.control_dependencies(steps):
-        return tf.identity(steps[0])
-
-
-class OracleFrequency(keras.layers.Layer):
-    """Exact per-step sampling probabilities from a table (the paper's "oracle" baseline).
-
-    Args:
-      item_ids: [num_items] the IDs with a known probability (strings or integers).
-      probabilities: [num_items] their exact values on the scale of ``estimand``: inclusion
-        probabilities in (0, 1], or expected counts per batch (> 0, may exceed 1).
-      default_probability: returned for IDs not in the table.
-      estimand: ``"inclusion"`` (default) or ``"expected_count"``.
-    """
-
-    def __init__(
-        self,
-        item_ids: Sequence,
-        probabilities: Sequence[float],
-        default_probability: float = 1e-6,
-        estimand: str = "inclusion",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.estimand = check_estimand(estimand)
-        ids = np.asarray(item_ids)
-        probs = np.asarray(probabilities, dtype=np.float32)
-        if ids.ndim != 1 or probs.shape != ids.shape:
-            raise ValueError(
-                f"item_ids and probabilities must be 1-D of one length; received shapes {ids.shape} and {probs.shape}."
-            )
-        if ids.size == 0:
-            raise ValueError("item_ids is empty: the oracle needs at least one item.")
-        upper = 1.0 if self.estimand == "inclusion" else np.inf
-        bad = ~np.isfinite(probs) | (probs <= 0) | (probs > upper)
-        if np.any(bad):
-            expected = "(0, 1]" if self.estimand == "inclusion" else "(0, inf)"
-            raise ValueError(
-                f"probabilities must be finite and in {expected} for estimand={self.estimand!r}; "
-                f"received {probs[bad][:5].tolist()} (for item_ids {ids[bad][:5].tolist()})."
-            )
-        if not (_is_real(default_probability) and 0.0 < default_probability <= upper):
-            raise ValueError(f"default_probability must be in (0, {upper}]; received {default_probability!r}.")
-        self._ids = [str(i) for i in ids.tolist()]
-        self._probs = probs.tolist()
-        self.default_probability = float(default_probability)
-        self._table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(self._ids), tf.constant(self._probs, tf.float32)),
-            default_value=self.default_probability,
-        )
-
-    def update(self, item_ids: tf.Tensor) -> tf.Tensor:
-        """Exact probabilities do not change with the stream: a no-op kept for a common interface."""
-        return tf.constant(0, tf.int64)
-
-    def probability(self, item_ids: tf.Tensor) -> tf.Tensor:
-        return self._table.lookup(_as_string_ids(item_ids))
-
-    def update_and_probability(self, item_ids: tf.Tensor, read_after_update: bool = True) -> tf.Tensor:
-        return self.probability(item_ids)
-
-    def call(self, item_ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        return self.probability(item_ids)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            item_ids=self._ids,
-            probabilities=self._probs,
-            default_probability=self.default_probability,
-            estimand=self.estimand,
-        )
-        return config
-
-
-def total_variation_error(estimated: np.ndarray, true: np.ndarray, batch_size: int) -> float:
-    """The paper's estimation error ``(1 / (2B)) * sum_i |p_hat_i - p_i|`` (section 6.1).
-
-    Args:
-      estimated: [num_items] estimated per-step probabilities.
-      true: [num_items] true per-step probabilities.
-      batch_size: B, which turns per-step probabilities back into a distribution over items.
-    """
-    estimated = np.asarray(estimated, dtype=np.float64)
-    true = np.asarray(true, dtype=np.float64)
-    if estimated.shape != true.shape:
-        raise ValueError(f"estimated and true must have one shape; received {estimated.shape} and {true.shape}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; received {batch_size!r}.")
-    return float(np.abs(estimated - true).sum() / (2.0 * batch_size))

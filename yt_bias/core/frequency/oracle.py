@@ -1,0 +1,81 @@
+"""Exact sampling probabilities from a table: the paper's oracle baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from yt_bias._keras import keras, tf
+from yt_bias.core.frequency.source import as_string_ids, check_estimand, is_real
+
+
+class OracleFrequency(keras.layers.Layer):
+    """Exact per-step sampling probabilities from a table (the paper's "oracle" baseline).
+
+    Args:
+      item_ids: [num_items] the IDs with a known probability (strings or integers).
+      probabilities: [num_items] their exact values on the scale of ``estimand``: inclusion
+        probabilities in (0, 1], or expected counts per batch (> 0, may exceed 1).
+      default_probability: returned for IDs not in the table.
+      estimand: ``"inclusion"`` (default) or ``"expected_count"``.
+    """
+
+    def __init__(
+        self,
+        item_ids: Sequence,
+        probabilities: Sequence[float],
+        default_probability: float = 1e-6,
+        estimand: str = "inclusion",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.estimand = check_estimand(estimand)
+        ids = np.asarray(item_ids)
+        probs = np.asarray(probabilities, dtype=np.float32)
+        if ids.ndim != 1 or probs.shape != ids.shape:
+            raise ValueError(
+                f"item_ids and probabilities must be 1-D of one length; received shapes {ids.shape} and {probs.shape}."
+            )
+        if ids.size == 0:
+            raise ValueError("item_ids is empty: the oracle needs at least one item.")
+        upper = 1.0 if self.estimand == "inclusion" else np.inf
+        bad = ~np.isfinite(probs) | (probs <= 0) | (probs > upper)
+        if np.any(bad):
+            expected = "(0, 1]" if self.estimand == "inclusion" else "(0, inf)"
+            raise ValueError(
+                f"probabilities must be finite and in {expected} for estimand={self.estimand!r}; "
+                f"received {probs[bad][:5].tolist()} (for item_ids {ids[bad][:5].tolist()})."
+            )
+        if not (is_real(default_probability) and 0.0 < default_probability <= upper):
+            raise ValueError(f"default_probability must be in (0, {upper}]; received {default_probability!r}.")
+        self._ids = [str(i) for i in ids.tolist()]
+        self._probs = probs.tolist()
+        self.default_probability = float(default_probability)
+        self._table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(self._ids), tf.constant(self._probs, tf.float32)),
+            default_value=self.default_probability,
+        )
+
+    def update(self, item_ids: tf.Tensor) -> tf.Tensor:
+        """Exact probabilities do not change with the stream: a no-op kept for a common interface."""
+        return tf.constant(0, tf.int64)
+
+    def probability(self, item_ids: tf.Tensor) -> tf.Tensor:
+        return self._table.lookup(as_string_ids(item_ids))
+
+    def update_and_probability(self, item_ids: tf.Tensor, read_after_update: bool = True) -> tf.Tensor:
+        return self.probability(item_ids)
+
+    def call(self, item_ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        return self.probability(item_ids)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            item_ids=self._ids,
+            probabilities=self._probs,
+            default_probability=self.default_probability,
+            estimand=self.estimand,
+        )
+        return config
