@@ -28,12 +28,12 @@ import time
 
 import numpy as np
 
-from yt_bias.serving import export as serving
 from yt_bias._keras import tf
 from yt_bias.config import IndexConfig
-from yt_bias.features import FeatureSpec
-from yt_bias.serving.index import build_index, embed_corpus
 from yt_bias.core.towers import Tower
+from yt_bias.features import FeatureSpec
+from yt_bias.serving import export as serving
+from yt_bias.serving.index import build_index, embed_corpus
 
 CONTENT = 64
 
@@ -126,7 +126,11 @@ def bench_size(n: int, args, workdir: str) -> list[dict]:
     for name, index in (("savedmodel", scann), ("raw_scann", scann), ("brute_force", brute)):
         if name == "raw_scann":
             index.search(query_embeddings[:1], k)  # traces the search function
-            search = index._search_fns[k]
+            traced, fetch = index._search_fns["scann"], tf.constant(k, tf.int32)
+
+            def search(queries, traced=traced, fetch=fetch):
+                return traced(queries, fetch, fetch)
+
             single_inputs = [tf.constant(query_embeddings[i : i + 1]) for i in range(args.single)]
             batch_inputs = [tf.constant(query_embeddings[i : i + args.batch]) for i in range(0, len(contexts), args.batch)]
             found = index.ids[np.concatenate([search(b)[0].numpy() for b in batch_inputs])]

@@ -20,6 +20,7 @@ reported as such. Printed per configuration: median ms per step, the per-round r
 Usage:
   python scripts/bench_train_step.py --quick          # 1024 and 8192, few rounds (a few minutes)
   python scripts/bench_train_step.py                  # 1024, 8192, 32768, 65536 (bounded: ~15-25 min on 2 cores)
+  python scripts/bench_train_step.py --quick --json runs/step.json   # also every row as JSON (``yt-bias report`` reads it)
 """
 
 from __future__ import annotations
@@ -37,22 +38,23 @@ import numpy as np
 CONFIGS = ("ours dense", "ours blockwise", "tfrs")
 OVERHEAD = ("ours plain", "ours streaming")
 GB = 1 << 30
+_PRESET = {"name": "default"}  # the data and towers every worker builds (--preset; smoke for smoke runs)
 
 
-def _worker(name: str, batch_size: int, steps: int, warmup: int) -> None:
+def _worker(name: str, batch_size: int, steps: int, warmup: int, preset: str = "default") -> None:
     """Builds one configuration, then runs ``steps`` steps per 'run' line read from stdin."""
     import dataclasses
 
     import yt_bias  # noqa: F401  (selects Keras 2 before TensorFlow loads)
     from yt_bias import config as config_lib
     from yt_bias._keras import keras
-    from yt_bias.integrations.tfrs_retrieval import TFRSRetrievalModel
+    from yt_bias.core.frequency import OracleFrequency
     from yt_bias.data.dataset import make_tf_dataset
     from yt_bias.data.loading import load_dataset
-    from yt_bias.core.frequency import OracleFrequency
+    from yt_bias.integrations.tfrs_retrieval import TFRSRetrievalModel
     from yt_bias.training.train import build_model
 
-    config = config_lib.default()
+    config = config_lib.preset(preset)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=batch_size))
     dataset = load_dataset(config.data, config.model.embedding_dim)
     m = config.model
@@ -91,7 +93,7 @@ class _Worker:
 
     def __init__(self, name: str, batch_size: int, steps: int, warmup: int, limit: float):
         command = [sys.executable, __file__, "--worker", name, "--batch-sizes", str(batch_size), "--steps", str(steps)]
-        command += ["--warmup", str(warmup)]
+        command += ["--warmup", str(warmup), "--preset", _PRESET["name"]]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
@@ -224,13 +226,16 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=None, help=f"a subset of {CONFIGS + OVERHEAD}")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=3, help=argparse.SUPPRESS)
+    parser.add_argument("--preset", default="default", help="the configuration whose data and towers are timed (smoke: tests)")
+    parser.add_argument("--json", default=None, help="also write every row (and the load averages) here as JSON")
     args = parser.parse_args()
     unknown = sorted(set(args.configs or []) - set(CONFIGS + OVERHEAD))
     if unknown:
         parser.error(f"--configs: unknown {unknown}; expected some of {CONFIGS + OVERHEAD}")
     if args.worker:
-        _worker(args.worker, args.batch_sizes[0], args.steps, args.warmup)
+        _worker(args.worker, args.batch_sizes[0], args.steps, args.warmup, args.preset)
         return
+    _PRESET["name"] = args.preset
     batch_sizes = args.batch_sizes or ([1024, 8192] if args.quick else [1024, 8192, 32768, 65536])
     rounds = args.rounds or (5 if args.quick else 15)
     large_rounds = args.large_rounds or (1 if args.quick else 2)
@@ -239,6 +244,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {load:.1f} at start, memory limit {limit / GB:.1f} GB per configuration")
     print("| batch | configuration | ms/step (median) | per-round ratio: median [min, max] | peak RSS GB | rounds | mode |")
     print("|---|---|---|---|---|---|---|")
+    rows = []
     for batch_size in batch_sizes:
         names = list(CONFIGS) + (list(OVERHEAD) if batch_size in args.overhead_batch_sizes else [])
         names = [n for n in names if args.configs is None or n in args.configs]
@@ -256,7 +262,26 @@ def main() -> None:
             rss = f"{r['rss'] / GB:.2f}" if r["rss"] else "-"
             label = f"{name} / {reference}" if name != reference else name
             print(f"| {batch_size} | {label} | {ms} | {ratio} | {rss} | {len(r['times'])} | {mode} |", flush=True)
-    print(f"load average at end {os.getloadavg()[0]:.1f}")
+            rows.append(
+                {
+                    "batch": batch_size,
+                    "config": name,
+                    "reference": reference,
+                    "ms_per_step": round(1e3 * float(np.median(r["times"])), 2) if r["times"] else None,
+                    "ratio": ratio,
+                    "peak_rss_gb": round(r["rss"] / GB, 3) if r["rss"] else None,
+                    "rounds": len(r["times"]),
+                    "mode": mode,
+                    "note": r["note"],
+                }
+            )
+    end_load = os.getloadavg()[0]
+    print(f"load average at end {end_load:.1f}")
+    if args.json:
+        import json
+
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"rows": rows, "load_start": load, "load_end": end_load, "memory_limit_gb": limit / GB}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ cycle, and on a module that is in no layer: a new subpackage is added to the tup
 The layers follow the data flow: configuration and feature descriptions; data sets; the model's
 parts (towers, frequency estimators, losses, negatives, the model); evaluation; training drivers
 and run directories; serving; integrations with other libraries; studies and experiment grids;
-entry points (the command line, the cluster process, the package's public façade).
+the report that runs them; entry points (the command line, the cluster process, the package's public façade).
 
 Names are dotted module names; a package's ``__init__`` is the package's own name, and
 ``"pkg.*"`` stands for the package ``pkg`` and every module under it.
@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("serving", ("yt_bias.serving.*",)),
     ("integrations", ("yt_bias.integrations.*",)),
     ("studies", ("yt_bias.studies.*", "yt_bias.experiments.*")),
+    ("report", ("yt_bias.report.*",)),
     ("entry points", ("yt_bias", "yt_bias.__main__", "yt_bias.cli.*", "yt_bias.testing.*")),
 )
 

@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "yt_bias.cli.index",
     "yt_bias.cli.export",
     "yt_bias.cli.query",
+    "yt_bias.cli.report",
 )
 
 

@@ -1,0 +1,131 @@
+"""The README's generated blocks: rendered from ``report.json``, written in place, and checked.
+
+A block is ``<!-- report:ID -->`` ... ``<!-- /report:ID -->`` in the README; its content is
+exactly what the section's ``readme_blocks(entry)`` renders from the section's entry in the
+report (``full_run`` renders the whole run's wall time and machine). :func:`check` reports a
+block whose text differs from the rendering, a block the report does not produce, and any
+decimal number in the README's results sections outside a block.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from yt_bias.report.base import FIGURES, provenance
+
+BLOCK = re.compile(r"<!-- report:(?P<id>[\w/-]+) -->\n(?P<body>.*?)\n?<!-- /report:(?P=id) -->", re.DOTALL)
+RESULTS_SECTIONS = ("## Results in brief", "## More results")
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")
+# Not numeric claims: names of the paper's parts ("section 6.1", "Proposition 4.1") and versions ("1.2.1").
+NAMES = re.compile(r"\b(?:[Ss]ections?|Propositions?|Prop\.?|Tables?|Figures?|Algorithms?|Eq\.?) \d+(?:\.\d+)*|\d+\.\d+\.\d+")
+
+
+def blocks(report: dict) -> dict[str, str]:
+    """Block ID -> rendered Markdown, for every section of the report (and ``full_run``)."""
+    from yt_bias.report.registry import SECTIONS, section_module
+
+    out = {}
+    for name, entry in report.get("sections", {}).items():
+        if name not in SECTIONS:
+            continue
+        if entry.get("status") == "ok" or name in ("movielens", "tfrs_drop_in"):
+            out.update(section_module(name).readme_blocks(entry))
+        else:
+            out[name] = f"(not in this report: {entry.get('status')}: {entry.get('reason', '')})"
+    run = report.get("full_run")
+    if run:
+        m = run["machine"]
+        load = m.get("load_average") or [0.0]
+        load_end = m.get("load_average_end") or [0.0]
+        out["full_run"] = (
+            f"`{run['command']}` ran end to end in {run['wall_seconds'] / 60:.1f} min"
+            + (f" ({run['cpu_seconds'] / 60:.1f} min of CPU)" if run.get("cpu_seconds") else "")
+            + f" on {m['cpus']} CPUs "
+            f"({m['cpu_model']}, {m['ram_gb']} GB RAM; load average {load[0]:.1f} at the start, {load_end[0]:.1f} at the end), "
+            f"TensorFlow {m['tensorflow']}, commit {str(run.get('commit'))[:12]}; each section's own wall time is under its table."
+        )
+    else:
+        out["full_run"] = "(no full run recorded in this report: its sections were run one by one; see each section's line)"
+    return out
+
+
+def render(text: str, report: dict) -> str:
+    """``text`` with every block's content replaced by its rendering (unknown blocks left as they are)."""
+    rendered = blocks(report)
+
+    def replace(match):
+        block = match.group("id")
+        if block not in rendered:
+            return match.group(0)
+        return f"<!-- report:{block} -->\n{rendered[block]}\n<!-- /report:{block} -->"
+
+    return BLOCK.sub(replace, text)
+
+
+def results_text(text: str) -> str:
+    """The README's results sections (from each heading of :data:`RESULTS_SECTIONS` to the next ``## ``)."""
+    parts = []
+    for heading in RESULTS_SECTIONS:
+        start = text.find("\n" + heading + "\n")
+        if start < 0:
+            continue
+        end = text.find("\n## ", start + len(heading) + 2)
+        parts.append(text[start : end if end >= 0 else len(text)])
+    return "\n".join(parts)
+
+
+def check(text: str, report: dict) -> list[str]:
+    """Problems of the README against the report (an empty list: it agrees)."""
+    rendered = blocks(report)
+    problems = []
+    found = {}
+    for match in BLOCK.finditer(text):
+        found[match.group("id")] = match.group("body")
+    for block, body in found.items():
+        if block not in rendered:
+            problems.append(f"block {block!r}: the report does not produce it")
+        elif body.strip() != rendered[block].strip():
+            problems.append(f"block {block!r}: differs from its rendering from report.json (run `yt-bias report --render-only`)")
+    outside = NAMES.sub("", BLOCK.sub("", results_text(text)))
+    for line in outside.splitlines():
+        for number in DECIMAL.findall(line):
+            problems.append(f"number {number} outside a generated block: {line.strip()[:100]}")
+    return problems
+
+
+def update_readme(path: str, report: dict) -> bool:
+    """Rewrites the blocks of the README at ``path``; True when it changed."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    new = render(text, report)
+    if new != text:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+    return new != text
+
+
+def write_index(out_dir: str, report: dict) -> str:
+    """Writes ``index.md``: every section's status, provenance, tables and figures; returns its path."""
+    from yt_bias.report.registry import SECTIONS, section_module
+
+    lines = ["# Report", "", "Generated by `yt-bias report`; every number is in `report.json` with the command and "
+             "config that produced it.", ""]
+    run = report.get("full_run")
+    if run:
+        lines += [blocks(report)["full_run"], ""]
+    for name in SECTIONS:
+        entry = report.get("sections", {}).get(name)
+        if entry is None:
+            continue
+        lines += [f"## {section_module(name).TITLE} (`{name}`)", ""]
+        if entry["status"] != "ok":
+            lines += [f"{entry['status']}: {entry.get('reason', '')}", ""]
+            continue
+        lines += [provenance(entry), ""]
+        lines += [f"- table: [{t}]({t})" for t in entry.get("tables", [])]
+        lines += [""] + [f"![{os.path.basename(f)}]({f})" for f in entry.get("figures", []) if f.startswith(FIGURES)] + [""]
+    path = os.path.join(out_dir, "index.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines).rstrip() + "\n")
+    return path
