@@ -1,16 +1,19 @@
-"""A two-tower model round-trips through get_config / from_config, its frequency source included."""
+"""A two-tower model round-trips through get_config / from_config, its frequency source and negatives included."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 
 from yt_bias import config as config_lib
-from yt_bias._keras import keras
-from yt_bias.data.dataset import make_tf_dataset
-from yt_bias.data.loading import load_dataset
+from yt_bias._keras import keras, tf
+from yt_bias.config import NegativesConfig
 from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator
 from yt_bias.core.model import TwoTowerModel
+from yt_bias.core.negatives import NegativeStrategy
+from yt_bias.data.dataset import make_tf_dataset
+from yt_bias.data.loading import load_dataset
 from yt_bias.training.train import build_model
 
 SMOKE = config_lib.smoke()
@@ -28,46 +31,94 @@ def _train(model, dataset, steps=4):
     return model
 
 
-@pytest.mark.parametrize("variant", ["correct-sfx", "correct-sfx-oracle"])
-def test_clone_from_config_trains_to_the_same_weights(dataset, variant):
+# The negatives of the round trip: random draws (shared and per query) and a memory with state.
+SAMPLED = NegativesConfig(mixed_uniform=8, uniform_per_query=2, memory_size=32, memory_warmup_steps=1)
+
+
+@pytest.mark.parametrize(
+    "variant, negatives",
+    [
+        ("plain-sfx", NegativesConfig()),
+        ("correct-sfx", NegativesConfig()),
+        ("correct-sfx-oracle", NegativesConfig()),
+        ("correct-sfx", SAMPLED),
+        ("correct-sfx", NegativesConfig(mined_hard_per_query=2, loss="corrected-logq-2025")),
+    ],
+    ids=["plain", "streaming", "oracle", "streaming+sampled-negatives", "streaming+mined+2025-loss"],
+)
+def test_clone_from_config_trains_to_the_same_weights(dataset, variant, negatives):
     config = dataclasses.replace(
-        SMOKE, variant=variant,
+        SMOKE, variant=variant, negatives=negatives,
         estimator=dataclasses.replace(SMOKE.estimator, estimand="expected_count"),
         model=dataclasses.replace(SMOKE.model, candidates="rows"),
     )
     keras.utils.set_random_seed(3)
     original = build_model(config, dataset)
-    keras.utils.set_random_seed(3)
-    clone = TwoTowerModel.from_config(original.get_config())
-    expected_type = StreamingFrequencyEstimator if variant == "correct-sfx" else OracleFrequency
-    assert isinstance(clone.frequency, expected_type)
-    assert clone.frequency.estimand == "expected_count"
+    # Through JSON, as a saved model's config travels.
+    clone = TwoTowerModel.from_config(json.loads(json.dumps(original.get_config())))
     assert clone.get_config() == original.get_config()
+    expected_type = {"plain-sfx": type(None), "correct-sfx": StreamingFrequencyEstimator, "correct-sfx-oracle": OracleFrequency}
+    assert isinstance(clone.frequency, expected_type[variant])
+    if clone.frequency is not None:
+        assert clone.frequency.estimand == "expected_count"
+    assert (clone.negatives is None) == negatives.is_default
+    if clone.negatives is not None:
+        assert isinstance(clone.negatives, NegativeStrategy)
+        for name, values in dataset.items.items():  # the corpus the samplers draw from came along
+            np.testing.assert_array_equal(clone.negatives.corpus.arrays[name], np.asarray(values))
     batch = next(iter(make_tf_dataset(dataset.examples("train"), 8, shuffle=False)))
     original(batch)
     clone(batch)
     for a, b in zip(original.trainable_variables, clone.trainable_variables):
         b.assign(a)  # same start; from here only the config decides the training
-    _train(original, dataset)
-    _train(clone, dataset)
+    for model in (original, clone):
+        keras.utils.set_random_seed(11)  # the same random negatives for both
+        _train(model, dataset)
     for a, b in zip(original.trainable_variables, clone.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(original.non_trainable_variables, clone.non_trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)  # estimator and memory state
     if variant == "correct-sfx":
         np.testing.assert_array_equal(original.frequency.interval.numpy(), clone.frequency.interval.numpy())
         assert int(clone.frequency.step.numpy()) == 4
+    if negatives.memory_size:
+        assert int(clone.negatives.memory.filled.numpy()) == 32  # 4 steps of 64 rows went through the memory
 
 
-def test_a_plain_model_is_no_corrected_model(dataset):
-    plain = build_model(dataclasses.replace(SMOKE, variant="plain-sfx"), dataset)
-    assert TwoTowerModel.from_config(plain.get_config()).frequency is None
+class ConstantFrequency(keras.layers.Layer):
+    """A frequency source of the test's own: one probability for every item."""
+
+    def __init__(self, value: float = 0.01, **kwargs):
+        super().__init__(**kwargs)
+        self.value = float(value)
+
+    def probability(self, item_ids):
+        return tf.fill(tf.shape(item_ids), self.value)
+
+    def update_and_probability(self, item_ids, read_after_update=True):
+        return self.probability(item_ids)
+
+    def get_config(self):
+        return dict(super().get_config(), value=self.value)
 
 
 def test_from_config_refuses_what_it_cannot_rebuild(dataset):
-    config = dataclasses.replace(SMOKE, negatives=dataclasses.replace(SMOKE.negatives, uniform_per_query=4))
-    model = build_model(config, dataset)
-    assert model.get_config()["negatives"] is not None
-    with pytest.raises(ValueError, match="negative-sampling strategy"):
-        TwoTowerModel.from_config(model.get_config())
+    model = build_model(SMOKE, dataset, frequency=ConstantFrequency(0.02, name="frequency"))
+    config = model.get_config()
+    with pytest.raises(ValueError, match="cannot rebuild 'frequency'.*received class 'ConstantFrequency'"):
+        TwoTowerModel.from_config(config)
+    clone = TwoTowerModel.from_config(config, custom_objects={"ConstantFrequency": ConstantFrequency})
+    assert isinstance(clone.frequency, ConstantFrequency) and clone.frequency.value == 0.02
+    negatives = dict(config, frequency=None, negatives={"class_name": "MyNegatives", "config": {}})
+    with pytest.raises(ValueError, match="cannot rebuild 'negatives'.*received class 'MyNegatives'"):
+        TwoTowerModel.from_config(negatives)
+
+
+def test_a_strategy_config_names_a_bad_corpus(dataset):
+    config = build_model(dataclasses.replace(SMOKE, negatives=SAMPLED), dataset).get_config()["negatives"]["config"]
+    config["items"]["item_id"] = {"values": ["a", "b"]}
+    with pytest.raises(ValueError, match=r"items\['item_id'\] must be \{'dtype', 'values'\}.*received keys \['values'\]"):
+        NegativeStrategy.from_config(config)
 
 
 def test_unique_candidates_refuse_negative_strategies(dataset):

@@ -10,6 +10,12 @@ import pytest
 from yt_bias import config as config_lib
 from yt_bias._keras import keras, tf
 from yt_bias.config import NegativesConfig
+from yt_bias.core.candidates import BatchView, concat_blocks
+from yt_bias.core.cross_batch import CrossBatchMemory
+from yt_bias.core.frequency import OracleFrequency
+from yt_bias.core.losses import corrected_logq_loss, corrected_softmax_loss
+from yt_bias.core.model import TwoTowerModel
+from yt_bias.core.negatives import HARD_NEGATIVES, NegativeStrategy, build_strategy, training_examples
 from yt_bias.data.dataset import ITEM_INDEX, REWARD
 from yt_bias.data.impressions import (
     IMPRESSION_CLICKS,
@@ -19,10 +25,6 @@ from yt_bias.data.impressions import (
     impression_indices,
 )
 from yt_bias.data.synthetic import SyntheticConfig, generate
-from yt_bias.core.frequency import OracleFrequency
-from yt_bias.core.losses import corrected_logq_loss, corrected_softmax_loss
-from yt_bias.core.model import TwoTowerModel
-from yt_bias.core.negatives import HARD_NEGATIVES, CrossBatchMemory, NegativeStrategy, build_strategy, training_examples
 
 TINY = SyntheticConfig(num_users=60, num_items=40, interactions_per_user=5, num_categories=3, history_length=3)
 
@@ -43,6 +45,21 @@ def _model(data, negatives=None, frequency=True):
 
 def _batch(examples, n=8):
     return {k: tf.constant(v[:n]) for k, v in examples.items()}
+
+
+def _candidates(strategy, model, batch, log_q, training=False):
+    """The strategy's candidates of one batch, (embeddings [N, d], ids [N], log_q [B, N] or None, mask [B, N]):
+    the samplers get the model's item tower and frequency source, never the model."""
+    query, items = model(batch, training=training)
+    view = BatchView(batch, query, items, batch["item_id"], log_q)
+    candidates = concat_blocks(strategy.sample(view, model.item_tower, model.frequency, training), view.batch_size)
+    return candidates.embeddings, candidates.ids, candidates.log_q, candidates.mask
+
+
+def _with_strategy(model, strategy):
+    """``model`` with ``strategy`` as its negatives (same towers, same weights)."""
+    model.negatives = strategy
+    return model
 
 
 def test_impressions_structure(data):
@@ -156,9 +173,8 @@ def test_explicit_in_batch_strategy_equals_the_plain_loss(data):
     model = _model(data)
     strategy = NegativeStrategy(data.items, in_batch=True)
     log_q = model.sampling_log_q(batch["item_id"], update=False)
-    query, items = model(batch)
     expected = model.batch_loss(batch, log_q, training=False)
-    got = strategy.loss(model, batch, query, items, log_q, training=False)
+    got = _with_strategy(model, strategy).batch_loss(batch, log_q, training=False)
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-6)
 
 
@@ -167,9 +183,9 @@ def test_random_negatives_correction_is_a_constant_and_changes_nothing(data):
     model = _model(data)
     strategy = NegativeStrategy(data.items, in_batch=False, uniform_per_query=3)
     log_q = model.sampling_log_q(batch["item_id"], update=False)
-    query, items = model(batch)
+    query, _ = model(batch)
     tf.random.set_seed(3)
-    emb, _, lq, mask = strategy.candidates(model, batch, items, log_q, training=False)
+    emb, _, lq, mask = _candidates(strategy, model, batch, log_q)
     assert emb.shape[0] == 8 + 8 * 3
     np.testing.assert_allclose(lq.numpy(), np.log(3 / data.num_items), rtol=1e-5)
     m = mask.numpy()
@@ -185,8 +201,7 @@ def test_mixed_uses_the_mixture_proposal(data):
     model = _model(data)
     strategy = NegativeStrategy(data.items, mixed_uniform=5)
     log_q = model.sampling_log_q(batch["item_id"], update=False)
-    _, items = model(batch)
-    emb, ids, lq, mask = strategy.candidates(model, batch, items, log_q, training=False)
+    emb, ids, lq, mask = _candidates(strategy, model, batch, log_q)
     assert emb.shape[0] == 13 and mask.numpy().all()
     p = model.frequency.probability(ids).numpy()
     np.testing.assert_allclose(lq.numpy()[0], np.log(p + 5 / data.num_items), rtol=1e-5)
@@ -208,16 +223,15 @@ def test_cross_batch_memory_fifo_and_warmup():
 
 def test_cross_batch_strategy_adds_memory_after_warmup(data):
     examples = data.examples("train")
-    model = _model(data)
     strategy = NegativeStrategy(data.items, memory_size=16, memory_warmup_steps=1, embedding_dim=8)
+    model = _model(data, negatives=strategy)
     for step in range(3):
         batch = _batch({k: v[8 * step :] for k, v in examples.items()})
         log_q = model.sampling_log_q(batch["item_id"], update=False)
-        query, items = model(batch)
-        _, ids, lq, mask = strategy.candidates(model, batch, items, log_q, training=True)
+        _, ids, lq, mask = _candidates(strategy, model, batch, log_q, training=True)
         used = mask.numpy()[:, 8:].sum(axis=1)
         assert np.all(used == min(8 * step, 16))
-        strategy.loss(model, batch, query, items, log_q, training=True)
+        model.batch_loss(batch, log_q, training=True)  # the training loss enqueues the batch
     # batch and memory columns share one factor (1 + filled / B) on top of p_j
     p = model.frequency.probability(ids).numpy()
     np.testing.assert_allclose(lq.numpy()[0], np.log(p * (1 + 16 / 8)), rtol=1e-5)
@@ -230,8 +244,7 @@ def test_hard_negatives_are_masked_to_their_query(data):
     model = _model(data)
     strategy = NegativeStrategy(data.items, hard_negatives=True, hard_negative_log_q=-2.0)
     log_q = model.sampling_log_q(batch["item_id"], update=False)
-    _, items = model(batch)
-    _, ids, lq, mask = strategy.candidates(model, batch, items, log_q, training=False)
+    _, ids, lq, mask = _candidates(strategy, model, batch, log_q)
     shown = examples[HARD_NEGATIVES][:8]
     m = mask.numpy()[:, 8:]
     assert m.shape == (8, 8 * 5)
@@ -243,7 +256,7 @@ def test_hard_negatives_are_masked_to_their_query(data):
         np.testing.assert_array_equal(got, data.item_ids[shown[i][slots]])
     np.testing.assert_allclose(lq.numpy()[:, 8:], -2.0)
     with pytest.raises(ValueError, match="hard_negative_index"):
-        strategy.candidates(model, _batch(data.examples("train")), items, log_q, training=False)
+        _candidates(strategy, model, _batch(data.examples("train")), log_q)
 
 
 def test_mined_hard_negatives_are_the_top_scoring_non_positive_items(data):
@@ -252,8 +265,8 @@ def test_mined_hard_negatives_are_the_top_scoring_non_positive_items(data):
     model = _model(data)
     strategy = NegativeStrategy(data.items, mined_hard_per_query=3)
     log_q = model.sampling_log_q(batch["item_id"], update=False)
-    query, items = model(batch)
-    emb, ids, lq, mask = strategy.candidates(model, batch, items, log_q, training=False, query=query)
+    query, _ = model(batch)
+    emb, ids, lq, mask = _candidates(strategy, model, batch, log_q)
     assert emb.shape[0] == 8 + 8 * 3
     corpus = model.item_tower({k: tf.constant(v) for k, v in data.items.items()}, training=False).numpy()
     scores = query.numpy() @ corpus.T
@@ -278,7 +291,7 @@ def test_mined_hard_negatives_are_the_top_scoring_non_positive_items(data):
     assert mined_any_in_batch  # the +1 case above was exercised (40 items, 8 positives, top 3 each)
     # The mined block is differentiable through the item tower (re-embedded with gradient).
     with tf.GradientTape() as tape:
-        loss = strategy.loss(model, batch, *model(batch, training=True), log_q, training=True)
+        loss = _with_strategy(model, strategy).batch_loss(batch, log_q, training=True)
     grads = tape.gradient(loss, model.item_tower.trainable_variables)
     assert np.isfinite(loss.numpy()) and all(g is not None for g in grads)
 
@@ -288,9 +301,8 @@ def test_mined_hard_negatives_from_a_pool(data):
     model = _model(data)
     strategy = NegativeStrategy(data.items, mined_hard_per_query=2, mined_pool=10)
     log_q = model.sampling_log_q(batch["item_id"], update=False)
-    query, items = model(batch)
     tf.random.set_seed(1)
-    _, ids, lq, mask = strategy.candidates(model, batch, items, log_q, training=False, query=query)
+    _, ids, lq, mask = _candidates(strategy, model, batch, log_q)
     ids = ids.numpy().astype(str)
     mined = ids[8:].reshape(8, 2)
     assert not np.any(mined == batch["item_id"].numpy().astype(str)[:, None])

@@ -10,18 +10,64 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from yt_bias._keras import keras, tf
-from yt_bias.data.dataset import REWARD
-from yt_bias.features import FeatureConfig
-from yt_bias.core.frequency import update_once_per_global_step
+from yt_bias.core.candidates import BatchView, concat_blocks
+from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator, update_once_per_global_step
+from yt_bias.core.frequency_baselines import (
+    CumulativeFrequency,
+    CurrentDayOracle,
+    FixedTableFrequency,
+    FrozenFrequency,
+    PreviousDayFrequency,
+)
 from yt_bias.core.losses import (
     BLOCKWISE_FROM_CANDIDATES,
     LOSS_IMPLEMENTATIONS,
+    corrected_logq_loss,
     log_probability,
     softmax_loss,
 )
+from yt_bias.core.negatives import NegativeStrategy
 from yt_bias.core.towers import build_towers
+from yt_bias.data.dataset import REWARD
+from yt_bias.features import FeatureConfig
 
 CANDIDATE_MODES = ("rows", "unique")
+
+# The layers from_config rebuilds, by the class name get_config records: field -> {class name: class}.
+REBUILDABLE = {
+    "frequency": {
+        cls.__name__: cls
+        for cls in (
+            StreamingFrequencyEstimator,
+            OracleFrequency,
+            FrozenFrequency,
+            CumulativeFrequency,
+            PreviousDayFrequency,
+            CurrentDayOracle,
+            FixedTableFrequency,
+        )
+    },
+    "negatives": {"NegativeStrategy": NegativeStrategy},
+}
+
+
+def _rebuild(field: str, serialized: dict | None, custom_objects: dict | None) -> keras.layers.Layer | None:
+    """The layer of ``config[field]`` (``keras.layers.serialize`` form), or None.
+
+    Raises:
+      ValueError: a class that is neither one :data:`REBUILDABLE` names nor in ``custom_objects``.
+    """
+    if serialized is None:
+        return None
+    known = dict(REBUILDABLE[field], **(custom_objects or {}))
+    class_name = serialized.get("class_name") if isinstance(serialized, dict) else None
+    if class_name not in known:
+        raise ValueError(
+            f"TwoTowerModel.from_config cannot rebuild '{field}': expected a serialised layer of a class in "
+            f"{sorted(known)}; received class {class_name!r}. Pass custom_objects={{{class_name!r}: its class}} "
+            "for a class of your own."
+        )
+    return keras.layers.deserialize(serialized, custom_objects=known)
 
 
 def unique_columns(item_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -93,8 +139,9 @@ class TwoTowerModel(keras.Model):
       read_after_update: update the estimator with the batch before reading p (default) or after.
       remove_accidental_hits: mask in-batch negatives that are the positive's own item.
       share_embeddings: one set of embedding tables for both towers (tables are matched by name).
-      negatives: a :class:`~yt_bias.core.negatives.NegativeStrategy` (extra candidates: uniform, mixed,
-        cross-batch, impressions; or the 2025 loss), or None for the paper's in-batch softmax.
+      negatives: a :class:`~yt_bias.core.negatives.NegativeStrategy` (samplers of extra candidates:
+        uniform, mixed, cross-batch, impressions, mined; or the 2025 loss), or None for the paper's
+        in-batch softmax.
       candidates: the in-batch candidate columns: ``"rows"`` (one column per row of the batch, so
         an item with c rows has c columns; pair with the ``expected_count`` estimand) or
         ``"unique"`` (one column per distinct item of the batch, a row's positive is its item's
@@ -104,6 +151,7 @@ class TwoTowerModel(keras.Model):
       loss_implementation: the in-batch softmax loss: ``"dense"`` ([B, N] logits), ``"blockwise"``
         (candidate blocks with recomputed gradients, memory linear in B) or ``"auto"`` (blockwise
         from ``yt_bias.core.losses.BLOCKWISE_FROM_CANDIDATES`` candidates on); same value and gradients.
+        With a negative-sampling strategy "auto" keeps the dense loss.
       loss_block_size: candidates per block of the blockwise loss (None: its default).
     """
 
@@ -188,7 +236,7 @@ class TwoTowerModel(keras.Model):
         rows' item columns with ``candidates="unique"``)."""
         query, items = self(batch, training=training)
         if self.negatives is not None:
-            return self.negatives.loss(self, batch, query, items, log_q, training)
+            return self._sampled_loss(batch, query, items, log_q, training)
         item_ids = batch[self.features.item_id]
         positive_index = None
         if self.candidates == "unique":
@@ -207,6 +255,50 @@ class TwoTowerModel(keras.Model):
             implementation=self._implementation_for(query),
             block_size=self.loss_block_size,
         )
+
+    def _sampled_loss(
+        self, batch: Mapping[str, tf.Tensor], query: tf.Tensor, items: tf.Tensor, log_q: tf.Tensor | None, training: bool
+    ) -> tf.Tensor:
+        """The loss over the blocks of the negative-sampling strategy (and, in training, its memory's enqueue).
+
+        Args:
+          batch: the batch's features.
+          query: [B, d] query embeddings; items: [B, d] the positives' embeddings.
+          log_q: [B] log p of the positives, or None (no correction).
+          training: whether this is a training step.
+        Returns:
+          Scalar float32 loss.
+        """
+        ids = tf.reshape(batch[self.features.item_id], [-1])
+        ids = ids if ids.dtype == tf.string else tf.strings.as_string(ids)
+        view = BatchView(batch, query, items, ids, log_q)
+        blocks = self.negatives.sample(view, self.item_tower, self.frequency, training)
+        candidates = concat_blocks(blocks, view.batch_size)
+        if self.negatives.loss_name == "corrected-logq-2025":
+            value = corrected_logq_loss(
+                query,
+                candidates.embeddings,
+                self.temperature,
+                candidates.log_q,
+                batch.get(REWARD),
+                candidate_ids=candidates.ids,
+                candidate_mask=candidates.mask,
+            )
+        else:
+            value = softmax_loss(
+                query,
+                candidates.embeddings,
+                temperature=self.temperature,
+                log_q=candidates.log_q,
+                rewards=batch.get(REWARD),
+                candidate_ids=candidates.ids,
+                remove_accidental_hits=self.remove_accidental_hits,
+                candidate_mask=candidates.mask,
+                correct_positive=self.negatives.correct_positive,
+                implementation="dense" if self.loss_implementation == "auto" else self.loss_implementation,
+                block_size=self.loss_block_size,
+            )
+        return self.negatives.observe(view, value) if training else value
 
     def _implementation_for(self, query: tf.Tensor) -> str:
         """``loss_implementation``, with "auto" decided by the static batch size (unique columns have
@@ -279,18 +371,20 @@ class TwoTowerModel(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> TwoTowerModel:
-        """Rebuilds the model of :meth:`get_config`; raises ValueError where a part cannot be rebuilt."""
-        from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> TwoTowerModel:
+        """Rebuilds the model of :meth:`get_config`, its frequency source and negative strategy included.
 
+        Args:
+          config: a :meth:`get_config` dict.
+          custom_objects: ``{class name: class}`` of frequency sources or strategies of your own.
+        Returns:
+          A new, unbuilt model (weights and estimator state are not part of a config).
+        Raises:
+          ValueError: a frequency source or strategy of a class this module does not know (and
+            ``custom_objects`` does not name).
+        """
         config = dict(config)
         config["features"] = FeatureConfig.from_dict(config["features"])
-        custom = {"StreamingFrequencyEstimator": StreamingFrequencyEstimator, "OracleFrequency": OracleFrequency}
-        if config.get("frequency") is not None:
-            config["frequency"] = keras.layers.deserialize(config["frequency"], custom_objects=custom)
-        if config.get("negatives") is not None:
-            raise ValueError(
-                "TwoTowerModel.from_config cannot rebuild a negative-sampling strategy (it samples from the item "
-                "corpus, which a config does not hold): build the model with yt_bias.training.train.build_model instead."
-            )
+        config["frequency"] = _rebuild("frequency", config.get("frequency"), custom_objects)
+        config["negatives"] = _rebuild("negatives", config.get("negatives"), custom_objects)
         return cls(**config)

@@ -1,8 +1,12 @@
-"""Negative-sampling strategies of the recall stage, all through the one loss of :mod:`yt_bias.core.losses`.
+"""Negative-sampling strategies of the recall stage: a set of samplers, all through the one loss.
 
-Every strategy only adds candidate columns (embeddings, IDs, log q
-and a per-query mask) to the paper's in-batch softmax; :class:`NegativeStrategy` assembles them
-and calls :func:`~yt_bias.core.losses.corrected_softmax_loss` (or the 2025 variant).
+A strategy (:class:`NegativeStrategy`, built by :func:`build_strategy` from a
+:class:`~yt_bias.config.NegativesConfig`) is the ordered set of samplers of
+:mod:`yt_bias.core.samplers` and :mod:`yt_bias.core.cross_batch`. Each sampler receives the item
+tower and the frequency source, never the model, and returns a typed
+:class:`~yt_bias.core.candidates.CandidateBlock` (embeddings, IDs, per-query mask, expected
+count); the model stacks the blocks with :func:`~yt_bias.core.candidates.concat_blocks` and
+calls :func:`~yt_bias.core.losses.softmax_loss` (or the 2025 variant) on them.
 
 The sampling correction, one rule for all: a candidate's log q is the log of its *expected
 number of copies* among the candidates a query sees, on the scale of the streaming estimator's
@@ -44,73 +48,68 @@ from collections.abc import Mapping
 import numpy as np
 
 from yt_bias._keras import keras, tf
+from yt_bias.config import NEGATIVE_LOSSES
+from yt_bias.core.candidates import BatchView, CandidateBlock, Proposal
+from yt_bias.core.cross_batch import CrossBatchMemory, CrossBatchSampler
+from yt_bias.core.samplers import (
+    HARD_NEGATIVES,
+    ImpressionSampler,
+    InBatchSampler,
+    ItemCorpus,
+    MinedSampler,
+    Sampler,
+    SharedUniformSampler,
+    UniformPerQuerySampler,
+)
 from yt_bias.data.dataset import ITEM_INDEX, REWARD, RecDataset
-from yt_bias.core.losses import corrected_logq_loss, corrected_softmax_loss, log_probability
 
-HARD_NEGATIVES = "hard_negative_index"
+__all__ = ["HARD_NEGATIVES", "NegativeStrategy", "build_strategy", "training_examples"]
 
 
-class CrossBatchMemory(keras.layers.Layer):
-    """A FIFO queue of the last ``size`` item embeddings and item indices (Wang et al., SIGIR 2021).
+def _corpus_config(items: Mapping[str, np.ndarray]) -> dict[str, dict]:
+    """The corpus as JSON-ready ``{feature: {"dtype", "values"}}`` (strings kept as strings)."""
+    config = {}
+    for name, values in items.items():
+        array = np.asarray(values)
+        if array.dtype == object:
+            array = array.astype(str)
+        config[name] = {"dtype": array.dtype.str, "values": array.tolist()}
+    return config
 
-    The embeddings are stored with stop_gradient; nothing is read before ``warmup_steps``
-    pushes (embeddings drift fast early in training, which makes stale negatives harmful).
 
-    Args:
-      size: M, the number of slots.
-      dim: embedding width.
-      warmup_steps: pushes before the memory is used.
-    """
-
-    def __init__(self, size: int, dim: int, warmup_steps: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        if size < 1:
-            raise ValueError(f"CrossBatchMemory.size must be >= 1; received {size}.")
-        self.size, self.dim, self.warmup_steps = int(size), int(dim), int(warmup_steps)
-        self.embeddings = self.add_weight(name="embeddings", shape=(self.size, self.dim), initializer="zeros", trainable=False)
-        self.item_index = self.add_weight(
-            name="item_index", shape=(self.size,), dtype=tf.int64, initializer="zeros", trainable=False
-        )
-        self.filled = self.add_weight(name="filled", shape=(), dtype=tf.int64, initializer="zeros", trainable=False)
-        self.pushes = self.add_weight(name="pushes", shape=(), dtype=tf.int64, initializer="zeros", trainable=False)
-        self.cursor = self.add_weight(name="cursor", shape=(), dtype=tf.int64, initializer="zeros", trainable=False)
-
-    def valid(self) -> tf.Tensor:
-        """[size] bool: slots holding an embedding, all False during the warm-up."""
-        ready = self.pushes >= self.warmup_steps
-        return tf.logical_and(tf.range(self.size, dtype=tf.int64) < self.filled, ready)
-
-    def push(self, embeddings: tf.Tensor, item_index: tf.Tensor) -> tf.Operation:
-        """Enqueues [n, dim] embeddings (stop_gradient) and their [n] item indices, oldest out."""
-        embeddings = tf.stop_gradient(tf.convert_to_tensor(embeddings, tf.float32))[-self.size :]
-        item_index = tf.cast(item_index, tf.int64)[-self.size :]
-        n = tf.cast(tf.shape(embeddings)[0], tf.int64)
-        slots = (self.cursor + tf.range(n, dtype=tf.int64)) % self.size
-        return tf.group(
-            self.embeddings.scatter_nd_update(slots[:, None], embeddings),
-            self.item_index.scatter_nd_update(slots[:, None], item_index),
-            self.cursor.assign((self.cursor + n) % self.size),
-            self.filled.assign(tf.minimum(self.filled + n, self.size)),
-            self.pushes.assign_add(1),
-        )
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(size=self.size, dim=self.dim, warmup_steps=self.warmup_steps)
-        return config
+def _corpus_from_config(config: Mapping[str, Mapping]) -> dict[str, np.ndarray]:
+    """The arrays of :func:`_corpus_config`; a plain ``{feature: array}`` passes through."""
+    items = {}
+    for name, value in config.items():
+        if isinstance(value, Mapping):
+            if set(value) != {"dtype", "values"}:
+                raise ValueError(
+                    f"items['{name}'] must be {{'dtype', 'values'}} (NegativeStrategy.get_config); received keys {sorted(value)}."
+                )
+            items[name] = np.asarray(value["values"], dtype=np.dtype(value["dtype"]))
+        else:
+            items[name] = np.asarray(value)
+    return items
 
 
 class NegativeStrategy(keras.layers.Layer):
-    """Extra candidates of a recall-stage strategy and the loss over all candidates.
+    """The samplers of a recall-stage strategy, in column order, and the loss they feed.
+
+    Columns: the batch's positives (B), then the shared extras (B' uniform, then M memory
+    slots), then the per-query extras (K uniform per query, then S impressions per query, then k
+    mined per query).
 
     Args:
-      items: the corpus item features (``RecDataset.items``), held as constants so sampled item
-        indices become item-tower inputs inside the graph.
+      items: the corpus item features (``RecDataset.items``): ``{feature: [num_items, ...]}``,
+        or the JSON form of :meth:`get_config`.
       item_id: the name of the item-ID feature.
       in_batch, uniform_per_query, mixed_uniform, memory_size, memory_warmup_steps, hard_negatives,
-      loss, correct_positive, mined_hard_per_query, mined_pool: see
-      :class:`yt_bias.config.NegativesConfig`.
+      hard_negative_log_q, loss, correct_positive, mined_hard_per_query, mined_pool: see
+        :class:`yt_bias.config.NegativesConfig` (``hard_negatives``: impressions as hard negatives).
       embedding_dim: the towers' output width (for the cross-batch memory).
+    Raises:
+      ValueError: an unknown loss, no item-ID feature, a memory without ``embedding_dim``, or
+        mining sizes that do not fit the corpus.
     """
 
     def __init__(
@@ -132,15 +131,13 @@ class NegativeStrategy(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if loss not in ("sampled-softmax", "corrected-logq-2025"):
-            raise ValueError(f"loss must be 'sampled-softmax' or 'corrected-logq-2025'; received {loss!r}.")
-        if item_id not in items:
-            raise ValueError(f"items has no item-ID feature '{item_id}'; present: {sorted(items)}.")
+        if loss not in NEGATIVE_LOSSES:
+            raise ValueError(f"loss must be one of {NEGATIVE_LOSSES}; received {loss!r}.")
         if memory_size and not embedding_dim:
             raise ValueError(f"memory_size={memory_size} needs embedding_dim >= 1; received {embedding_dim!r}.")
-        self._corpus = {name: tf.constant(np.asarray(v)) for name, v in items.items()}
-        self._corpus[item_id] = tf.constant(np.asarray(items[item_id]).astype(str))
-        self.num_items = len(np.asarray(items[item_id]))
+        corpus = ItemCorpus(_corpus_from_config(items), item_id)
+        self.corpus = corpus
+        self.num_items = corpus.num_items
         self.item_id = item_id
         self.in_batch = bool(in_batch)
         self.uniform_per_query = int(uniform_per_query)
@@ -149,181 +146,69 @@ class NegativeStrategy(keras.layers.Layer):
         self.hard_negative_log_q = float(hard_negative_log_q)
         self.loss_name = loss
         self.correct_positive = bool(correct_positive)
-        self.memory = CrossBatchMemory(memory_size, embedding_dim, memory_warmup_steps, name="memory") if memory_size else None
         self.mined_hard_per_query, self.mined_pool = int(mined_hard_per_query), int(mined_pool)
-        if self.mined_hard_per_query < 0 or self.mined_pool < 0:
-            raise ValueError(
-                f"mined_hard_per_query and mined_pool must be >= 0; received {mined_hard_per_query!r}, {mined_pool!r}."
-            )
-        if self.mined_pool > self.num_items:
-            raise ValueError(f"mined_pool must be <= the corpus size {self.num_items}; received {self.mined_pool}.")
-        if self.mined_hard_per_query >= (self.mined_pool or self.num_items):
-            raise ValueError(
-                f"mined_hard_per_query must be < the mining pool of {self.mined_pool or self.num_items} items (the "
-                f"positive is excluded from it); received {self.mined_hard_per_query}."
-            )
-
-    def _corpus_rows(self, index: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {name: tf.gather(values, index) for name, values in self._corpus.items()}
-
-    def mine(self, model, query: tf.Tensor, positive_ids: tf.Tensor) -> tf.Tensor:
-        """The k highest-scoring items of each query, its positive excluded: corpus indices [B, k] int64.
-
-        Scores are dot products of the (stop-gradient) query embeddings with the current item
-        tower's embeddings of the whole corpus, or of a pool of ``mined_pool`` items drawn
-        uniformly without replacement (shared by the batch).
-        """
-        if self.mined_pool:
-            pool = tf.random.shuffle(tf.range(self.num_items, dtype=tf.int64))[: self.mined_pool]
-            rows = self._corpus_rows(pool)
-        else:
-            pool, rows = tf.range(self.num_items, dtype=tf.int64), self._corpus
-        embedded = tf.stop_gradient(model.item_tower(rows, training=False))
-        scores = tf.matmul(tf.stop_gradient(query), embedded, transpose_b=True)
-        positive = tf.equal(positive_ids[:, None], rows[self.item_id][None, :])
-        scores = tf.where(positive, tf.constant(-np.inf, scores.dtype), scores)
-        return tf.gather(pool, tf.math.top_k(scores, k=self.mined_hard_per_query).indices)
-
-    def candidates(
-        self,
-        model,
-        batch: Mapping[str, tf.Tensor],
-        items: tf.Tensor,
-        log_p: tf.Tensor | None,
-        training: bool,
-        query: tf.Tensor | None = None,
-    ):
-        """All candidates of one batch: (embeddings [N, d], ids [N], log_q [B, N] or None, mask [B, N]).
-
-        Columns: the batch's positives (B), then the shared extras (B' uniform, then M memory
-        slots), then the per-query extras (K uniform per query, then S impressions per query,
-        then k mined per query). ``query`` (the batch's query embeddings) is what mining scores;
-        the query tower runs on the batch when it is None.
-        """
-        batch_size = tf.shape(items)[0]
-        ids = tf.reshape(batch[self.item_id], [-1])
-        ids = ids if ids.dtype == tf.string else tf.strings.as_string(ids)
-        mined = None
-        eye = tf.eye(batch_size, dtype=tf.bool)
-        blocks = [(items, ids, "positives", eye if not self.in_batch else tf.ones_like(eye))]
+        mined = MinedSampler(corpus, self.mined_hard_per_query, self.mined_pool)  # checks the sizes even when off
+        self.memory = CrossBatchMemory(memory_size, embedding_dim, memory_warmup_steps, name="memory") if memory_size else None
+        samplers: list[Sampler] = [InBatchSampler(self.in_batch)]
         if self.mixed_uniform:
-            index = tf.random.uniform([self.mixed_uniform], 0, self.num_items, dtype=tf.int64)
-            rows = self._corpus_rows(index)
-            embedded = model.item_tower(rows, training=training)
-            blocks.append((embedded, rows[self.item_id], "sampled", tf.ones([batch_size, self.mixed_uniform], tf.bool)))
-        if self.memory is not None:
-            index = self.memory.item_index
-            valid = tf.broadcast_to(self.memory.valid()[None, :], [batch_size, self.memory.size])
-            blocks.append(
-                (
-                    tf.stop_gradient(tf.identity(self.memory.embeddings)),
-                    tf.gather(self._corpus[self.item_id], index),
-                    "sampled",
-                    valid,
-                )
-            )
-        per_query = []
+            samplers.append(SharedUniformSampler(corpus, self.mixed_uniform))
+        self._memory_sampler = CrossBatchSampler(self.memory, corpus) if self.memory is not None else None
+        if self._memory_sampler is not None:
+            samplers.append(self._memory_sampler)
         if self.uniform_per_query:
-            k = self.uniform_per_query
-            index = tf.random.uniform([batch_size * k], 0, self.num_items, dtype=tf.int64)
-            per_query.append((index, tf.ones_like(index, tf.bool), k, "sampled"))
+            samplers.append(UniformPerQuerySampler(corpus, self.uniform_per_query))
         if self.hard_negatives:
-            if HARD_NEGATIVES not in batch:
-                raise ValueError(
-                    f"hard negatives need the batch column '{HARD_NEGATIVES}' [batch, slate]; received columns {sorted(batch)}."
-                )
-            shown = tf.cast(batch[HARD_NEGATIVES], tf.int64)
-            width = int(shown.shape[1])
-            index = tf.reshape(shown, [-1])
-            per_query.append((tf.maximum(index, 0), index >= 0, width, "fixed"))
+            samplers.append(ImpressionSampler(corpus, self.hard_negative_log_q))
         if self.mined_hard_per_query:
-            if query is None:
-                query = model.query_tower(batch, training=False)
-            mined = self.mine(model, query, ids)
-            index = tf.reshape(mined, [-1])
-            per_query.append((index, tf.ones_like(index, tf.bool), self.mined_hard_per_query, "mined"))
-        for index, valid, width, kind in per_query:
-            rows = self._corpus_rows(index)
-            embedded = model.item_tower(rows, training=training)
-            owner = tf.repeat(tf.range(batch_size), width)
-            mask = tf.logical_and(tf.equal(tf.range(batch_size)[:, None], owner[None, :]), valid[None, :])
-            blocks.append((embedded, rows[self.item_id], kind, mask))
+            samplers.append(mined)
+        self._samplers = tuple(samplers)
 
-        embeddings = tf.concat([b[0] for b in blocks], axis=0)
-        all_ids = tf.concat([b[1] for b in blocks], axis=0)
-        mask = tf.concat([b[3] for b in blocks], axis=1)
-        log_q = None
-        if log_p is not None and model.frequency is not None:
-            member = None
-            if mined is not None:  # m_ij: column j's item was mined for query i
-                hashed = tf.strings.to_hash_bucket_fast(all_ids, 1 << 62)
-                mined_hashed = tf.strings.to_hash_bucket_fast(tf.gather(self._corpus[self.item_id], mined), 1 << 62)
-                member = tf.reduce_any(tf.equal(mined_hashed[:, :, None], hashed[None, None, :]), axis=1)
-            log_q = self._log_q(model, blocks, log_p, batch_size, member)
-        return embeddings, all_ids, log_q, mask
+    @property
+    def samplers(self) -> tuple[Sampler, ...]:
+        """The samplers, in column order (the batch's positives first)."""
+        return self._samplers
 
-    def _log_q(self, model, blocks, log_p, batch_size, mined_member: tf.Tensor | None = None) -> tf.Tensor:
-        """log of the expected count of each candidate for each query (see the module docstring): [B, N].
+    def proposal(self, batch_size: tf.Tensor) -> Proposal:
+        """The mixture of every sampler: unigram draws per batch position, uniform draws per query."""
+        unigram = 0.0
+        for sampler in self._samplers:
+            share = sampler.unigram(batch_size)
+            if not (isinstance(share, float) and share == 0.0):
+                unigram = unigram + share
+        uniform = sum(sampler.uniform_draws for sampler in self._samplers)
+        return Proposal(unigram=unigram, uniform_draws=uniform, num_items=self.num_items)
+
+    def sample(self, view: BatchView, item_tower, frequency, training: bool) -> tuple[CandidateBlock, ...]:
+        """Every sampler's block for the batch ``view``, the positives' block first.
 
         Args:
-          mined_member: [B, N] bool, True where column j's item is among query i's mined items.
+          view: the batch (features, query [B, d], positives [B, d], IDs [B], log p [B] or None).
+          item_tower: ``item_tower(rows, training=...) -> [n, d]``.
+          frequency: the frequency source, or None (no column is corrected).
+          training: whether the towers run in training mode.
+        Returns:
+          One :class:`~yt_bias.core.candidates.CandidateBlock` per sampler, in column order.
         """
-        unigram = 1.0 if self.in_batch else 0.0
-        if self.memory is not None:
-            filled = tf.cast(tf.reduce_sum(tf.cast(self.memory.valid(), tf.int64)), tf.float32)
-            unigram = unigram + filled / tf.cast(batch_size, tf.float32)
-        uniform = (self.mixed_uniform + self.uniform_per_query) / self.num_items
-        counts, fixed = [], []
-        for _embeddings, ids, kind, _ in blocks:
-            n = tf.shape(ids)[0]
-            fixed.append(tf.fill([n], kind == "fixed"))
-            if kind == "fixed":
-                counts.append(tf.ones([n]))  # replaced by hard_negative_log_q below
-                continue
-            block_log_p = log_p if kind == "positives" else log_probability(model.frequency.probability(ids))
-            counts.append(unigram * tf.exp(block_log_p) + uniform)
-        count = tf.concat(counts, axis=0)
-        count = tf.broadcast_to(count[None, :], [batch_size, tf.shape(count)[0]])
-        if mined_member is not None:
-            inclusion = self.mined_pool / self.num_items if self.mined_pool else 1.0
-            count = count + inclusion * tf.cast(mined_member, tf.float32)
-        log_q = tf.math.log(tf.maximum(count, 1e-12))
-        fixed = tf.broadcast_to(tf.concat(fixed, axis=0)[None, :], tf.shape(log_q))
-        return tf.where(fixed, tf.constant(self.hard_negative_log_q, tf.float32), log_q)
+        if view.log_p is None:
+            frequency = None
+        proposal = self.proposal(view.batch_size)
+        return tuple(sampler.sample(view, item_tower, frequency, proposal, training) for sampler in self._samplers)
 
-    def loss(
-        self, model, batch: Mapping[str, tf.Tensor], query: tf.Tensor, items: tf.Tensor, log_p: tf.Tensor | None, training: bool
-    ) -> tf.Tensor:
-        """The strategy's loss for one batch (and, in training, the memory's enqueue)."""
-        embeddings, ids, log_q, mask = self.candidates(model, batch, items, log_p, training, query=query)
-        rewards = batch.get(REWARD)
-        if self.loss_name == "corrected-logq-2025":
-            value = corrected_logq_loss(
-                query, embeddings, model.temperature, log_q, rewards, candidate_ids=ids, candidate_mask=mask
-            )
-        else:
-            value = corrected_softmax_loss(
-                query,
-                embeddings,
-                temperature=model.temperature,
-                log_q=log_q,
-                rewards=rewards,
-                candidate_ids=ids,
-                remove_accidental_hits=model.remove_accidental_hits,
-                candidate_mask=mask,
-                correct_positive=self.correct_positive,
-            )
-        if self.memory is not None and training:
-            index = batch[ITEM_INDEX] if ITEM_INDEX in batch else tf.zeros([tf.shape(items)[0]], tf.int64)
-            with tf.control_dependencies([value]):
-                push = self.memory.push(items, index)
-            with tf.control_dependencies([push]):
-                value = tf.identity(value)
-        return value
+    def observe(self, view: BatchView, loss: tf.Tensor) -> tf.Tensor:
+        """After a training step's loss: the cross-batch memory enqueues the batch (when there is one).
+
+        Returns:
+          ``loss`` (scalar), ordered after the enqueue.
+        """
+        if self._memory_sampler is None:
+            return loss
+        return self._memory_sampler.observe(view, loss)
 
     def get_config(self) -> dict:
+        """The strategy's settings and its item corpus (as JSON-ready lists): enough to rebuild it."""
         config = super().get_config()
         config.update(
+            items=_corpus_config(self.corpus.arrays),
             item_id=self.item_id,
             in_batch=self.in_batch,
             uniform_per_query=self.uniform_per_query,
@@ -340,11 +225,27 @@ class NegativeStrategy(keras.layers.Layer):
         )
         return config
 
+    @classmethod
+    def from_config(cls, config: dict) -> NegativeStrategy:
+        """The strategy of :meth:`get_config`.
+
+        Raises:
+          ValueError: a damaged corpus entry (not ``{"dtype", "values"}``) or settings the constructor refuses.
+        """
+        return cls(**config)
+
 
 def build_strategy(config, dataset: RecDataset, embedding_dim: int) -> NegativeStrategy | None:
     """The strategy of a :class:`~yt_bias.config.NegativesConfig`; None for plain in-batch (the paper's path).
 
     'weak-positive' impressions change the training data only (see :func:`training_examples`).
+
+    Args:
+      config: the negatives settings.
+      dataset: the data set whose item corpus the samplers draw from.
+      embedding_dim: the towers' output width.
+    Returns:
+      The strategy, or None when the settings are the paper's in-batch softmax.
     """
     hard = config.impressions == "hard-negative"
     if (
