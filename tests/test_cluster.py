@@ -210,3 +210,45 @@ def test_multi_worker_mirrored_two_processes_count_each_global_step_once(tmp_pat
     assert step_a == step_b == steps  # once per global step, not once per replica
     assert b_a == b_b and a_a == a_b  # both workers' copies hold the same estimator
     assert sum(map(sum, a_a)) > 0
+
+
+def test_parameter_server_workers_read_their_own_shards(tmp_path):
+    """Each worker of a 2-worker cluster reads only its files (w, w + 2, ...) of the shards.
+
+    File f holds only the rows whose item index is f modulo 4, so the items a worker returns
+    tell which files it read: worker 0 (files 0, 2) only even items, worker 1 (files 1, 3) only odd.
+    """
+    from yt_bias.data.dataset import ITEM_INDEX
+    from yt_bias.data.shards import write_items, write_shards
+
+    config = config_lib.smoke()
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    data = tmp_path / "data"
+    examples = dataset.examples("train")
+    for f in range(4):
+        rows = examples[ITEM_INDEX] % 4 == f
+        write_shards({n: v[rows] for n, v in examples.items()}, str(data / f"f{f}"), rows_per_shard=10**6, shuffle_seed=f,
+                     rows_per_record=16)
+        os.rename(data / f"f{f}" / "part-00000.tfrecord", data / f"part-{f:05d}.tfrecord")
+    write_items(str(data), dataset.features, dataset.items)
+    write_shards(dataset.examples("test"), str(data / "test"), rows_per_shard=10**6)
+    workdir, logs = str(tmp_path / "chief"), str(tmp_path / "logs")
+    args = ["--preset", "smoke", "--workdir", workdir, "--steps", "40", "--data-files", str(data / "*.tfrecord"),
+            "--shuffle-buffer", "256", "--log-every", "10"]
+    with LocalCluster(num_workers=2, num_ps=1, log_dir=logs) as cluster:
+        cluster.start_servers()
+        _run_chief(cluster, args, logs)
+    with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
+        metrics = json.load(f)
+    assert metrics["closures_done"] == 40 and metrics["estimator_step"] == 40
+    assert metrics["worker_files"] == {"0": ["part-00000.tfrecord", "part-00002.tfrecord"],
+                                       "1": ["part-00001.tfrecord", "part-00003.tfrecord"]}
+    reads = metrics["worker_reads"]
+    assert sorted(reads) == ["0", "1"], reads.keys()
+    for worker, parity in (("0", 0), ("1", 1)):
+        items = np.asarray(reads[worker]["items"])
+        assert len(items) > 10 and (items % 2 == parity).all(), (worker, items[:20])
+        assert set(items % 4) == {parity, parity + 2}  # both of its files
+    assert metrics["estimator_tv_error"] is None  # the exact frequencies are not known from shards
+    # The held-out shards (DIR/test) are evaluated over the whole corpus.
+    assert 0.0 <= metrics["recall@10"] <= metrics["recall@50"] <= 1.0 and metrics["num_test_positives"] > 0

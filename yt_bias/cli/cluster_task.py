@@ -30,6 +30,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--checkpoint-every", type=int, default=None,
                         help="chief: also checkpoint every N closures (distribute.checkpoint_every; 0 = at the end only)")
+    parser.add_argument("--data-files", default=None, metavar="PATTERN",
+                        help="chief: train on TFRecord shards ('DIR/*.tfrecord'; items.npz and features.json in DIR); "
+                             "worker w of W reads files w, w+W, ... (every task must see the same path)")
+    parser.add_argument("--shuffle-buffer", type=int, default=10000, help="chief, with --data-files: rows in each worker's shuffle buffer")
+    parser.add_argument("--no-eval", action="store_true", help="chief: skip the Recall@K evaluation at the end")
+    parser.add_argument("--eval-queries", type=int, default=None,
+                        help="chief, with --data-files: evaluate the first N positive rows of DIR/test (default: all)")
     return parser.parse_args(argv)
 
 
@@ -62,8 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tf.get_logger().propagate = False  # once, not once more through the root logger
     config = override(config_from_args(args), "distribute.strategy=parameter_server")
     steps = args.steps if args.steps is not None else config.distribute.steps
-    metrics = run_chief(config, tf_config, args.workdir, steps, args.log_every, args.checkpoint_every)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "losses"}, indent=2, default=str), flush=True)
+    metrics = run_chief(config, tf_config, args.workdir, steps, args.log_every, args.checkpoint_every,
+                        data_files=args.data_files, shuffle_buffer=args.shuffle_buffer, evaluate=not args.no_eval,
+                        eval_queries=args.eval_queries)
+    shown = {k: v for k, v in metrics.items() if k not in ("losses", "worker_reads")}
+    print(json.dumps(shown, indent=2, default=str), flush=True)
     return 0
 
 

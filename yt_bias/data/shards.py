@@ -2,17 +2,22 @@
 
 A shard directory holds:
 
-* ``part-00000.tfrecord``, ``part-00001.tfrecord``, ...: one ``tf.train.Example`` per row, at
-  most ``rows_per_shard`` rows per file. String columns (id, bag, categorical features) are
-  ``bytes_list``, floats (dense features, ``reward``) ``float_list``, integers (``item_index``)
-  ``int64_list``; multi-value columns (bags, dense of width > 1) are flattened per row.
+* ``part-00000.tfrecord``, ``part-00001.tfrecord``, ...: at most ``rows_per_shard`` rows per file,
+  stored as *row blocks*: each record is one ``tf.train.Example`` that holds up to
+  ``rows_per_record`` rows, one ``bytes_list`` value per column with the column's block as a
+  serialized tensor (``tf.io.serialize_tensor``: strings (id, bag, categorical features) as
+  ``tf.string`` [rows, ...], dense features and ``reward`` as float32, ``item_index`` as int64).
+  Writing and parsing a block are a few C++ calls per column instead of one protobuf per row
+  (``docs/scale.md`` has the measurement against one Example per row and against Parquet).
 * ``items.npz`` and ``features.json``: the item corpus (one array per item feature) and the
   :class:`~yt_bias.features.FeatureConfig` of both towers, beside the shards.
 
 :class:`ShardWriter` writes rows chunk by chunk (memory bounded by one chunk plus one open
 file); :func:`read_shards` gives the same batch dicts as
 :func:`~yt_bias.data.dataset.make_tf_dataset`, with files split between workers by
-``Dataset.shard`` and rows mixed by ``interleave`` and a shuffle buffer.
+``Dataset.shard``, blocks mixed by ``interleave`` and a shuffle buffer of blocks, and rows
+re-cut into batches by ``rebatch``. Writers that want rows mixed inside a block shuffle them
+before :meth:`ShardWriter.write` (the generator and :func:`write_shards` do).
 """
 
 from __future__ import annotations
@@ -38,18 +43,38 @@ class ShardError(ValueError):
     """A shard or items file that is missing, damaged or does not match the feature config."""
 
 
-def _feature(values: np.ndarray):
-    """One row as a ``tf.train.Feature`` (bytes, float or int64 list by dtype)."""
+ROWS_PER_RECORD = 1024
+
+
+def _column(name: str, values: np.ndarray) -> np.ndarray:
+    """A column as the dtype it is stored with: bytes for text, float32 for floats, int64 for integers."""
+    values = np.asarray(values)
+    kind = values.dtype.kind
+    if kind == "S":
+        return values
+    if kind == "U":
+        try:
+            return values.astype(np.bytes_)  # C speed for ASCII text
+        except UnicodeEncodeError:
+            return np.char.encode(values, "utf-8")
+    if kind == "O":
+        return np.array([str(v).encode("utf-8") for v in values.ravel()], dtype=object).reshape(values.shape)
+    if name == REWARD or kind == "f":
+        return values.astype(np.float32)
+    if kind in "iub":
+        return values.astype(np.int64)
+    raise ShardError(f"column {name!r}: cannot store dtype {values.dtype}; expected strings, floats or integers.")
+
+
+def _record(block: Mapping[str, np.ndarray]) -> bytes:
+    """One row block as a serialized ``tf.train.Example`` (one serialized tensor per column)."""
     from yt_bias._keras import tf
 
-    flat = np.ravel(values)
-    if flat.dtype.kind in "USO":
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode("utf-8") for v in flat]))
-    if flat.dtype.kind == "f":
-        return tf.train.Feature(float_list=tf.train.FloatList(value=flat.astype(np.float32).tolist()))
-    if flat.dtype.kind in "iub":
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=flat.astype(np.int64).tolist()))
-    raise ShardError(f"cannot store dtype {flat.dtype} in a tf.train.Example; expected strings, floats or integers.")
+    feature = {
+        name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[tf.io.serialize_tensor(values).numpy()]))
+        for name, values in block.items()
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 class ShardWriter:
@@ -63,13 +88,16 @@ class ShardWriter:
       directory: where the shards go (created if missing).
       rows_per_shard: the most rows one file holds.
       prefix: the file name prefix (``{prefix}-00000.tfrecord``, ...).
+      rows_per_record: the most rows one record (row block) holds.
     Raises:
-      ValueError: ``rows_per_shard`` < 1, or the directory already holds shards with this prefix.
+      ValueError: ``rows_per_shard`` or ``rows_per_record`` < 1, or the directory already holds
+        shards with this prefix.
     """
 
-    def __init__(self, directory: str, rows_per_shard: int, prefix: str = SHARD_PREFIX):
-        if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
-            raise ValueError(f"rows_per_shard must be an integer >= 1; received {rows_per_shard!r}.")
+    def __init__(self, directory: str, rows_per_shard: int, prefix: str = SHARD_PREFIX, rows_per_record: int = ROWS_PER_RECORD):
+        for field, value in (("rows_per_shard", rows_per_shard), ("rows_per_record", rows_per_record)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{field} must be an integer >= 1; received {value!r}.")
         os.makedirs(directory, exist_ok=True)
         existing = glob.glob(os.path.join(directory, f"{prefix}-*{SHARD_SUFFIX}"))
         if existing:
@@ -78,6 +106,7 @@ class ShardWriter:
             )
         self.directory = directory
         self.rows_per_shard = rows_per_shard
+        self.rows_per_record = rows_per_record
         self.prefix = prefix
         self.columns: tuple[str, ...] | None = None
         self.paths: list[str] = []
@@ -102,9 +131,7 @@ class ShardWriter:
         Raises:
           ValueError: the columns differ from the first chunk's, or their row counts differ.
         """
-        from yt_bias._keras import tf
-
-        chunk = {name: np.asarray(values) for name, values in chunk.items()}
+        chunk = {name: _column(name, values) for name, values in chunk.items()}
         if not chunk:
             raise ValueError("ShardWriter.write: the chunk has no columns.")
         if self.columns is None:
@@ -116,14 +143,14 @@ class ShardWriter:
             raise ValueError(f"ShardWriter.write: columns have different row counts: {counts}.")
         count = next(iter(counts.values()))
         self.max_chunk_rows = max(self.max_chunk_rows, count)
-        for row in range(count):
+        row = 0
+        while row < count:
             if self._writer is None or self._rows_in_file >= self.rows_per_shard:
                 self._next_file()
-            example = tf.train.Example(
-                features=tf.train.Features(feature={name: _feature(values[row]) for name, values in chunk.items()})
-            )
-            self._writer.write(example.SerializeToString())
-            self._rows_in_file += 1
+            take = min(self.rows_per_record, self.rows_per_shard - self._rows_in_file, count - row)
+            self._writer.write(_record({name: values[row : row + take] for name, values in chunk.items()}))
+            self._rows_in_file += take
+            row += take
         self.rows_written += count
 
     def close(self) -> list[str]:
@@ -140,12 +167,34 @@ class ShardWriter:
         self.close()
 
 
-def write_shards(examples: Mapping[str, np.ndarray], directory: str, rows_per_shard: int, chunk_rows: int = 65536) -> list[str]:
-    """Writes in-memory examples to TFRecord shards (in chunks of ``chunk_rows``); returns the paths."""
+def write_shards(
+    examples: Mapping[str, np.ndarray],
+    directory: str,
+    rows_per_shard: int,
+    chunk_rows: int = 65536,
+    rows_per_record: int = ROWS_PER_RECORD,
+    shuffle_seed: int | None = None,
+) -> list[str]:
+    """Writes in-memory examples to TFRecord shards (in chunks of ``chunk_rows``); returns the paths.
+
+    Args:
+      examples: column name -> [rows, ...] array (every query and item feature, ``item_index``, ``reward``).
+      directory: an empty (or new) directory.
+      rows_per_shard: rows per file.
+      chunk_rows: rows converted at once.
+      rows_per_record: rows per record (row block).
+      shuffle_seed: None keeps the row order; an integer writes the rows in a random permutation
+        (readers mix blocks, not rows inside a block, so unshuffled user-ordered rows would keep a
+        user's rows together in a batch).
+    Returns:
+      The shard paths, in order.
+    """
     count = len(next(iter(examples.values())))
-    with ShardWriter(directory, rows_per_shard) as writer:
+    order = None if shuffle_seed is None else np.random.default_rng(shuffle_seed).permutation(count)
+    with ShardWriter(directory, rows_per_shard, rows_per_record=rows_per_record) as writer:
         for start in range(0, count, chunk_rows):
-            writer.write({name: np.asarray(values)[start : start + chunk_rows] for name, values in examples.items()})
+            rows = slice(start, start + chunk_rows) if order is None else order[start : start + chunk_rows]
+            writer.write({name: np.asarray(values)[rows] for name, values in examples.items()})
     return writer.paths
 
 
@@ -191,12 +240,20 @@ def read_items(directory: str) -> tuple[FeatureConfig, dict[str, np.ndarray]]:
     return features, items
 
 
-def shard_files(pattern: str) -> list[str]:
-    """The sorted files matching a glob ``pattern`` (or the shards of a directory).
+def shard_files(pattern) -> list[str]:
+    """The sorted files matching a glob ``pattern`` (or the shards of a directory, or a list of files).
 
     Raises:
-      ShardError: nothing matches.
+      ShardError: nothing matches, or a listed file does not exist.
     """
+    if not isinstance(pattern, str):
+        files = [str(f) for f in pattern]
+        for f in files:
+            if not os.path.isfile(f):
+                raise ShardError(f"shard {f!r} does not exist.")
+        if not files:
+            raise ShardError("the list of shard files is empty; expected at least one file.")
+        return sorted(files)
     if os.path.isdir(pattern):
         pattern = os.path.join(pattern, f"*{SHARD_SUFFIX}")
     files = sorted(f for f in glob.glob(pattern) if os.path.isfile(f))
@@ -205,51 +262,92 @@ def shard_files(pattern: str) -> list[str]:
     return files
 
 
-def _parse_spec(features: FeatureConfig) -> dict:
+def _columns(features: FeatureConfig) -> dict:
+    """Column name -> (stored dtype, shape of one row) for every column of a shard."""
     from yt_bias._keras import tf
 
-    spec = {}
-    for feature in features.all:
-        dtype = tf.float32 if feature.kind == "dense" else tf.string
-        spec[feature.name] = tf.io.FixedLenFeature(list(feature.shape), dtype)
-    spec[ITEM_INDEX] = tf.io.FixedLenFeature([], tf.int64)
-    spec[REWARD] = tf.io.FixedLenFeature([], tf.float32)
-    return spec
+    columns = {f.name: (tf.float32 if f.kind == "dense" else tf.string, tuple(f.shape)) for f in features.all}
+    columns[ITEM_INDEX] = (tf.int64, ())
+    columns[REWARD] = (tf.float32, ())
+    return columns
+
+
+def _block_parser(features: FeatureConfig):
+    """A function: one serialized row block -> column name -> [rows, ...] tensor (static row shapes)."""
+    from yt_bias._keras import tf
+
+    columns = _columns(features)
+    spec = {name: tf.io.FixedLenFeature([], tf.string) for name in columns}
+
+    def parse(record):
+        parsed = tf.io.parse_single_example(record, spec)
+        return {
+            name: tf.ensure_shape(tf.io.parse_tensor(parsed[name], dtype), [None, *shape])
+            for name, (dtype, shape) in columns.items()
+        }
+
+    return parse
 
 
 def check_shard(path: str, features: FeatureConfig, records: int | None = 1) -> int:
-    """Reads the first ``records`` records of a shard (all with None) and parses them with ``features``.
+    """Reads the first ``records`` records (row blocks) of a shard (all with None) and checks every column.
 
     Returns:
-      The number of records read.
+      The number of rows in the records read.
     Raises:
-      ShardError: the file is missing, not a TFRecord file, truncated, or its rows lack a feature
-        or have the wrong shape; the message names the file.
+      ShardError: the file is missing, not a TFRecord file, truncated, a record is not a
+        ``tf.train.Example`` or lacks a column, or a column has the wrong dtype, row shape or row
+        count; the message names the file, the column, the expected and the received value.
     """
     from yt_bias._keras import tf
 
     if not os.path.isfile(path):
         raise ShardError(f"shard {path!r} does not exist.")
-    spec = _parse_spec(features)
+    columns = _columns(features)
     dataset = tf.data.TFRecordDataset(path)
     if records is not None:
         dataset = dataset.take(records)
-    count = 0
+    count = rows = 0
     try:
         for record in dataset:
             try:
-                present = set(tf.train.Example.FromString(record.numpy()).features.feature)
+                feature = tf.train.Example.FromString(record.numpy()).features.feature
             except Exception:  # noqa: BLE001 (protobuf's DecodeError: not a tf.train.Example)
                 raise ShardError(f"shard {path!r}: record {count} is not a tf.train.Example.") from None
-            missing = sorted(set(spec) - present)
+            missing = sorted(set(columns) - set(feature))
             if missing:
-                raise ShardError(f"shard {path!r}: record {count} lacks the columns {missing}; expected {sorted(spec)}.")
-            tf.io.parse_single_example(record, spec)
+                raise ShardError(f"shard {path!r}: record {count} lacks the columns {missing}; expected {sorted(columns)}.")
+            block_rows = None
+            for name, (dtype, shape) in columns.items():
+                values = feature[name].bytes_list.value
+                if len(values) != 1:
+                    raise ShardError(
+                        f"shard {path!r}: record {count}, column {name!r}: expected one serialized tensor (a row block); "
+                        f"received {len(values)} values (a file of another format?)."
+                    )
+                try:
+                    proto = tf.make_tensor_proto(0)
+                    proto.ParseFromString(values[0])
+                except Exception:  # noqa: BLE001 (protobuf's DecodeError)
+                    raise ShardError(f"shard {path!r}: record {count}, column {name!r} is not a serialized tensor.") from None
+                received = tf.as_dtype(proto.dtype)
+                dims = tuple(d.size for d in proto.tensor_shape.dim)
+                if received != dtype or dims[1:] != shape:
+                    raise ShardError(
+                        f"shard {path!r}: record {count}, column {name!r}: expected dtype {dtype.name} and row shape "
+                        f"{list(shape)}; received dtype {received.name} and row shape {list(dims[1:])}."
+                    )
+                if block_rows is not None and dims[0] != block_rows:
+                    raise ShardError(
+                        f"shard {path!r}: record {count}, column {name!r} has {dims[0]} rows; expected {block_rows} as the other columns."
+                    )
+                block_rows = dims[0]
+            rows += block_rows or 0
             count += 1
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+    except tf.errors.DataLossError as error:
         message = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]", "", str(error).splitlines()[0])
-        raise ShardError(f"shard {path!r} is damaged or does not match the features: {message}") from None
-    return count
+        raise ShardError(f"shard {path!r} is damaged: {message}") from None
+    return rows
 
 
 def read_shards(
@@ -257,9 +355,9 @@ def read_shards(
     features: FeatureConfig,
     batch_size: int,
     shuffle_buffer: int = 10000,
-    seed: int = 0,
+    seed: int | None = 0,
     num_workers: int = 1,
-    worker_index: int = 0,
+    worker_index=0,
     drop_remainder: bool = True,
     check: bool = True,
 ):
@@ -267,29 +365,39 @@ def read_shards(
 
     Each batch maps every feature of ``features`` (dense [B, width] float32, bag [B, max_len] padded
     strings, id and categorical [B] strings), ``item_index`` [B] int64 and ``reward`` [B] float32.
-    One pass is one epoch over this worker's files; file order and rows are reshuffled each pass.
+    One pass is one epoch over this worker's files; the file order and the blocks are reshuffled
+    each pass. Rows are mixed at block level (a block keeps its written rows together, so writers
+    shuffle rows before writing); batches are cut from the stream of blocks by ``rebatch``.
 
     Args:
-      pattern: a glob of shard files (``DIR/*.tfrecord``) or a shard directory.
+      pattern: a glob of shard files (``DIR/*.tfrecord``), a shard directory or a list of files.
       features: the feature config the shards were written with.
       batch_size: rows per batch.
-      shuffle_buffer: rows in the shuffle buffer (0: no shuffling: this worker's files one after
-        another, rows in written order).
-      seed: the shuffling seed.
+      shuffle_buffer: rows held for mixing, counted in whole blocks of ``ROWS_PER_RECORD`` rows
+        (at least 2 blocks); several files are read at once. 0: no shuffling: this worker's files
+        one after another, rows in written order.
+      seed: the shuffling seed (None: a different shuffle per run, as a parameter-server worker wants).
       num_workers, worker_index: this worker reads files ``worker_index``, ``worker_index +
-        num_workers``, ... of the sorted file list.
+        num_workers``, ... of the sorted file list. ``worker_index`` may be a scalar tensor
+        (``tf.distribute.coordinator.experimental_get_current_worker_index()`` inside a
+        parameter-server ``dataset_fn``); then ``check`` covers every file.
       drop_remainder: full batches only (the estimator's notion of a step stays exact).
       check: parse the first record of every file of this worker now, so a wrong or damaged file
         fails with its name before training starts.
+    Returns:
+      A ``tf.data.Dataset`` of batch dicts.
     Raises:
       ShardError: no file matches, a worker gets no file, or a file is damaged (``check``).
-      ValueError: a bad ``batch_size``, ``num_workers`` or ``worker_index``.
+      ValueError: a bad ``batch_size``, ``shuffle_buffer``, ``num_workers`` or ``worker_index``.
     """
     from yt_bias._keras import tf
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; received {batch_size!r}.")
-    if num_workers < 1 or not 0 <= worker_index < num_workers:
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"num_workers must be an integer >= 1; received {num_workers!r}.")
+    static_index = not tf.is_tensor(worker_index)
+    if static_index and not 0 <= worker_index < num_workers:
         raise ValueError(f"worker_index must be in [0, num_workers={num_workers}); received {worker_index}.")
     if shuffle_buffer < 0:
         raise ValueError(f"shuffle_buffer must be >= 0; received {shuffle_buffer}.")
@@ -297,44 +405,50 @@ def read_shards(
     if len(files) < num_workers:
         raise ShardError(f"{len(files)} shard files match {pattern!r}; expected at least num_workers={num_workers}.")
     if check:
-        for path in files[worker_index::num_workers]:
+        for path in files[worker_index::num_workers] if static_index else files:
             check_shard(path, features)
-    spec = _parse_spec(features)
-    names = tf.data.Dataset.from_tensor_slices(files).shard(num_workers, worker_index)
-    shuffle = shuffle_buffer > 0
-    if shuffle:
+    parse = _block_parser(features)
+    names = tf.data.Dataset.from_tensor_slices(files).shard(num_workers, tf.cast(worker_index, tf.int64))
+    if shuffle_buffer > 0:  # several files read at once, their blocks mixed in the buffer
         names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    if shuffle:  # several files read at once, their rows mixed in the buffer
-        rows = names.interleave(
+        records = names.interleave(
             tf.data.TFRecordDataset,
             cycle_length=min(4, len(files)),
             block_length=1,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        rows = rows.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        blocks = max(2, -(-shuffle_buffer // ROWS_PER_RECORD))
+        records = records.shuffle(blocks, seed=seed, reshuffle_each_iteration=True)
     else:  # the files one after another, rows in written order
-        rows = names.flat_map(tf.data.TFRecordDataset)
-    batches = rows.batch(batch_size, drop_remainder=drop_remainder)
-    return batches.map(lambda records: tf.io.parse_example(records, spec), num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE
-    )
+        records = names.flat_map(tf.data.TFRecordDataset)
+    blocks = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return blocks.rebatch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
-def shard_summary(pattern: str) -> dict:
-    """The files of a pattern with their sizes: a cheap identity of the data for a run record."""
+def shard_summary(pattern) -> dict:
+    """The files of a pattern (or list) with their sizes: a cheap identity of the data for a run record."""
     files = shard_files(pattern)
-    return {"pattern": pattern, "files": [[os.path.basename(f), os.path.getsize(f)] for f in files]}
+    return {"pattern": pattern if isinstance(pattern, str) else "(list)", "files": [[os.path.basename(f), os.path.getsize(f)] for f in files]}
 
 
-def count_rows(pattern: str) -> int:
-    """The number of records in the shards of ``pattern`` (reads every file once)."""
+def count_rows(pattern) -> int:
+    """The number of rows in the shards of ``pattern`` (reads every record's ``reward`` block once).
+
+    Raises:
+      ShardError: no file matches, or a file is damaged (the message names it).
+    """
     from yt_bias._keras import tf
+
+    spec = {REWARD: tf.io.FixedLenFeature([], tf.string)}
+
+    def rows(record):
+        return tf.shape(tf.io.parse_tensor(tf.io.parse_single_example(record, spec)[REWARD], tf.float32), out_type=tf.int64)[0]
 
     total = 0
     for path in shard_files(pattern):
         try:
-            total += int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
-        except tf.errors.DataLossError as error:
+            total += int(tf.data.TFRecordDataset(path).map(rows).reduce(np.int64(0), lambda n, r: n + r))
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
             raise ShardError(f"shard {path!r} is damaged: {str(error).splitlines()[0]}") from None
     return total

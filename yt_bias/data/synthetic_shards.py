@@ -13,7 +13,11 @@ shuffled ranks), as in :mod:`yt_bias.data.synthetic`. Interactions are drawn per
   for millions of items, where the in-memory generator's full softmax over the corpus is not);
 * the reward is 1 with probability ``sigmoid(4 <u, v_j>)``; the history bag holds the user's
   earlier items within the chunk, most recent first; ``activity`` is the user's log volume;
-* each user's last interaction goes to the test shards, the others to the training shards.
+* each user's last interaction goes to the test shards, the others to the training shards, in a
+  random order within the chunk (readers mix whole row blocks, not rows).
+
+Text columns are drawn as bytes (``numpy.bytes_``) so the shard writer stores them without
+re-encoding.
 
 Layout under ``out``: ``part-*.tfrecord`` (training rows), ``test/part-*.tfrecord`` (test rows),
 ``items.npz`` and ``features.json`` (:mod:`yt_bias.data.shards`).
@@ -80,6 +84,9 @@ def _corpus(config: SyntheticConfig, rng: np.random.Generator) -> dict[str, np.n
         "category": np.char.add("cat_", category.astype(str)),
         "tags": tags,
         "log_views": log_views.astype(np.float32)[:, None],
+        "_item_id_bytes": np.char.add(b"item_", np.arange(n).astype(np.bytes_)),
+        "_category_bytes": np.char.add(b"cat_", category.astype(np.bytes_)),
+        "_tags_bytes": tags.astype(np.bytes_),
         "_vectors": vectors,
         "_centres": centres,
         "_order": order,
@@ -121,20 +128,20 @@ def _chunk(
     items = _draw_items(corpus, main[user], share, rng)
     affinity = np.einsum("ij,ij->i", user_vectors[user], corpus["_vectors"][items])
     reward = (rng.random(len(items)) < 1.0 / (1.0 + np.exp(-4.0 * affinity))).astype(np.float32)
-    names = corpus["item_id"][items]
-    history = np.full((len(items), config.history_length), "", dtype=names.dtype)
+    names = corpus["_item_id_bytes"][items]  # text columns as bytes: the shard writer stores them as they are
+    history = np.full((len(items), config.history_length), b"", dtype=names.dtype)
     for back in range(1, config.history_length + 1):  # column back-1: the item `back` rows earlier
         valid = position >= back
         history[valid, back - 1] = names[np.flatnonzero(valid) - back]
     volume = np.log1p(counts[user] - 1) - np.log1p(config.interactions_per_user - 1)
     rows = {
-        "user_id": np.char.add("user_", (first_user + user).astype(str)),
-        "region": np.char.add("region_", region[user].astype(str)),
+        "user_id": np.char.add(b"user_", (first_user + user).astype(np.bytes_)),
+        "region": np.char.add(b"region_", region[user].astype(np.bytes_)),
         "history": history,
         "activity": volume.astype(np.float32)[:, None],
         "item_id": names,
-        "category": corpus["category"][items],
-        "tags": corpus["tags"][items],
+        "category": corpus["_category_bytes"][items],
+        "tags": corpus["_tags_bytes"][items],
         "log_views": corpus["log_views"][items],
         ITEM_INDEX: items.astype(np.int64),
         REWARD: reward,
@@ -142,12 +149,17 @@ def _chunk(
     return rows, user
 
 
-def _split_last(rows: dict, user: np.ndarray, limit: int) -> tuple[dict, dict]:
-    """The first ``limit`` rows, split into (train, test): each user's last kept row is its test row."""
+def _split_last(rows: dict, user: np.ndarray, limit: int, rng: np.random.Generator) -> tuple[dict, dict]:
+    """The first ``limit`` rows, split into (train, test): each user's last kept row is its test row.
+
+    The training rows come back in a random order (readers mix whole row blocks, so rows grouped by
+    user would put a user's rows side by side in a batch); the test rows in user order.
+    """
     rows = {name: values[:limit] for name, values in rows.items()}
     user = user[:limit]
     is_test = np.append(user[1:] != user[:-1], True)
-    return {n: v[~is_test] for n, v in rows.items()}, {n: v[is_test] for n, v in rows.items()}
+    train = rng.permutation(np.flatnonzero(~is_test))
+    return {n: v[train] for n, v in rows.items()}, {n: v[is_test] for n, v in rows.items()}
 
 
 def generate_shards(
@@ -207,7 +219,7 @@ def generate_shards(
         while written < num_interactions:
             rows, user = _chunk(config, corpus, users, users_per_chunk, cap, category_share, rng)
             max_rows = max(max_rows, len(user))
-            train_rows, test_rows = _split_last(rows, user, num_interactions - written)
+            train_rows, test_rows = _split_last(rows, user, num_interactions - written, rng)
             del rows, user
             train.write(train_rows)
             test.write(test_rows)

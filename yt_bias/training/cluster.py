@@ -10,13 +10,24 @@
   scheduled, its TV error, Recall@K) and ``estimator_arrays.npz`` (the estimator's logical A, B,
   step) to the work directory.
 
+With ``data_files`` the workers read TFRecord shards (:mod:`yt_bias.data.shards`) instead of the
+in-memory data set: worker ``w`` of ``W`` reads files ``w, w + W, ...`` of the sorted file list (its
+index comes from ``tf.distribute.coordinator.experimental_get_current_worker_index`` when the
+coordinator creates its dataset, also after a worker restarts), the corpus is the items table
+beside the shards, and the held-out shards (``DIR/test``) are evaluated blockwise. The chief then
+also records, per worker, the item indices of a few batches read after training
+(``worker_reads``): a check that each worker reads its own files.
+
 The process entry point that reads ``TF_CONFIG`` is :mod:`yt_bias.cli.cluster_task`.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import time
+
+import numpy as np
 
 SERVER_TYPES = ("worker", "ps")
 
@@ -67,12 +78,85 @@ def estimator_arrays(frequency) -> dict:
     return {k: v.numpy() for k, v in tf.function(frequency.logical_arrays)().items()}
 
 
+def _worker_reads(strategy, dataset_fn, num_workers: int, batches_per_worker: int = 3, keep: int = 2000) -> dict:
+    """Per worker: the distinct item indices (at most ``keep``, sorted) of batches read from its dataset."""
+    from yt_bias._keras import tf
+    from yt_bias.data.dataset import ITEM_INDEX
+
+    coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
+    iterator = iter(coordinator.create_per_worker_dataset(dataset_fn))
+
+    @tf.function
+    def probe(it):
+        index = tf.cast(tf.distribute.coordinator.experimental_get_current_worker_index(), tf.int64)
+        return index, next(it)[ITEM_INDEX]
+
+    # The coordinator gives a closure to whichever worker is free: schedule rounds until every worker
+    # has answered ``batches_per_worker`` times (or 20 rounds have run).
+    seen: dict[int, set] = {}
+    batches: dict[int, int] = {}
+    for _ in range(20):
+        results = [coordinator.schedule(probe, args=(iterator,)) for _ in range(2 * num_workers)]
+        coordinator.join()
+        for result in results:
+            index, items = result.fetch()
+            seen.setdefault(int(index), set()).update(np.asarray(items).tolist())
+            batches[int(index)] = batches.get(int(index), 0) + 1
+        if len(batches) == num_workers and min(batches.values()) >= batches_per_worker:
+            break
+    return {str(w): {"batches": batches[w], "items": sorted(seen[w])[:keep], "distinct_items": len(seen[w])}
+            for w in sorted(seen)}
+
+
+def _shard_inputs(config, data_files, num_workers: int, shuffle_buffer: int):
+    """The corpus, the training files and a per-worker ``dataset_fn`` for training on shards."""
+    from yt_bias._keras import tf
+    from yt_bias.data.shards import ShardError, check_shard, read_shards, shard_files
+    from yt_bias.training.from_files import _check_config, corpus_dataset, shard_directory
+
+    _check_config(config)
+    corpus = corpus_dataset(shard_directory(data_files if isinstance(data_files, str) else data_files[0]))
+    files = shard_files(data_files)
+    if len(files) < num_workers:
+        raise ShardError(f"{len(files)} shard files match {data_files!r}; expected at least one per worker ({num_workers}).")
+    for path in files:  # a wrong or damaged file fails here, named, before any worker starts
+        check_shard(path, corpus.features)
+    batch_size = config.train.batch_size
+
+    def dataset_fn():
+        # Runs on each worker (also a restarted one): its index picks its files. No seed: each
+        # worker and each restart draws its own shuffle.
+        index = tf.distribute.coordinator.experimental_get_current_worker_index()
+        return read_shards(files, corpus.features, batch_size, shuffle_buffer, seed=None, num_workers=num_workers,
+                           worker_index=index, check=False).repeat()
+
+    return corpus, files, dataset_fn
+
+
 def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int = 50,
-              checkpoint_every: int | None = None) -> dict:
+              checkpoint_every: int | None = None, data_files=None, shuffle_buffer: int = 10000,
+              evaluate: bool = True, eval_queries: int | None = None) -> dict:
     """The coordinator: trains under ParameterServerStrategy and writes ``<workdir>/metrics.json``.
 
     ``steps`` is the total number of closures: a chief restarted on the same ``workdir`` restores
     the latest checkpoint (model, estimator, optimizer, closures done) and schedules the rest.
+
+    Args:
+      config: the experiment.
+      tf_config: the cluster (``{"cluster": {...}, "task": {...}}``).
+      workdir: where checkpoints, ``metrics.json`` and ``estimator_arrays.npz`` go.
+      steps: training closures in all (0: ``train.epochs`` passes over the training data).
+      log_every: keep every this-many-th closure's loss.
+      checkpoint_every: also checkpoint every this many closures (None: ``distribute.checkpoint_every``).
+      data_files: TFRecord shards to train on (glob, directory or list; items table beside them);
+        None: the in-memory data set of ``config.data``.
+      shuffle_buffer: with ``data_files``: rows in each worker's shuffle buffer.
+      evaluate: compute Recall@K at the end (with ``data_files``: on ``DIR/test`` when it exists).
+      eval_queries: with ``data_files``: evaluate the first this many positive test rows (None: all).
+    Returns:
+      The metrics written to ``metrics.json``.
+    Raises:
+      ShardError: with ``data_files``: missing or damaged shards, or fewer files than workers.
     """
     from yt_bias._keras import keras, tf
     from yt_bias.data.loading import load_dataset
@@ -82,7 +166,11 @@ def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int 
     from yt_bias.training.train import build_model as build_model_with_estimator_shards  # (config, dataset, estimator_shards)
 
     ensure_directory(workdir, "--workdir")
-    dataset = load_dataset(config.data, config.model.embedding_dim)
+    num_workers = len(tf_config["cluster"].get("worker", []))
+    if data_files is not None:
+        dataset, files, shards_dataset_fn = _shard_inputs(config, data_files, num_workers, shuffle_buffer)
+    else:
+        dataset = load_dataset(config.data, config.model.embedding_dim)
     check_ks(config.eval.ks, dataset.num_items)
     strategy = make_strategy(config.distribute, tf_config)
     num_ps = len(tf_config["cluster"].get("ps", []))
@@ -90,10 +178,16 @@ def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int 
     keras.utils.set_random_seed(config.train.seed)
     with strategy.scope():
         model = build_model_with_estimator_shards(config, dataset, num_shards)
-    examples = dataset.examples("train")
     batch_size = config.train.batch_size
-    if steps <= 0:  # distribute.steps = 0: train.epochs passes over the training data
-        steps = config.train.epochs * (dataset.num_train // batch_size)
+    if data_files is not None:
+        if steps <= 0:  # train.epochs passes over the shards (all workers together)
+            from yt_bias.data.shards import count_rows
+
+            steps = config.train.epochs * (count_rows(files) // batch_size)
+    else:
+        examples = dataset.examples("train")
+        if steps <= 0:  # distribute.steps = 0: train.epochs passes over the training data
+            steps = config.train.epochs * (dataset.num_train // batch_size)
     if checkpoint_every is None:
         checkpoint_every = config.distribute.checkpoint_every
 
@@ -109,12 +203,13 @@ def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int 
     done_before = int(closures_done.numpy())
     step_before = int(model.frequency.step.numpy()) if hasattr(model.frequency, "step") else None
 
-    def dataset_fn():
+    def memory_dataset_fn():
         # No seed (the global seed is cleared below): each worker draws its own shuffle, so workers read
         # different batches instead of the same batch twice.
         ds = tf.data.Dataset.from_tensor_slices(examples).shuffle(len(examples["reward"]))
         return ds.repeat().batch(batch_size, drop_remainder=True).prefetch(2)
 
+    dataset_fn = shards_dataset_fn if data_files is not None else memory_dataset_fn
     tf.random.set_seed(None)
 
     def progress(done: int, seconds: float) -> None:
@@ -145,7 +240,7 @@ def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int 
         "estimator_shards": getattr(frequency, "num_shards", None),
         "estimator_step_before": step_before,
         "estimator_step": int(frequency.step.numpy()) if hasattr(frequency, "step") else None,
-        "estimator_tv_error": _estimator_error(model, dataset, batch_size),
+        "estimator_tv_error": _estimator_error(model, dataset, batch_size) if data_files is None else None,
         "variables_on": sorted({v.device for v in model.variables if getattr(v, "device", None)}),
         "sharded_variables": sorted(v.name for v in model.variables if "/part_" in v.name),
     }
@@ -154,6 +249,17 @@ def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int 
         metrics["estimator_devices"] = sorted({v.device for v in frequency.state_variables()})
         metrics["estimator_variable_devices"] = {v.name: v.device for v in frequency.state_variables()}
         write_npz_atomic(os.path.join(workdir, ESTIMATOR_ARRAYS), estimator_arrays(frequency))
-    metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen))
+    if data_files is not None:
+        from yt_bias.data.shards import SHARD_SUFFIX
+        from yt_bias.training.from_files import evaluate_files, shard_directory
+
+        metrics["data_files"] = len(files)
+        metrics["worker_files"] = {str(w): [os.path.basename(f) for f in files[w::num_workers]] for w in range(num_workers)}
+        metrics["worker_reads"] = _worker_reads(strategy, dataset_fn, num_workers)
+        test_pattern = os.path.join(shard_directory(files[0]), "test", f"*{SHARD_SUFFIX}")
+        if evaluate and glob.glob(test_pattern):
+            metrics.update(evaluate_files(model, dataset, test_pattern, config.eval.ks, max_queries=eval_queries))
+    elif evaluate:
+        metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen))
     write_json_atomic(os.path.join(workdir, METRICS_FILE), metrics)
     return metrics

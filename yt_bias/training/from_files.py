@@ -59,18 +59,9 @@ def _check_config(config: ExperimentConfig) -> None:
         )
 
 
-def evaluate_files(
-    model, corpus: RecDataset, pattern: str, ks, batch_size: int = 4096, item_block: int = 65536
-) -> dict[str, Any]:
-    """Recall@K of ``model`` on the positive rows of the shards of ``pattern``, over the whole corpus.
-
-    Queries are embedded one batch at a time; ranking is exact and blockwise (no item is excluded).
-
-    Raises:
-      ValueError: the shards hold no positive row, or a K is outside [1, num_items].
-    """
-    check_ks(ks, corpus.num_items)
-    item_embeddings = np.concatenate(
+def item_embeddings(model, corpus: RecDataset, batch_size: int = 4096) -> np.ndarray:
+    """The item tower's embeddings of the whole corpus, one batch at a time: [num_items, d] float32."""
+    return np.concatenate(
         [
             model.item_tower(
                 {n: tf.constant(np.asarray(v)[s : s + batch_size]) for n, v in corpus.items.items()}, training=False
@@ -78,19 +69,70 @@ def evaluate_files(
             for s in range(0, corpus.num_items, batch_size)
         ]
     )
-    queries, targets = [], []
-    names = [spec.name for spec in corpus.features.query]
-    for batch in read_shards(pattern, corpus.features, batch_size, shuffle_buffer=0, drop_remainder=False):
+
+
+def query_embeddings(
+    model, pattern, features, batch_size: int = 4096, max_queries: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The query tower's embeddings of the positive rows (reward > 0) of shards, in written order.
+
+    Args:
+      model: a trained two-tower model.
+      pattern: the shards (glob, directory or list of files).
+      features: their feature config.
+      batch_size: rows embedded at once.
+      max_queries: stop after this many positive rows (None: all): a fixed sample, the first
+        positives in written order.
+    Returns:
+      (queries [n, d] float32, targets [n] int64: each row's item index).
+    Raises:
+      ValueError: the shards hold no positive row.
+    """
+    queries, targets, count = [], [], 0
+    names = [spec.name for spec in features.query]
+    for batch in read_shards(pattern, features, batch_size, shuffle_buffer=0, drop_remainder=False):
         keep = batch[REWARD].numpy() > 0
+        if max_queries is not None:
+            keep &= np.cumsum(keep) <= max_queries - count
         if not keep.any():
+            if max_queries is not None and count >= max_queries:
+                break
             continue
         rows = {n: tf.boolean_mask(batch[n], keep) for n in names}
         queries.append(model.query_tower(rows, training=False).numpy())
         targets.append(batch[ITEM_INDEX].numpy()[keep])
+        count += int(keep.sum())
+        if max_queries is not None and count >= max_queries:
+            break
     if not queries:
         raise ValueError(f"evaluation: the shards {pattern!r} hold no row with reward > 0.")
-    queries, targets = np.concatenate(queries), np.concatenate(targets)
-    top = blockwise_top_k(queries, item_embeddings, max(ks), item_block=item_block)
+    return np.concatenate(queries), np.concatenate(targets)
+
+
+def evaluate_files(
+    model, corpus: RecDataset, pattern, ks, batch_size: int = 4096, item_block: int = 65536, max_queries: int | None = None
+) -> dict[str, Any]:
+    """Recall@K of ``model`` on the positive rows of the shards of ``pattern``, over the whole corpus.
+
+    Queries are embedded one batch at a time; ranking is exact and blockwise (no item is excluded).
+
+    Args:
+      model: a trained two-tower model.
+      corpus: the items table (:func:`corpus_dataset`).
+      pattern: the held-out shards.
+      ks: the cut-offs.
+      batch_size: rows embedded at once.
+      item_block: items scored at once.
+      max_queries: evaluate the first this many positive rows only (None: all).
+    Returns:
+      ``{"recall@K": ..., "num_test_positives": n}``.
+    Raises:
+      ValueError: the shards hold no positive row, or a K is outside [1, num_items].
+    """
+    check_ks(ks, corpus.num_items)
+    items = item_embeddings(model, corpus, batch_size)
+    queries, targets = query_embeddings(model, pattern, corpus.features, batch_size, max_queries)
+    top = blockwise_top_k(queries, items, max(ks), item_block=item_block)
     metrics = recall_at_k(top, targets, ks)
     metrics["num_test_positives"] = int(len(targets))
     return metrics

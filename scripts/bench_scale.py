@@ -1,0 +1,309 @@
+"""Benchmark of record at scale: data from disk, one epoch, exact and ScaNN evaluation, PS cluster.
+
+Every phase runs in its own Python process (so its peak RSS, ``ru_maxrss``, is its own) and
+writes ``<out>/<phase>.json``; ``report`` prints the table of all phases found. Phases:
+
+* ``generate``: ``--items`` items and ``--interactions`` interactions written as TFRecord shards
+  (``yt_bias.data.synthetic_shards.generate_shards``) under ``<out>/data``: time, rows/s, disk size.
+* ``train``: one epoch (``--variant``, batch ``--batch-size``) over the training shards, or over
+  the first ``--train-rows`` rows' worth of shard files; then the item embeddings of the whole
+  corpus and the query embeddings of the first ``--eval-queries`` positive test rows are saved
+  (``<out>/<tag>_items.npy``, ``<tag>_queries.npz``): examples/s, steps, peak RSS.
+* ``evaluate``: exact Recall@K of those queries over every item (``blockwise_top_k``, the item
+  embeddings memory-mapped): time, peak RSS.
+* ``scann``: the same queries through a ScaNN searcher (``yt_bias.evaluation.approximate``):
+  build and search time, its Recall@K and the loss against exact, the overlap of its top-K with
+  the exact top-K.
+* ``single``, ``ps1``, ``ps2``: ``--steps`` batches from the same shards in one process and on a
+  loopback parameter-server cluster of 1 PS and 1 or 2 workers (``LocalCluster``; each worker
+  reads its own files): examples/s after the first (warm-up) step.
+
+Defaults are the benchmark of record's sizes (1,000,000 items, 20,000,000 interactions)::
+
+    python scripts/bench_scale.py --out runs/bench_scale --phases generate
+    python scripts/bench_scale.py --out runs/bench_scale --phases train evaluate scann --variant correct-sfx --tag corrected
+    python scripts/bench_scale.py --out runs/bench_scale --phases report
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+PHASES = ("generate", "train", "evaluate", "scann", "single", "ps1", "ps2", "report")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def _disk_mb(path: str) -> float:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files) / 2**20
+
+
+def _data(args) -> str:
+    return os.path.join(args.out, "data")
+
+
+def _config(args, variant: str):
+    from yt_bias.config import ExperimentConfig, override
+
+    config = ExperimentConfig()
+    for assignment in (
+        f"variant={variant}",
+        f"train.batch_size={args.batch_size}",
+        "train.epochs=1",
+        "train.verbose=0",
+        f"train.seed={args.seed}",
+        f"eval.ks=[{','.join(str(k) for k in args.ks)}]",
+        *args.set,
+    ):
+        config = override(config, assignment)
+    return config
+
+
+def _train_files(args) -> list[str]:
+    from yt_bias.data.shards import shard_files
+
+    files = shard_files(os.path.join(_data(args), "*.tfrecord"))
+    if args.train_rows:
+        files = files[: max(1, -(-args.train_rows // args.shard_rows))]
+    return files
+
+
+def phase_generate(args) -> dict:
+    from yt_bias.data.synthetic_shards import generate_shards
+
+    out = _data(args)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    start = time.perf_counter()
+    report = generate_shards(out, args.items, args.interactions, rows_per_shard=args.shard_rows,
+                             chunk_rows=args.chunk_rows, seed=args.seed)
+    seconds = time.perf_counter() - start
+    return {
+        "items": report.num_items, "interactions": args.interactions, "train_rows": report.num_train,
+        "test_rows": report.num_test, "train_files": len(report.train_files), "seconds": round(seconds, 1),
+        "rows_per_second": round(args.interactions / seconds), "disk_mb": round(_disk_mb(out), 1),
+        "max_chunk_rows": report.max_chunk_rows,
+    }
+
+
+def phase_train(args) -> dict:
+    import yt_bias  # noqa: F401
+    from yt_bias._keras import keras
+    from yt_bias.data.shards import read_shards
+    from yt_bias.training.from_files import corpus_dataset, item_embeddings, query_embeddings
+    from yt_bias.training.train import build_model
+
+    config = _config(args, args.variant)
+    corpus = corpus_dataset(_data(args))
+    files = _train_files(args)
+    keras.utils.set_random_seed(args.seed)
+    model = build_model(config, corpus)
+    data = read_shards(files, corpus.features, args.batch_size, args.shuffle_buffer, seed=args.seed)
+    start = time.perf_counter()
+    history = model.fit(data, epochs=1, verbose=0)
+    seconds = time.perf_counter() - start
+    steps = int(model.optimizer.iterations.numpy())
+    start = time.perf_counter()
+    items = item_embeddings(model, corpus)
+    np.save(os.path.join(args.out, f"{args.tag}_items.npy"), items)
+    queries, targets = query_embeddings(model, os.path.join(_data(args), "test"), corpus.features, max_queries=args.eval_queries)
+    np.savez(os.path.join(args.out, f"{args.tag}_queries.npz"), queries=queries, targets=targets)
+    return {
+        "variant": args.variant, "tag": args.tag, "train_files": len(files), "steps": steps,
+        "batch_size": args.batch_size, "examples": steps * args.batch_size, "seconds": round(seconds, 1),
+        "examples_per_second": round(steps * args.batch_size / seconds),
+        "loss_first_last": [round(float(history.history["loss"][0]), 4)],
+        "embed_seconds": round(time.perf_counter() - start, 1), "eval_queries": int(len(targets)),
+        "item_embeddings_shape": list(items.shape),
+    }
+
+
+def phase_evaluate(args) -> dict:
+    import yt_bias  # noqa: F401
+    from yt_bias.evaluation.blocks import blockwise_top_k
+    from yt_bias.evaluation.exact import recall_at_k
+
+    items = np.load(os.path.join(args.out, f"{args.tag}_items.npy"), mmap_mode="r")
+    with np.load(os.path.join(args.out, f"{args.tag}_queries.npz")) as f:
+        queries, targets = f["queries"], f["targets"]
+    start = time.perf_counter()
+    top = blockwise_top_k(queries, items, max(args.ks), item_block=args.item_block, query_block=args.query_block)
+    seconds = time.perf_counter() - start
+    np.save(os.path.join(args.out, f"{args.tag}_exact_top.npy"), top)
+    return {"tag": args.tag, "queries": int(len(queries)), "items": int(items.shape[0]), "seconds": round(seconds, 1),
+            **{k: round(v, 4) for k, v in recall_at_k(top, targets, args.ks).items()}}
+
+
+def phase_scann(args) -> dict:
+    import yt_bias  # noqa: F401
+    from yt_bias.evaluation.approximate import approximate_evaluation
+
+    items = np.load(os.path.join(args.out, f"{args.tag}_items.npy"))
+    with np.load(os.path.join(args.out, f"{args.tag}_queries.npz")) as f:
+        queries, targets = f["queries"], f["targets"]
+    exact = np.load(os.path.join(args.out, f"{args.tag}_exact_top.npy"))
+    result = approximate_evaluation(queries, items, targets, args.ks, exact_top=exact)
+    return {"tag": args.tag, **result}
+
+
+def phase_single(args) -> dict:
+    import yt_bias  # noqa: F401
+    from yt_bias._keras import keras
+    from yt_bias.data.shards import read_shards
+    from yt_bias.training.from_files import corpus_dataset
+    from yt_bias.training.train import build_model
+
+    config = _config(args, "correct-sfx")
+    corpus = corpus_dataset(_data(args))
+    keras.utils.set_random_seed(args.seed)
+    model = build_model(config, corpus)
+    data = read_shards(_train_files(args), corpus.features, args.batch_size, args.shuffle_buffer, seed=args.seed).repeat()
+    start = time.perf_counter()
+    model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)  # warm-up: tracing and the first batch
+    warmup = time.perf_counter() - start
+    start = time.perf_counter()
+    model.fit(data, epochs=1, steps_per_epoch=args.steps - 1, verbose=0)
+    seconds = time.perf_counter() - start
+    return {"workers": 0, "steps": args.steps, "warmup_seconds": round(warmup, 1), "seconds": round(seconds, 1),
+            "examples_per_second": round((args.steps - 1) * args.batch_size / seconds)}
+
+
+def _phase_ps(args, workers: int) -> dict:
+    from yt_bias.testing.local_cluster import LocalCluster
+
+    workdir = os.path.join(args.out, f"ps{workers}")
+    logs = os.path.join(args.out, f"ps{workers}_logs")
+    for path in (workdir, logs):
+        shutil.rmtree(path, ignore_errors=True)
+    files = _train_files(args)
+    pattern = os.path.join(args.out, f"ps_files_{workers}.txt")
+    with open(pattern, "w") as f:
+        f.write("\n".join(files))
+    chief_args = ["--workdir", workdir, "--steps", str(args.steps), "--data-files", os.path.join(_data(args), "*.tfrecord"),
+                  "--no-eval", "--log-every", "50", "--checkpoint-every", "0",
+                  "--shuffle-buffer", str(args.shuffle_buffer)]
+    for assignment in (f"train.batch_size={args.batch_size}", f"train.seed={args.seed}", "variant=correct-sfx", *args.set):
+        chief_args += ["--set", assignment]
+    start = time.perf_counter()
+    with LocalCluster(num_workers=workers, num_ps=1, log_dir=logs) as cluster:
+        cluster.start_servers()
+        chief = cluster.run_chief(chief_args, timeout=args.ps_timeout)
+        rc = chief.wait(timeout=args.ps_timeout)
+    wall = time.perf_counter() - start
+    if rc != 0:
+        with open(os.path.join(logs, "chief_0.log"), errors="replace") as f:
+            raise RuntimeError(f"the chief failed (rc {rc}):\n{f.read()[-3000:]}")
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        metrics = json.load(f)
+    return {"workers": workers, "ps": 1, "steps": args.steps, "warmup_seconds": metrics["warmup_seconds"],
+            "seconds": metrics["seconds"], "wall_seconds": round(wall, 1),
+            "examples_per_second": round(metrics["steps_per_second"] * args.batch_size),
+            "worker_files": metrics.get("worker_files"), "worker_items_seen": metrics.get("worker_reads")}
+
+
+def phase_ps1(args) -> dict:
+    return _phase_ps(args, 1)
+
+
+def phase_ps2(args) -> dict:
+    return _phase_ps(args, 2)
+
+
+def _row(results: dict, name: str) -> dict | None:
+    return results.get(name)
+
+
+def phase_report(args) -> dict:
+    results = {}
+    for path in sorted(glob.glob(os.path.join(args.out, "phase_*.json"))):
+        with open(path) as f:
+            entry = json.load(f)
+        results[os.path.basename(path)[6:-5]] = entry
+    lines = ["| phase | result | wall s | peak RSS MB | load (1/5/15 min) at start |", "| --- | --- | --- | --- | --- |"]
+    for name, entry in results.items():
+        shown = {k: v for k, v in entry.items() if k not in ("argv", "wall_seconds", "peak_rss_mb", "load_start", "load_end")}
+        lines.append(f"| {name} | {json.dumps(shown)} | {entry['wall_seconds']} | {entry['peak_rss_mb']:.0f} | {entry['load_start']} |")
+    print("\n".join(lines))
+    return {"phases": sorted(results)}
+
+
+def _run_phase(args, phase: str) -> None:
+    """Runs one phase in a child process and writes its result, wall time and peak RSS."""
+    if phase == "report":
+        phase_report(args)
+        return
+    argv = [sys.executable, os.path.abspath(__file__), "--child", phase, *sys.argv[1:]]
+    name = phase if phase not in ("train", "evaluate", "scann") else f"{phase}_{args.tag}"
+    result_path = os.path.join(args.out, f"phase_{name}.json")
+    load = _load()
+    start = time.perf_counter()
+    proc = subprocess.run(argv, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"phase {phase} failed (rc {proc.returncode})")
+    with open(result_path + ".child") as f:
+        result = json.load(f)
+    os.remove(result_path + ".child")
+    result.update(wall_seconds=round(wall, 1), load_start=load, load_end=_load(), argv=" ".join(sys.argv))
+    with open(result_path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {json.dumps(result)}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/bench_scale")
+    parser.add_argument("--phases", nargs="+", choices=PHASES, default=["generate", "train", "evaluate", "scann", "report"])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--interactions", type=int, default=20_000_000)
+    parser.add_argument("--shard-rows", type=int, default=250_000)
+    parser.add_argument("--chunk-rows", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=8192)
+    parser.add_argument("--shuffle-buffer", type=int, default=65536)
+    parser.add_argument("--variant", default="correct-sfx", choices=("correct-sfx", "plain-sfx"))
+    parser.add_argument("--tag", default="corrected", help="names the train/evaluate/scann outputs")
+    parser.add_argument("--train-rows", type=int, default=0, help="train on the first files holding this many rows (0: all)")
+    parser.add_argument("--eval-queries", type=int, default=20000)
+    parser.add_argument("--ks", type=int, nargs="+", default=[10, 50, 100])
+    parser.add_argument("--item-block", type=int, default=65536)
+    parser.add_argument("--query-block", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=200, help="single/ps1/ps2: batches to train")
+    parser.add_argument("--ps-timeout", type=float, default=3600)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], help="a config override KEY=VALUE (repeatable)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    if "--child" in sys.argv:
+        at = sys.argv.index("--child")
+        phase = sys.argv[at + 1]
+        args = parser.parse_args(sys.argv[1:at] + sys.argv[at + 2:])
+        result = globals()[f"phase_{phase}"](args)
+        result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+        name = phase if phase not in ("train", "evaluate", "scann") else f"{phase}_{args.tag}"
+        with open(os.path.join(args.out, f"phase_{name}.json.child"), "w") as f:
+            json.dump(result, f)
+        return
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    for phase in args.phases:
+        _run_phase(args, phase)
+
+
+if __name__ == "__main__":
+    main()
