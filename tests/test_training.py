@@ -76,6 +76,25 @@ def test_model_get_config_round_trip(dataset):
     assert clone.features == dataset.features
 
 
+def test_the_run_directory_measures_the_estimator_on_its_estimand(dataset):
+    from yt_bias.core.frequency import OracleFrequency
+    from yt_bias.data.dataset import batch_frequencies
+    from yt_bias.training.run_directory import estimator_tv_error
+
+    counts = dataset.item_counts("train")
+    for estimand in ("inclusion", "expected_count"):
+        exact = OracleFrequency(dataset.item_ids, np.maximum(batch_frequencies(counts, 64, estimand), 1e-9), estimand=estimand)
+        assert estimator_tv_error(exact, dataset.item_ids, counts, 64) < 1e-6
+    # The expected-count table measured as if it estimated inclusion probabilities would be off.
+    table = batch_frequencies(counts, 64, "expected_count")
+    mislabelled = OracleFrequency(dataset.item_ids, np.clip(table, 1e-9, 1.0), estimand="inclusion")
+    assert estimator_tv_error(mislabelled, dataset.item_ids, counts, 64) > 1e-3
+    assert estimator_tv_error(None, dataset.item_ids, counts, 64) is None
+    expected = rf"item_counts must have one count per item ID: expected shape \({dataset.num_items},\); received \(3,\)"
+    with pytest.raises(ValueError, match=expected):
+        estimator_tv_error(exact, dataset.item_ids, counts[:3], 64)
+
+
 def test_most_popular_baseline_and_seen_exclusion(dataset):
     excluded = evaluate_most_popular(dataset, (10, 50), exclude_seen=True)
     kept = evaluate_most_popular(dataset, (10, 50), exclude_seen=False)

@@ -13,9 +13,9 @@ The stream is a list of days, each a dict of training-ready rows (the columns of
 
 :func:`train_stream` trains on the days in order, in a run directory
 (:mod:`yt_bias.training.run_directory`). After each day it commits two things, in this order: a checkpoint
-(model, optimizer, estimator arrays, number of completed days), then ``stream_state.json``, which
+(the run directory's layout: model, optimizer, estimator arrays, plus the number of completed days), then ``stream_state.json``, which
 names that checkpoint and holds every day's metrics (loss, estimator TV error against the day's
-exact per-step probabilities, Recall@K on the held-out set, next-day Recall@K and NDCG@K on day
+exact per-step frequencies on the estimator's estimand scale, Recall@K on the held-out set, next-day Recall@K and NDCG@K on day
 d + 1's rows) and a hash of the day's rows. With ``variant=correct-sfx-oracle`` the probabilities
 come from the whole training set, fixed before day 0: an oracle that knows every day, labelled so
 in the metrics (``frequency_source``); past-only sources are in :mod:`yt_bias.core.frequency_baselines`. A run
@@ -37,25 +37,25 @@ import re
 import time
 import warnings
 from collections.abc import Callable
-from math import lgamma
 from typing import Any
 
 import numpy as np
 
 from yt_bias._keras import keras, tf
 from yt_bias.config import ExperimentConfig, StreamConfig
-from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset, make_tf_dataset
+from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset, batch_frequencies, make_tf_dataset
 from yt_bias.data.loading import load_dataset
-from yt_bias.training.divergence import DivergenceGuard
 from yt_bias.evaluation.exact import check_ks, evaluate_model
-from yt_bias.features import validate_examples
-from yt_bias.core.frequency import total_variation_error
 from yt_bias.evaluation.next_day import next_day_metrics
+from yt_bias.features import validate_examples
+from yt_bias.training.divergence import DivergenceGuard
 from yt_bias.training.run_directory import (
     VOLATILE_FIELDS,
     RunConflict,
     RunDirectory,
     array_digest,
+    estimator_tv_error,
+    model_checkpoint,
     read_json,
     read_npz,
     write_json_atomic,
@@ -158,21 +158,13 @@ def check_day(rows: dict[str, np.ndarray], dataset: RecDataset, where: str) -> i
     return count
 
 
-def day_step_probabilities(item_index: np.ndarray, num_items: int, batch_size: int) -> np.ndarray:
-    """Exact probability that each item is in a uniformly shuffled batch of one day: [num_items].
+def day_step_probabilities(item_index: np.ndarray, num_items: int, batch_size: int, estimand: str = "inclusion") -> np.ndarray:
+    """Exact per-batch frequency of each item in a uniformly shuffled batch of one day: [num_items].
 
-    With n rows of which c_j show item j: ``1 - C(n - c_j, B) / C(n, B)`` (as RecDataset's).
+    With n rows of which c_j show item j (as :meth:`RecDataset.step_probabilities`):
+    ``1 - C(n - c_j, B) / C(n, B)`` for ``estimand="inclusion"``, ``B c_j / n`` for ``"expected_count"``.
     """
-    counts = np.bincount(np.asarray(item_index), minlength=num_items).astype(np.float64)
-    n = float(len(item_index))
-    b = min(batch_size, len(item_index))
-
-    def log_miss(c: float) -> float:
-        if n - c < b:
-            return -np.inf
-        return lgamma(n - c + 1) - lgamma(n - c - b + 1) - lgamma(n + 1) + lgamma(n - b + 1)
-
-    return 1.0 - np.exp([log_miss(c) for c in counts])
+    return batch_frequencies(np.bincount(np.asarray(item_index), minlength=num_items), batch_size, estimand)
 
 
 def _stream_days(config: ExperimentConfig, dataset: RecDataset) -> tuple[list[dict[str, np.ndarray]], list[str]]:
@@ -208,7 +200,7 @@ def _new_model(config: ExperimentConfig, dataset: RecDataset):
     keras.utils.set_random_seed(config.train.seed)
     model = build_model(config, dataset)
     completed = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_days")
-    return model, completed, tf.train.Checkpoint(model=model, optimizer=model.optimizer, completed_days=completed)
+    return model, completed, model_checkpoint(model, completed_days=completed)
 
 
 def _restore(config: ExperimentConfig, dataset: RecDataset, prefix: str, rows: dict[str, np.ndarray], days: int):
@@ -283,9 +275,8 @@ def _train_day(model, rows: dict[str, np.ndarray], d: int, config: ExperimentCon
     metrics: dict[str, Any] = {"day": d, "loss": float(fitted.history["loss"][-1])}
     metrics["steps"] = config.stream.epochs_per_day * (len(rows[ITEM_INDEX]) // batch)
     if model.frequency is not None:
-        true = day_step_probabilities(rows[ITEM_INDEX], dataset.num_items, batch)
-        estimated = model.frequency.probability(tf.constant(dataset.item_ids)).numpy()
-        metrics["estimator_tv_error"] = total_variation_error(estimated, true, batch)
+        counts = np.bincount(np.asarray(rows[ITEM_INDEX]), minlength=dataset.num_items)
+        metrics["estimator_tv_error"] = estimator_tv_error(model.frequency, dataset.item_ids, counts, batch)
         if hasattr(model.frequency, "step"):
             metrics["estimator_step"] = int(model.frequency.step.numpy())
     metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen))

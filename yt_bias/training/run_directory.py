@@ -9,7 +9,10 @@ entry points). Its layout:
 * ``run.json``: the run's fingerprint (kind, config, data source and a content hash of the data,
   a hash of the corpus snapshot, package version), its status (``running``, ``complete`` or
   ``failed``) and the checkpoint it last committed;
-* ``checkpoint/``: TensorFlow checkpoints; ``metrics.json``: written only by a finished run;
+* ``checkpoint/``: TensorFlow checkpoints, one layout for every driver (:func:`model_checkpoint`:
+  the model with its estimator state and negatives' memory, the optimizer, and the driver's own
+  counters); ``metrics.json``: written only by a finished run, the estimator's error in it
+  measured one way for every driver (:func:`estimator_tv_error`);
 * ``run.lock``: held while a process writes the directory (a second concurrent run is refused;
   the lock of a dead process is taken over with a warning).
 
@@ -483,6 +486,59 @@ class RunDirectory:
                         self.fail(f"{type(exc).__name__}: {exc}")
         finally:
             self.release()
+
+
+# ----------------------------------------------------------------------------- what a run records of a model
+def model_checkpoint(model, **counters):
+    """The checkpoint of a run: the one layout every training driver saves and restores.
+
+    Args:
+      model: a compiled :class:`~yt_bias.core.model.TwoTowerModel` (towers, frequency source
+        state, negatives' memory) with its ``optimizer``.
+      counters: the driver's own progress variables, e.g. ``completed_days`` or ``closures_done``
+        (scalar ``tf.Variable``s).
+    Returns:
+      A ``tf.train.Checkpoint`` of ``model``, ``optimizer`` and the counters.
+    """
+    from yt_bias._keras import tf
+
+    return tf.train.Checkpoint(model=model, optimizer=model.optimizer, **counters)
+
+
+def estimator_tv_error(frequency, item_ids, item_counts, batch_size: int) -> float | None:
+    """The paper's estimation error ``(1/2B) sum_j |p_hat_j - p_j|`` of a frequency source.
+
+    ``p_j`` are the exact per-batch frequencies of rows with ``item_counts`` on the scale of the
+    source's ``estimand`` (inclusion probability or expected count). ``p_hat`` is read eagerly, or
+    inside a ``tf.function`` when the source's variables live on parameter servers (eager reads of
+    remote resources lose their static shape).
+
+    Args:
+      frequency: the model's frequency source (``probability(ids)``, ``estimand``), or None.
+      item_ids: [num_items] the corpus item IDs.
+      item_counts: [num_items] rows of each item in the data the source was trained on.
+      batch_size: B, rows per training step.
+    Returns:
+      The TV error (a float), or None without a frequency source.
+    Raises:
+      ValueError: ``item_ids`` and ``item_counts`` of different lengths, or no rows at all.
+    """
+    if frequency is None:
+        return None
+    from yt_bias._keras import tf
+    from yt_bias.core.frequency import total_variation_error
+    from yt_bias.data.dataset import batch_frequencies
+
+    item_ids, item_counts = np.asarray(item_ids), np.asarray(item_counts)
+    if item_ids.shape != item_counts.shape:
+        raise ValueError(
+            f"item_counts must have one count per item ID: expected shape {item_ids.shape}; received {item_counts.shape}."
+        )
+    true = batch_frequencies(item_counts.astype(np.float64), batch_size, getattr(frequency, "estimand", "inclusion"))
+    remote = any("/job:ps" in (getattr(v, "device", "") or "") for v in getattr(frequency, "variables", ()))
+    read = tf.function(frequency.probability) if remote else frequency.probability
+    estimated = read(tf.constant(item_ids)).numpy()
+    return total_variation_error(estimated, true, batch_size)
 
 
 # ----------------------------------------------------------------------------- reading a trained run

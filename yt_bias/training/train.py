@@ -18,13 +18,13 @@ import numpy as np
 
 from yt_bias._keras import keras, tf
 from yt_bias.config import ExperimentConfig
+from yt_bias.core.frequency import OracleFrequency, estimator_from_settings
+from yt_bias.core.model import TwoTowerModel
 from yt_bias.data.dataset import RecDataset, make_tf_dataset
 from yt_bias.data.loading import load_dataset
-from yt_bias.training.divergence import DivergenceGuard
 from yt_bias.evaluation.exact import check_ks, evaluate_model
-from yt_bias.core.frequency import OracleFrequency, estimator_from_settings, total_variation_error
-from yt_bias.core.model import TwoTowerModel
-from yt_bias.training.run_directory import RunDirectory
+from yt_bias.training.divergence import DivergenceGuard
+from yt_bias.training.run_directory import RunDirectory, estimator_tv_error, model_checkpoint
 
 
 def build_frequency(config: ExperimentConfig, dataset: RecDataset):
@@ -106,12 +106,15 @@ def build_model(
 
 
 def estimator_error(model: TwoTowerModel, dataset: RecDataset, batch_size: int) -> float | None:
-    """TV error ``(1/2B) sum |p_hat - p|`` of the model's sampling probabilities over the corpus."""
-    if model.frequency is None:
-        return None
-    estimated = model.frequency.probability(tf.constant(dataset.item_ids)).numpy()
-    estimand = getattr(model.frequency, "estimand", "inclusion")
-    return total_variation_error(estimated, dataset.step_probabilities(batch_size, estimand), batch_size)
+    """TV error ``(1/2B) sum |p_hat - p|`` of the model's sampling probabilities over the corpus.
+
+    Measured by :func:`yt_bias.training.run_directory.estimator_tv_error` against the exact
+    frequencies of ``dataset``'s training rows, on the scale of the source's estimand.
+
+    Returns:
+      The error, or None for a model without a frequency source.
+    """
+    return estimator_tv_error(model.frequency, dataset.item_ids, dataset.item_counts("train"), batch_size)
 
 
 class EstimatorErrorLogger(keras.callbacks.Callback):
@@ -150,8 +153,8 @@ def _strategy_scope(config: ExperimentConfig):
 
 
 def checkpoint_for(model: TwoTowerModel) -> tf.train.Checkpoint:
-    """The checkpoint layout of a trained model (towers, estimator state and optimizer)."""
-    return tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    """The run directory's checkpoint layout of a trained model (:func:`~yt_bias.training.run_directory.model_checkpoint`)."""
+    return model_checkpoint(model)
 
 
 def fit(
