@@ -33,3 +33,5 @@ def test_notebook_runs_the_grid_on_default_and_real_data(tmp_path):
     }
     assert "synthetic" in outputs[4] and "| correct-sfx tau=0.1 |" in outputs[4]
     assert "recbole:tiny" in outputs[6] and "| most-popular |" in outputs[6]
+    images = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert images == [4, 6]  # Recall by popularity band, one figure per data set
