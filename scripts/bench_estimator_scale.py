@@ -7,7 +7,8 @@ for parity with the estimator, which hashes string IDs). Everything runs in ``tf
 loops over pre-sampled batches. Reports, per method:
 
 * updates/s: items consumed per second by ``update`` (one step = one batch), best of 3 timed
-  segments of the stream;
+  segments of the stream; ``update_ms_per_step`` / ``read_ms_per_step``: the same as the cost of
+  one training step's update / read of a batch of ``--batch-size`` items;
 * reads/s: items per second of ``probability`` (what training reads every step), best of 3;
 * state MiB: the bytes of the estimator's variables (m * H * (8 + 4), + 4 with bias_correction), or of the table's keys and
   values (16 bytes per distinct item seen; the table's own overhead is on top);
@@ -26,6 +27,8 @@ counting estimates it by count / steps.
 Example::
 
     python scripts/bench_estimator_scale.py --hash-sizes 1000000 10000000 --output runs/bench_scale.json
+    python scripts/bench_estimator_scale.py --hash-sizes 4194304 16777216 --num-hashes 1 2 4 \
+        --no-bias-correction --no-counting --batch-size 8192 --steps 200
 """
 
 from __future__ import annotations
@@ -140,6 +143,8 @@ def bench(name: str, build, batches: np.ndarray, inclusion: np.ndarray, warmup: 
         state = sum(int(np.prod(v.shape)) * v.dtype.size for v in method.weights)
     return {
         "method": name,
+        "update_ms_per_step": 1000.0 * batches.shape[1] / max(update_rates),
+        "read_ms_per_step": 1000.0 * batches.shape[1] / max(read_rates),
         "updates_per_s": max(update_rates),
         "reads_per_s": max(read_rates),
         "state_MiB": state / 2**20,
@@ -149,19 +154,26 @@ def bench(name: str, build, batches: np.ndarray, inclusion: np.ndarray, warmup: 
     }
 
 
+def _hash_label(hash_size: int) -> str:
+    power = int(np.log2(hash_size))
+    return f"2^{power}" if 1 << power == hash_size else f"{hash_size:.0e}"
+
+
 def _methods(args) -> list[tuple[str, object]]:
     methods = []
-    for hash_size in args.hash_sizes:
+    for hash_size, num_hashes in itertools.product(args.hash_sizes, args.num_hashes):
         for corrected in (False,) if args.no_bias_correction else (False, True):
-            name = f"estimator H={hash_size:.0e} m={args.num_hashes}" + (" +bias_correction" if corrected else "")
+            name = f"estimator H={_hash_label(hash_size)} m={num_hashes}" + (" +bias_correction" if corrected else "")
 
-            def build(h=hash_size, c=corrected):
+            def build(h=hash_size, m=num_hashes, c=corrected):
                 return StreamingFrequencyEstimator(
-                    h, args.num_hashes, alpha=args.alpha, initial_interval=args.initial_interval, bias_correction=c,
+                    h, m, alpha=args.alpha, initial_interval=args.initial_interval, bias_correction=c,
                     estimand="inclusion",
                 )
 
             methods.append((name, build))
+    if args.no_counting:
+        return methods
     for string_keys in (False, True):
         name = f"exact counts (MutableHashTable, {'string' if string_keys else 'int64'} keys)"
         methods.append((name, lambda s=string_keys: CountingBaseline(s)))
@@ -171,7 +183,8 @@ def _methods(args) -> list[tuple[str, object]]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hash-sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--num-hashes", type=int, default=1)
+    parser.add_argument("--num-hashes", type=int, nargs="+", default=[1], help="m values (one row per H and m)")
+    parser.add_argument("--no-counting", action="store_true", help="skip the exact-counting rows")
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--initial-interval", type=float, default=100.0, help="B0 of the estimator")
     parser.add_argument("--no-bias-correction", action="store_true", help="skip the bias_correction=True rows")

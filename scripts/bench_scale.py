@@ -3,6 +3,10 @@
 Every phase runs in its own Python process (so its peak RSS, ``ru_maxrss``, is its own) and
 writes ``<out>/<phase>.json``; ``report`` prints the table of all phases found. Phases:
 
+* ``formats``: the storage formats measured side by side on the same ``--format-rows`` generated
+  rows (100,000 items): TFRecord with one ``tf.train.Example`` per row, TFRecord row blocks (this
+  package's format) and Parquet (pyarrow, read into tf.data through ``from_generator``): write
+  rows/s, read rows/s (batches of ``--batch-size``), bytes per row.
 * ``generate``: ``--items`` items and ``--interactions`` interactions written as TFRecord shards
   (``yt_bias.data.synthetic_shards.generate_shards``) under ``<out>/data``: time, rows/s, disk size.
 * ``train``: one epoch (``--variant``, batch ``--batch-size``) over the training shards, or over
@@ -14,7 +18,7 @@ writes ``<out>/<phase>.json``; ``report`` prints the table of all phases found. 
 * ``scann``: the same queries through a ScaNN searcher (``yt_bias.evaluation.approximate``):
   build and search time, its Recall@K and the loss against exact, the overlap of its top-K with
   the exact top-K.
-* ``single``, ``ps1``, ``ps2``: ``--steps`` batches from the same shards in one process and on a
+* ``single``, ``ps1``, ``ps2``: ``--steps`` batches from all training shards in one process and on a
   loopback parameter-server cluster of 1 PS and 1 or 2 workers (``LocalCluster``; each worker
   reads its own files): examples/s after the first (warm-up) step.
 
@@ -39,7 +43,7 @@ import time
 
 import numpy as np
 
-PHASES = ("generate", "train", "evaluate", "scann", "single", "ps1", "ps2", "report")
+PHASES = ("formats", "generate", "train", "evaluate", "scann", "single", "ps1", "ps2", "report")
 
 
 def _peak_rss_mb() -> float:
@@ -85,6 +89,105 @@ def _train_files(args) -> list[str]:
     return files
 
 
+def _per_row_examples(rows: dict, path: str) -> None:
+    """The per-row format: one tf.train.Example per row (bytes/float/int64 lists)."""
+    from yt_bias._keras import tf
+
+    def feature(values):
+        flat = np.ravel(values)
+        if flat.dtype.kind in "SU":
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(v) for v in flat.astype(np.bytes_)]))
+        if flat.dtype.kind == "f":
+            return tf.train.Feature(float_list=tf.train.FloatList(value=flat.tolist()))
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=flat.tolist()))
+
+    count = len(next(iter(rows.values())))
+    with tf.io.TFRecordWriter(path) as writer:
+        for r in range(count):
+            example = tf.train.Example(features=tf.train.Features(feature={n: feature(v[r]) for n, v in rows.items()}))
+            writer.write(example.SerializeToString())
+
+
+def phase_formats(args) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import yt_bias  # noqa: F401
+    from yt_bias._keras import tf
+    from yt_bias.config import SyntheticConfig
+    from yt_bias.data import synthetic_shards
+    from yt_bias.data.shards import ShardWriter, _columns, read_shards
+    from yt_bias.data.synthetic import synthetic_features
+
+    config = SyntheticConfig(num_items=100_000, num_users=1, seed=args.seed)
+    rng = np.random.default_rng(args.seed)
+    corpus = synthetic_shards._corpus(config, rng)
+    features = synthetic_features(config)
+    chunks, count = [], 0
+    while count < args.format_rows:
+        rows, _ = synthetic_shards._chunk(config, corpus, count, 400, 120, 0.7, rng)
+        chunks.append(rows)
+        count += len(rows["reward"])
+    rows = {n: np.concatenate([c[n] for c in chunks])[: args.format_rows] for n in chunks[0]}
+    count = args.format_rows
+    directory = os.path.join(args.out, "formats")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    columns = _columns(features)
+    results = {}
+
+    def time_read(dataset) -> float:
+        start = time.perf_counter()
+        seen = sum(int(batch["reward"].shape[0]) for batch in dataset)
+        return seen / (time.perf_counter() - start)
+
+    # One Example per row.
+    path = os.path.join(directory, "per_row.tfrecord")
+    start = time.perf_counter()
+    _per_row_examples(rows, path)
+    write = count / (time.perf_counter() - start)
+    spec = {n: tf.io.FixedLenFeature(list(shape), dtype) for n, (dtype, shape) in columns.items()}
+    per_row = tf.data.TFRecordDataset(path).batch(args.batch_size).map(lambda r: tf.io.parse_example(r, spec),
+                                                                        num_parallel_calls=tf.data.AUTOTUNE)
+    results["tfrecord_one_example_per_row"] = {"write_rows_per_s": round(write), "read_rows_per_s": round(time_read(per_row)),
+                                               "bytes_per_row": round(os.path.getsize(path) / count, 1)}
+    # Row blocks (this package).
+    start = time.perf_counter()
+    with ShardWriter(os.path.join(directory, "blocks"), count) as writer:
+        writer.write(rows)
+    write = count / (time.perf_counter() - start)
+    blocks = read_shards(writer.paths, features, args.batch_size, shuffle_buffer=0, drop_remainder=False)
+    results["tfrecord_row_blocks"] = {"write_rows_per_s": round(write), "read_rows_per_s": round(time_read(blocks)),
+                                      "bytes_per_row": round(os.path.getsize(writer.paths[0]) / count, 1)}
+    # Parquet: fixed-size lists for multi-value columns, read through a Python generator.
+    path = os.path.join(directory, "rows.parquet")
+    start = time.perf_counter()
+    table = {}
+    for name, values in rows.items():
+        table[name] = (pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1]) if values.ndim == 2
+                       else pa.array(values))
+    pq.write_table(pa.table(table), path)
+    write = count / (time.perf_counter() - start)
+
+    def batches():
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=args.batch_size):
+            out = {}
+            for name, (dtype, shape) in columns.items():
+                column = batch.column(name)
+                if shape:
+                    column = column.flatten()
+                values = column.to_numpy(zero_copy_only=False)
+                out[name] = values.reshape(-1, *shape) if shape else values
+            yield out
+
+    signature = {n: tf.TensorSpec([None, *shape], dtype) for n, (dtype, shape) in columns.items()}
+    parquet = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    results["parquet_pyarrow_from_generator"] = {"write_rows_per_s": round(write), "read_rows_per_s": round(time_read(parquet)),
+                                                 "bytes_per_row": round(os.path.getsize(path) / count, 1)}
+    shutil.rmtree(directory)
+    return {"rows": count, "batch_size": args.batch_size, **results}
+
+
 def phase_generate(args) -> dict:
     from yt_bias.data.synthetic_shards import generate_shards
 
@@ -116,8 +219,15 @@ def phase_train(args) -> dict:
     keras.utils.set_random_seed(args.seed)
     model = build_model(config, corpus)
     data = read_shards(files, corpus.features, args.batch_size, args.shuffle_buffer, seed=args.seed)
+    class Progress(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if (batch + 1) % 100 == 0:
+                elapsed = time.perf_counter() - start
+                print(f"[{time.strftime('%H:%M:%S')}] {args.tag}: {batch + 1} batches, "
+                      f"{(batch + 1) * args.batch_size / elapsed:.0f} examples/s, load {_load()}", flush=True)
+
     start = time.perf_counter()
-    history = model.fit(data, epochs=1, verbose=0)
+    history = model.fit(data, epochs=1, verbose=0, callbacks=[Progress()])
     seconds = time.perf_counter() - start
     steps = int(model.optimizer.iterations.numpy())
     start = time.perf_counter()
@@ -129,7 +239,7 @@ def phase_train(args) -> dict:
         "variant": args.variant, "tag": args.tag, "train_files": len(files), "steps": steps,
         "batch_size": args.batch_size, "examples": steps * args.batch_size, "seconds": round(seconds, 1),
         "examples_per_second": round(steps * args.batch_size / seconds),
-        "loss_first_last": [round(float(history.history["loss"][0]), 4)],
+        "epoch_loss": round(float(history.history["loss"][0]), 4),
         "embed_seconds": round(time.perf_counter() - start, 1), "eval_queries": int(len(targets)),
         "item_embeddings_shape": list(items.shape),
     }
@@ -174,7 +284,8 @@ def phase_single(args) -> dict:
     corpus = corpus_dataset(_data(args))
     keras.utils.set_random_seed(args.seed)
     model = build_model(config, corpus)
-    data = read_shards(_train_files(args), corpus.features, args.batch_size, args.shuffle_buffer, seed=args.seed).repeat()
+    files = os.path.join(_data(args), "*.tfrecord")  # every training file, as the PS runs read them
+    data = read_shards(files, corpus.features, args.batch_size, args.shuffle_buffer, seed=args.seed).repeat()
     start = time.perf_counter()
     model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)  # warm-up: tracing and the first batch
     warmup = time.perf_counter() - start
@@ -192,10 +303,6 @@ def _phase_ps(args, workers: int) -> dict:
     logs = os.path.join(args.out, f"ps{workers}_logs")
     for path in (workdir, logs):
         shutil.rmtree(path, ignore_errors=True)
-    files = _train_files(args)
-    pattern = os.path.join(args.out, f"ps_files_{workers}.txt")
-    with open(pattern, "w") as f:
-        f.write("\n".join(files))
     chief_args = ["--workdir", workdir, "--steps", str(args.steps), "--data-files", os.path.join(_data(args), "*.tfrecord"),
                   "--no-eval", "--log-every", "50", "--checkpoint-every", "0",
                   "--shuffle-buffer", str(args.shuffle_buffer)]
@@ -215,7 +322,10 @@ def _phase_ps(args, workers: int) -> dict:
     return {"workers": workers, "ps": 1, "steps": args.steps, "warmup_seconds": metrics["warmup_seconds"],
             "seconds": metrics["seconds"], "wall_seconds": round(wall, 1),
             "examples_per_second": round(metrics["steps_per_second"] * args.batch_size),
-            "worker_files": metrics.get("worker_files"), "worker_items_seen": metrics.get("worker_reads")}
+            "worker_files": {w: len(f) for w, f in metrics["worker_files"].items()},
+            "worker_reads": {w: {"batches": r["batches"], "distinct_items": r["distinct_items"]}
+                             for w, r in metrics["worker_reads"].items()},
+            "note": "peak_rss_mb is the driver's; the chief, worker and PS processes are separate"}
 
 
 def phase_ps1(args) -> dict:
@@ -286,6 +396,7 @@ def main() -> None:
     parser.add_argument("--query-block", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=200, help="single/ps1/ps2: batches to train")
     parser.add_argument("--ps-timeout", type=float, default=3600)
+    parser.add_argument("--format-rows", type=int, default=200_000, help="formats: rows written and read per format")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], help="a config override KEY=VALUE (repeatable)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)

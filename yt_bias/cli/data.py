@@ -1,5 +1,6 @@
 """``yt-bias data download NAME``: fetch a public data set (MovieLens, MIND) into the cache, checksum-verified;
-``yt-bias data generate``: write synthetic TFRecord shards in bounded memory."""
+``yt-bias data generate``: write synthetic TFRecord shards in bounded memory;
+``yt-bias data convert``: write the data set a config loads (``--preset``/``--set data.*``) as TFRecord shards."""
 
 from __future__ import annotations
 
@@ -28,6 +29,16 @@ def register(subparsers) -> None:
     generate.add_argument("--chunk-rows", type=int, default=50_000, help="the most interaction rows held in memory at once")
     generate.add_argument("--seed", type=int, default=0, help="random seed")
     generate.set_defaults(func=run_generate)
+    from yt_bias.cli.common import add_config_arguments
+
+    convert = actions.add_parser(
+        "convert", help="write the data set of a config (MovieLens, MIND, RecBole, CSV, synthetic) as TFRecord shards"
+    )
+    add_config_arguments(convert)
+    convert.add_argument("--out", required=True, help="output directory (must hold no shards yet)")
+    convert.add_argument("--shard-rows", type=int, default=100_000, help="rows per .tfrecord file")
+    convert.add_argument("--seed", type=int, default=0, help="the permutation of the training rows")
+    convert.set_defaults(func=run_convert)
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -52,6 +63,22 @@ def run_generate(args: argparse.Namespace) -> int:
         f"Wrote {report.num_items} items, {report.num_train} training rows in {len(report.train_files)} shards and "
         f"{report.num_test} test rows in {len(report.test_files)} shards ({report.chunks} chunks of at most "
         f"{report.max_chunk_rows} rows) to {args.out}"
+    )
+    print(f"Train on them: yt-bias train --data-files '{args.out}/*.tfrecord'")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from yt_bias.cli.common import config_from_args
+    from yt_bias.data.convert import write_dataset_shards
+    from yt_bias.data.loading import load_dataset
+
+    config = config_from_args(args)
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    report = write_dataset_shards(dataset, args.out, rows_per_shard=args.shard_rows, seed=args.seed)
+    print(
+        f"Wrote {report.name}: {report.num_items} items, {report.num_train} training rows in {len(report.train_files)} "
+        f"shards and {report.num_test} test rows in {len(report.test_files)} shards to {args.out}"
     )
     print(f"Train on them: yt-bias train --data-files '{args.out}/*.tfrecord'")
     return 0

@@ -29,6 +29,9 @@ def register(subparsers) -> None:
         "DIR/test/*.tfrecord, when present, is evaluated)",
     )
     parser.add_argument("--shuffle-buffer", type=int, default=10000, help="with --data-files: rows in the shuffle buffer")
+    parser.add_argument(
+        "--eval-queries", type=int, default=None, help="with --data-files: evaluate the first N positive test rows (default: all)"
+    )
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument(
         "--overwrite", action="store_true", help="the workdir holds another run: replace it (its checkpoint and metrics are deleted)"
@@ -68,7 +71,9 @@ def _run_files(config, args: argparse.Namespace) -> int:
     from yt_bias.training.from_files import fit_on_files
 
     mode = "overwrite" if args.overwrite else "refuse"
-    metrics = fit_on_files(config, args.data_files, args.workdir, mode=mode, shuffle_buffer=args.shuffle_buffer)
+    metrics = fit_on_files(
+        config, args.data_files, args.workdir, mode=mode, shuffle_buffer=args.shuffle_buffer, max_eval_queries=args.eval_queries
+    )
     print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}, indent=2))
     print(f"Wrote {args.workdir}/metrics.json, {args.workdir}/checkpoint and {args.workdir}/tensorboard")
     return 0

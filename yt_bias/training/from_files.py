@@ -1,6 +1,6 @@
 """Training on sharded TFRecord files: ``fit_on_files(config, pattern, workdir) -> metrics``.
 
-The data never has to fit in memory: batches stream from the shards (:func:`~yt_bias.data.shards.read_shards`),
+The interactions never have to fit in memory: batches stream from the shards (:func:`~yt_bias.data.shards.read_shards`),
 the item corpus comes from the items table beside them, and held-out queries (the ``test/`` shards
 beside the training shards, when present) are embedded batch by batch and ranked over the whole
 corpus with :func:`~yt_bias.evaluation.blocks.blockwise_top_k`. The model, optimizer and
@@ -59,13 +59,22 @@ def _check_config(config: ExperimentConfig) -> None:
         )
 
 
+def _traced(tower):
+    """``tower(batch, training=False)`` as a tf.function.
+
+    Called eagerly, a Keras layer walks all its tracked attributes on every call (to clear its
+    losses), including an ID vocabulary: seconds per call with a million items. Traced, the walk
+    happens once per input shape.
+    """
+    return tf.function(lambda batch: tower(batch, training=False), reduce_retracing=True)
+
+
 def item_embeddings(model, corpus: RecDataset, batch_size: int = 4096) -> np.ndarray:
     """The item tower's embeddings of the whole corpus, one batch at a time: [num_items, d] float32."""
+    embed = _traced(model.item_tower)
     return np.concatenate(
         [
-            model.item_tower(
-                {n: tf.constant(np.asarray(v)[s : s + batch_size]) for n, v in corpus.items.items()}, training=False
-            ).numpy()
+            embed({n: tf.constant(np.asarray(v)[s : s + batch_size]) for n, v in corpus.items.items()}).numpy()
             for s in range(0, corpus.num_items, batch_size)
         ]
     )
@@ -90,6 +99,7 @@ def query_embeddings(
     """
     queries, targets, count = [], [], 0
     names = [spec.name for spec in features.query]
+    embed = _traced(model.query_tower)
     for batch in read_shards(pattern, features, batch_size, shuffle_buffer=0, drop_remainder=False):
         keep = batch[REWARD].numpy() > 0
         if max_queries is not None:
@@ -99,7 +109,7 @@ def query_embeddings(
                 break
             continue
         rows = {n: tf.boolean_mask(batch[n], keep) for n in names}
-        queries.append(model.query_tower(rows, training=False).numpy())
+        queries.append(embed(rows).numpy())
         targets.append(batch[ITEM_INDEX].numpy()[keep])
         count += int(keep.sum())
         if max_queries is not None and count >= max_queries:
@@ -146,6 +156,7 @@ def fit_on_files(
     eval_pattern: str | None = None,
     shuffle_buffer: int = 10000,
     steps_per_epoch: int | None = None,
+    max_eval_queries: int | None = None,
 ) -> dict[str, Any]:
     """Trains ``config`` on the TFRecord shards of ``pattern`` and evaluates it; returns (and saves) the metrics.
 
@@ -160,6 +171,7 @@ def fit_on_files(
         no evaluation otherwise).
       shuffle_buffer: rows in the reader's shuffle buffer.
       steps_per_epoch: batches per epoch (default: one pass over the shards).
+      max_eval_queries: evaluate the first this many positive held-out rows (None: all).
     Returns:
       ``{"name", "variant", "recall@K"..., "train_seconds", "steps", "loss_history", "num_items", ...}``.
     Raises:
@@ -180,13 +192,13 @@ def fit_on_files(
     if workdir:
         extra = {"data_files": shard_summary(pattern)}
         with RunDirectory.start(workdir, config, corpus, mode=mode, extra=extra) as run:
-            metrics = _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, workdir, run)
+            metrics = _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, workdir, run, max_eval_queries)
             run.finish(metrics)
         return metrics
-    return _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, None, None)
+    return _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, None, None, max_eval_queries)
 
 
-def _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, workdir, run) -> dict[str, Any]:
+def _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, workdir, run, max_eval_queries) -> dict[str, Any]:
     keras.utils.set_random_seed(config.train.seed)
     with _strategy_scope(config):
         model = build_model(config, corpus)
@@ -213,5 +225,5 @@ def _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch,
     if run is not None:
         run.commit_checkpoint(checkpoint_for(model).save(os.path.join(run.checkpoint_dir, "ckpt")))
     if eval_pattern is not None:
-        metrics.update(evaluate_files(model, corpus, eval_pattern, config.eval.ks))
+        metrics.update(evaluate_files(model, corpus, eval_pattern, config.eval.ks, max_queries=max_eval_queries))
     return metrics
