@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from yt_bias.report.base import REPORT_FILE, SectionResult, Settings, cpu_seconds, machine, read_report, stamp, write_report
 from yt_bias.report.registry import SECTIONS, section_module
 
-__all__ = ["REPORT_FILE", "SECTIONS", "SectionResult", "Settings", "run_report", "section_module"]
+__all__ = ["REPORT_FILE", "SECTIONS", "SectionResult", "Settings", "merge_report", "run_report", "section_module"]
 
 
 def run_report(
@@ -74,6 +74,38 @@ def run_report(
             "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "machine": dict(machine_all, load_average_end=_load()),
         }
+    write_report(out_dir, report)
+    from yt_bias.report.readme import write_index
+
+    write_index(out_dir, report)
+    return report
+
+
+def merge_report(out_dir: str, other_dir: str, only: Sequence[str] | None = None) -> dict:
+    """Copies sections (all, or ``only``) of the report in ``other_dir`` into ``out_dir``, each with its own stamp.
+
+    Their tables and figures are copied along; the other sections of ``out_dir`` are kept. For
+    sections run on another machine or in another process.
+
+    Returns:
+      The merged report.
+    """
+    import shutil
+
+    other = read_report(other_dir)
+    names = list(only) if only else [n for n in SECTIONS if n in other["sections"]]
+    missing = [n for n in names if n not in other["sections"]]
+    if missing:
+        raise LookupError(f"{os.path.join(other_dir, REPORT_FILE)} has no section {', '.join(missing)}.")
+    report = read_report(out_dir)
+    report.setdefault("sections", {})
+    for name in names:
+        entry = other["sections"][name]
+        for relative in entry.get("tables", []) + entry.get("figures", []):
+            os.makedirs(os.path.dirname(os.path.join(out_dir, relative)) or out_dir, exist_ok=True)
+            shutil.copyfile(os.path.join(other_dir, relative), os.path.join(out_dir, relative))
+        report["sections"][name] = entry
+    report["sections"] = {n: report["sections"][n] for n in SECTIONS if n in report["sections"]}
     write_report(out_dir, report)
     from yt_bias.report.readme import write_index
 

@@ -37,6 +37,8 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
         numbers[f"{key}/diff"] = row["diff_vs_reference"]
         numbers[f"{key}/diff_sd"] = row["diff_sd"]
         numbers[f"{key}/tv_steady"] = row["tv_steady"]
+        numbers[f"{key}/tv_warmup"] = row["tv_warmup"]
+        numbers[f"{key}/warmup_days"] = row["warmup_days"]
     table = write_table(out_dir, NAME, format_table(results, config))
     return SectionResult(
         numbers=numbers, tables=[table], figures=[f"{FIGURES}/drift.png"],
@@ -50,15 +52,18 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
 def readme_blocks(entry: dict) -> dict[str, str]:
     n = entry["numbers"]
     k, reference = n["k"], n["reference"]
-    lines = [f"| drift | source | next-day R@{k} | paired diff vs {reference} (sd) | TV error (steady days) |",
-             "|---|---|---|---|---|"]
+    lines = [f"| drift | source | next-day R@{k} | paired diff vs {reference} (sd) | TV error, warm-up days (their number) "
+             "| TV error, steady days |", "|---|---|---|---|---|---|"]
     for kind in n["kinds"]:
         for source in n["sources"]:
             key = f"{kind}/{source}"
             if f"{key}/next_day_recall" not in n:
                 continue
             diff = "(reference)" if source == reference else f"{fmt(n[f'{key}/diff'])} ({fmt(n[f'{key}/diff_sd'])})"
-            lines.append(f"| {kind} | {source} | {fmt(n[f'{key}/next_day_recall'])} | {diff} | {fmt(n[f'{key}/tv_steady'])} |")
+            warm = n.get(f"{key}/tv_warmup")
+            warm = "-" if warm is None else f"{fmt(warm)} ({fmt(n.get(f'{key}/warmup_days'), 1)})"
+            lines.append(f"| {kind} | {source} | {fmt(n[f'{key}/next_day_recall'])} | {diff} | {warm} | "
+                         f"{fmt(n[f'{key}/tv_steady'])} |")
     lines += ["", provenance(entry)]
     for figure in entry.get("figures", []):
         lines += ["", f"![Next-day Recall@{k} and TV error by day, per frequency source and drift](docs/report/{figure})"]

@@ -8,6 +8,8 @@ probabilities. A configuration whose estimated peak passes the memory limit is n
 
 from __future__ import annotations
 
+import re
+
 from yt_bias.report.base import SectionResult, Settings, fmt, provenance, save_png, write_table
 from yt_bias.report.benchmarks import run_script
 
@@ -16,7 +18,7 @@ TITLE = "Train-step time and memory against batch size"
 BATCH_SIZES = (1024, 4096, 8192, 16384, 32768)
 CONFIGS = ("ours dense", "ours blockwise", "tfrs")
 ROUNDS, LARGE_ROUNDS = 3, 1
-MEMORY_LIMIT_GB = 6.0
+MEMORY_LIMIT_GB = 8.0
 
 
 def arguments(settings: Settings) -> list[str]:
@@ -62,11 +64,18 @@ def readme_blocks(entry: dict) -> dict[str, str]:
     for b in n["batch_sizes"]:
         cells = []
         for c in configs:
-            ms = n.get(f"B={b}/{c}/ms_per_step")
-            cells += [fmt(ms, 1) if ms else "not run", fmt(n.get(f"B={b}/{c}/peak_rss_gb"), 2)]
+            ms, note = n.get(f"B={b}/{c}/ms_per_step"), n.get(f"B={b}/{c}/note") or ""
+            if ms:
+                cells += [fmt(ms, 1), fmt(n.get(f"B={b}/{c}/peak_rss_gb"), 2)]
+            elif note.startswith("killed"):
+                limit = re.search(r"the ([0-9.]+) GB limit", note)
+                cells += ["killed", f"over {limit.group(1)}" if limit else "-"]
+            else:
+                need = re.search(r"needs ~([0-9.]+) GB", note)
+                cells += ["not run", f"~{need.group(1)} (estimate)" if need else "-"]
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     lines += ["", "Median ms per training step over interleaved rounds; peak RSS of each configuration's own process; "
-              "'not run': its estimated peak passes the memory limit.", "", provenance(entry)]
+              "'killed': its memory passed the limit while it ran; 'not run': its estimated peak passes the limit.", "", provenance(entry)]
     for figure in entry.get("figures", []):
         lines += ["", f"![Train-step time and peak memory against batch size](docs/report/{figure})"]
     return {NAME: "\n".join(lines)}

@@ -185,7 +185,7 @@ def plot_estimand(
 
 
 def plot_train_step(rows: list[dict]) -> Figure:
-    """Train-step time (left) and peak RSS (right) against batch size, one line per configuration (log-log).
+    """Train-step time (left, log-log) and peak RSS (right, linear) against batch size, one line per configuration.
 
     Args:
       rows: dicts with ``batch``, ``config``, ``ms_per_step`` and ``peak_rss_gb`` (None: not run).
@@ -201,9 +201,11 @@ def plot_train_step(rows: list[dict]) -> Figure:
                 ax.plot(*zip(*points), marker="o", label=name, color=f"C{i}")
     ax_t.set_ylabel("ms per training step (median)")
     ax_m.set_ylabel("peak RSS of the process (GB)")
+    ax_m.set_ylim(bottom=0)
     for ax, title in ((ax_t, "Step time against batch size"), (ax_m, "Peak memory against batch size")):
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        if ax is ax_t:
+            ax.set_yscale("log")
         ax.set_xlabel("batch size B")
         ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
