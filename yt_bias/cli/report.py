@@ -6,6 +6,7 @@ Examples::
     yt-bias report --out runs/report --quick                          # smoke sizes (a minute or two; numbers mean nothing)
     yt-bias report --out docs/report --only main --only serving       # refresh two sections, keep the others
     yt-bias report --out docs/report --render-only --readme README.md  # rewrite the README's blocks from report.json
+    yt-bias report --out docs/report --merge runs/other --only serving # take a section run elsewhere, with its stamp
 """
 
 from __future__ import annotations
@@ -34,18 +35,22 @@ def register(subparsers) -> None:
                         "that need it are recorded as skipped")
     parser.add_argument("--readme", default=None, metavar="PATH", help="afterwards, rewrite the generated blocks of this README")
     parser.add_argument("--render-only", action="store_true", help="run nothing: rewrite index.md (and --readme) from report.json")
+    parser.add_argument("--merge", default=None, metavar="DIR",
+                        help="run nothing: copy the sections (all, or --only) of the report in DIR into --out, with their stamps")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from yt_bias.report import Settings, run_report
+    from yt_bias.report import Settings, merge_report, run_report
     from yt_bias.report.base import read_report
     from yt_bias.report.readme import check, update_readme, write_index
 
     if args.movielens and not os.path.isdir(args.movielens):
         raise FileNotFoundError(f"--movielens {args.movielens}: no such directory.")
     start = time.perf_counter()
-    if args.render_only:
+    if args.merge:
+        report = merge_report(args.out, args.merge, args.only or None)
+    elif args.render_only:
         report = read_report(args.out)
         if not report.get("sections"):
             raise FileNotFoundError(f"{os.path.join(args.out, 'report.json')}: no report to render; run `yt-bias report` first.")
