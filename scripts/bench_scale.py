@@ -15,9 +15,9 @@ writes ``<out>/<phase>.json``; ``report`` prints the table of all phases found. 
   (``<out>/<tag>_items.npy``, ``<tag>_queries.npz``): examples/s, steps, peak RSS.
 * ``evaluate``: exact Recall@K of those queries over every item (``blockwise_top_k``, the item
   embeddings memory-mapped): time, peak RSS.
-* ``scann``: the same queries through a ScaNN searcher (``yt_bias.evaluation.approximate``):
-  build and search time, its Recall@K and the loss against exact, the overlap of its top-K with
-  the exact top-K.
+* ``scann``: the same queries through a ScaNN searcher (``yt_bias.evaluation.approximate``; its
+  default settings, then a coarse one: 1% of the leaves searched, no exact re-scoring): build and
+  search time, its Recall@K and the loss against exact, the overlap of its top-K with the exact top-K.
 * ``single``, ``ps1``, ``ps2``: ``--steps`` batches from all training shards in one process and on a
   loopback parameter-server cluster of 1 PS and 1 or 2 workers (``LocalCluster``; each worker
   reads its own files): examples/s after the first (warm-up) step.
@@ -219,8 +219,11 @@ def phase_train(args) -> dict:
     keras.utils.set_random_seed(args.seed)
     model = build_model(config, corpus)
     data = read_shards(files, corpus.features, args.batch_size, args.shuffle_buffer, seed=args.seed)
+    batches = [0]
+
     class Progress(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
+            batches[0] = batch + 1
             if (batch + 1) % 100 == 0:
                 elapsed = time.perf_counter() - start
                 print(f"[{time.strftime('%H:%M:%S')}] {args.tag}: {batch + 1} batches, "
@@ -229,7 +232,7 @@ def phase_train(args) -> dict:
     start = time.perf_counter()
     history = model.fit(data, epochs=1, verbose=0, callbacks=[Progress()])
     seconds = time.perf_counter() - start
-    steps = int(model.optimizer.iterations.numpy())
+    steps = batches[0]  # the batches trained (the optimizer's iteration counter reads one more)
     start = time.perf_counter()
     items = item_embeddings(model, corpus)
     np.save(os.path.join(args.out, f"{args.tag}_items.npy"), items)
@@ -269,8 +272,13 @@ def phase_scann(args) -> dict:
     with np.load(os.path.join(args.out, f"{args.tag}_queries.npz")) as f:
         queries, targets = f["queries"], f["targets"]
     exact = np.load(os.path.join(args.out, f"{args.tag}_exact_top.npy"))
+    from yt_bias.evaluation.approximate import scann_settings
+
     result = approximate_evaluation(queries, items, targets, args.ks, exact_top=exact)
-    return {"tag": args.tag, **result}
+    # A coarser searcher (1% of the leaves, no exact re-scoring): the loss when ScaNN is pushed.
+    coarse = scann_settings(len(items), num_leaves_to_search=max(1, result["num_leaves"] // 100), reorder=0)
+    coarse_result = approximate_evaluation(queries, items, targets, args.ks, exact_top=exact, settings=coarse)
+    return {"tag": args.tag, **result, **{f"coarse_{k}": v for k, v in coarse_result.items() if not k.startswith("exact_")}}
 
 
 def phase_single(args) -> dict:
