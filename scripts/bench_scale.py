@@ -18,6 +18,10 @@ writes ``<out>/<phase>.json``; ``report`` prints the table of all phases found. 
 * ``scann``: the same queries through a ScaNN searcher (``yt_bias.evaluation.approximate``; its
   default settings, then a coarse one: 1% of the leaves searched, no exact re-scoring): build and
   search time, its Recall@K and the loss against exact, the overlap of its top-K with the exact top-K.
+* ``popularity``: the no-model baseline on the same queries: the items most frequent in the
+  training files (all, or ``--train-rows``' worth), the same list for every query; and, for the
+  ``--tag`` model's exact top lists, how many distinct items they hold and the share of its top-10
+  items that never occur in those training rows.
 * ``single``, ``ps1``, ``ps2``: ``--steps`` batches from all training shards in one process and on a
   loopback parameter-server cluster of 1 PS and 1 or 2 workers (``LocalCluster``; each worker
   reads its own files): examples/s after the first (warm-up) step.
@@ -43,7 +47,7 @@ import time
 
 import numpy as np
 
-PHASES = ("formats", "generate", "train", "evaluate", "scann", "single", "ps1", "ps2", "report")
+PHASES = ("formats", "generate", "train", "evaluate", "scann", "popularity", "single", "ps1", "ps2", "report")
 
 
 def _peak_rss_mb() -> float:
@@ -281,6 +285,28 @@ def phase_scann(args) -> dict:
     return {"tag": args.tag, **result, **{f"coarse_{k}": v for k, v in coarse_result.items() if not k.startswith("exact_")}}
 
 
+def phase_popularity(args) -> dict:
+    import yt_bias  # noqa: F401
+    from yt_bias.data.shards import read_items, read_shards
+    from yt_bias.evaluation.exact import recall_at_k
+
+    features, items = read_items(_data(args))
+    files = _train_files(args)
+    counts = np.zeros(len(items[features.item_id]), np.int64)
+    for batch in read_shards(files, features, 65536, shuffle_buffer=0, drop_remainder=False):
+        counts += np.bincount(batch["item_index"].numpy(), minlength=len(counts))
+    with np.load(os.path.join(args.out, f"{args.tag}_queries.npz")) as f:
+        targets = f["targets"]
+    exact = np.load(os.path.join(args.out, f"{args.tag}_exact_top.npy"))
+    popular = np.argsort(-counts, kind="stable")[: max(args.ks)]
+    baseline = recall_at_k(np.tile(popular, (len(targets), 1)), targets, args.ks)
+    return {"tag": args.tag, "train_files": len(files), "rows": int(counts.sum()), "items_seen": int((counts > 0).sum()),
+            **{f"popularity_{k}": round(v, 4) for k, v in baseline.items()},
+            "model_distinct_items_top10": int(len(np.unique(exact[:, :10]))),
+            "model_distinct_items_top100": int(len(np.unique(exact[:, :100]))),
+            "model_top10_share_unseen": round(float((counts[exact[:, :10]] == 0).mean()), 4)}
+
+
 def phase_single(args) -> dict:
     import yt_bias  # noqa: F401
     from yt_bias._keras import keras
@@ -368,7 +394,7 @@ def _run_phase(args, phase: str) -> None:
         phase_report(args)
         return
     argv = [sys.executable, os.path.abspath(__file__), "--child", phase, *sys.argv[1:]]
-    name = phase if phase not in ("train", "evaluate", "scann") else f"{phase}_{args.tag}"
+    name = phase if phase not in ("train", "evaluate", "scann", "popularity") else f"{phase}_{args.tag}"
     result_path = os.path.join(args.out, f"phase_{name}.json")
     load = _load()
     start = time.perf_counter()
@@ -414,7 +440,7 @@ def main() -> None:
         args = parser.parse_args(sys.argv[1:at] + sys.argv[at + 2:])
         result = globals()[f"phase_{phase}"](args)
         result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-        name = phase if phase not in ("train", "evaluate", "scann") else f"{phase}_{args.tag}"
+        name = phase if phase not in ("train", "evaluate", "scann", "popularity") else f"{phase}_{args.tag}"
         with open(os.path.join(args.out, f"phase_{name}.json.child"), "w") as f:
             json.dump(result, f)
         return

@@ -46,15 +46,11 @@ def serve(tf_config: dict) -> None:
 
 
 def _estimator_error(model, dataset, batch_size: int) -> float | None:
-    """TV error of the PS-resident estimator (read inside a tf.function: eager reads of remote
-    resources lose their static shape)."""
-    from yt_bias._keras import tf
-    from yt_bias.core.frequency import total_variation_error
+    """TV error of the PS-resident estimator on its estimand's scale, as one process measures it
+    (:func:`yt_bias.training.run_directory.estimator_tv_error` reads it inside a tf.function)."""
+    from yt_bias.training.run_directory import estimator_tv_error
 
-    if model.frequency is None:
-        return None
-    estimated = tf.function(model.frequency.probability)(tf.constant(dataset.item_ids)).numpy()
-    return total_variation_error(estimated, dataset.step_probabilities(batch_size), batch_size)
+    return estimator_tv_error(model.frequency, dataset.item_ids, dataset.item_counts("train"), batch_size)
 
 
 CHECKPOINT_DIR = "checkpoints"
