@@ -23,6 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 REPORT_DIR = ROOT / "docs" / "report"
 README = ROOT / "README.md"
 MOVIELENS_SECTIONS = ("movielens", "tfrs_drop_in")
+INPUT_SECTIONS = {"movielens": "--movielens", "tfrs_drop_in": "--movielens", "scale": "--scale-results"}
 
 
 def committed_report() -> dict:
@@ -36,7 +37,7 @@ def test_committed_report_has_every_section_with_its_stamp():
         assert entry["command"].startswith("yt-bias report --out") and f"--only {name}" in entry["command"]
         for key in ("wall_seconds", "machine", "commit", "config", "numbers", "status"):
             assert key in entry, (name, key)
-        if name in MOVIELENS_SECTIONS and entry["status"] == "skipped":
+        if name in INPUT_SECTIONS and entry["status"] == "skipped":
             continue
         assert entry["status"] == "ok", (name, entry.get("reason"))
         assert entry["numbers"], name
@@ -97,8 +98,8 @@ def test_quick_report_writes_every_section(quick_report):
         assert entry["quick"] is True
         assert entry["command"] == f"yt-bias report --out {out} --only {name} --quick"
         assert entry["machine"]["cpus"] and entry["machine"]["tensorflow"]
-        if name in MOVIELENS_SECTIONS:
-            assert entry["status"] == "skipped" and "--movielens" in entry["reason"]
+        if name in INPUT_SECTIONS:
+            assert entry["status"] == "skipped" and INPUT_SECTIONS[name] in entry["reason"]
             continue
         assert entry["status"] == "ok", (name, entry["reason"])
         assert entry["numbers"] and entry["tables"]

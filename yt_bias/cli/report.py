@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("--movielens", default=None, metavar="DIR",
                         help="a MovieLens-100K directory (u.data or RecBole atomic files); without it the sections "
                         "that need it are recorded as skipped")
+    parser.add_argument("--scale-results", default=None, metavar="DIR",
+                        help="the output folder of scripts/bench_scale.py (its phase_*.json); without it the scale "
+                        "section is recorded as skipped")
     parser.add_argument("--readme", default=None, metavar="PATH", help="afterwards, rewrite the generated blocks of this README")
     parser.add_argument("--render-only", action="store_true", help="run nothing: rewrite index.md (and --readme) from report.json")
     parser.add_argument("--merge", default=None, metavar="DIR",
@@ -56,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{os.path.join(args.out, 'report.json')}: no report to render; run `yt-bias report` first.")
         write_index(args.out, report)
     else:
-        settings = Settings(quick=args.quick, movielens=args.movielens)
+        if args.scale_results and not os.path.isdir(args.scale_results):
+            raise FileNotFoundError(f"--scale-results {args.scale_results}: no such directory.")
+        settings = Settings(quick=args.quick, movielens=args.movielens, scale_results=args.scale_results)
         report = run_report(args.out, settings, args.only or None, progress=lambda m: print(m, flush=True))
     failed = [n for n, e in report["sections"].items() if e["status"] == "failed"]
     if args.readme:

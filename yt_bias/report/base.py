@@ -21,6 +21,8 @@ from typing import Any
 
 REPORT_FILE = "report.json"
 MOVIELENS_SECTIONS = ("movielens", "tfrs_drop_in")
+# Sections recorded as skipped when their input is not given: name -> the option that gives it.
+INPUT_SECTIONS = {"movielens": "--movielens", "tfrs_drop_in": "--movielens", "scale": "--scale-results"}
 FIGURES = "figures"
 
 
@@ -32,10 +34,13 @@ class Settings:
       quick: tiny settings (a smoke run: seconds per section, numbers meaningless).
       movielens: a MovieLens-100K directory (``u.data`` or RecBole atomic files); sections that
         need it are skipped without it.
+      scale_results: the output folder of ``scripts/bench_scale.py`` (its ``phase_*.json``); the
+        ``scale`` section is skipped without it.
     """
 
     quick: bool = False
     movielens: str | None = None
+    scale_results: str | None = None
 
 
 @dataclasses.dataclass
@@ -134,6 +139,8 @@ def command_for(name: str, settings: Settings, out_dir: str = "OUT") -> str:
         parts.append("--quick")
     if settings.movielens and name in MOVIELENS_SECTIONS:
         parts += ["--movielens", "ML100K_DIR"]
+    if settings.scale_results and name == "scale":
+        parts += ["--scale-results", "BENCH_SCALE_DIR"]
     return " ".join(parts)
 
 
