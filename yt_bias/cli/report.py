@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         settings = Settings(quick=args.quick, movielens=args.movielens, scale_results=args.scale_results)
         report = run_report(args.out, settings, args.only or None, progress=lambda m: print(m, flush=True))
     failed = [n for n, e in report["sections"].items() if e["status"] == "failed"]
+    # Render from the file, as the suite's check does (JSON turns tuples into lists, NaN into null).
+    report = read_report(args.out)
     if args.readme:
         changed = update_readme(args.readme, report)
         with open(args.readme, encoding="utf-8") as f:
