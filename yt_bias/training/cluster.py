@@ -23,11 +23,17 @@ The process entry point that reads ``TF_CONFIG`` is :mod:`yt_bias.cli.cluster_ta
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import hashlib
 import os
 import time
+from collections.abc import Iterator
 
 import numpy as np
+from tensorflow.python.framework import ops as tf_ops  # resource_creator_scope: no public API
+
+from yt_bias._keras import tf
 
 SERVER_TYPES = ("worker", "ps")
 
@@ -43,6 +49,66 @@ def serve(tf_config: dict) -> None:
     )
     print(f"{task['type']}:{task.get('index', 0)} serving at {server.target}", flush=True)
     server.join()
+
+
+def table_digest(keys, values) -> str:
+    """SHA-256 (hex, 32 digits) of a lookup table's content: dtypes, then each key and value in order."""
+    digest = hashlib.sha256()
+    for tensor in (keys, values):
+        array = np.asarray(tensor.numpy() if hasattr(tensor, "numpy") else tensor)
+        digest.update(f"{tensor.dtype!s}|{array.shape}|".encode())
+        if array.dtype == object:  # strings: length-prefixed, so ("ab", "c") and ("a", "bc") differ
+            for item in array.ravel().tolist():
+                item = item if isinstance(item, bytes) else str(item).encode()
+                digest.update(len(item).to_bytes(8, "little") + item)
+        else:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:32]
+
+
+class ContentNamedInitializer(tf.lookup.KeyValueTensorInitializer):
+    """A ``KeyValueTensorInitializer`` whose table's shared name is a hash of the table's content.
+
+    TensorFlow names an eagerly built ``StaticHashTable`` by ``ops.uid()``, a counter of the
+    process that builds it. Under ParameterServerStrategy the chief builds every worker's copy of
+    a vocabulary table, and a worker keeps its tables (by name) for as long as it runs, longer than
+    one chief: a second chief on the same workers (a restarted chief, the next run) counts from
+    the same start, so its table ``"52"`` may be a different vocabulary than the first chief's
+    ``"52"`` on that worker, and ``LookupTableImportV2`` fails with "Table was already initialized
+    with different data". Named by content, the same table has the same name in every process (a
+    worker that already holds it keeps it: same data) and two different tables never share one.
+    """
+
+    def __init__(self, keys, values, key_dtype=None, value_dtype=None):
+        super().__init__(keys, values, key_dtype, value_dtype)
+        self._content_name = f"yt_bias_table_{table_digest(self._keys, self._values)}"
+
+    @property
+    def _shared_name(self) -> str:
+        return self._content_name
+
+
+def _content_named_table(next_creator, *args, **kwargs):
+    """Resource creator for ``StaticHashTable``: tables built from tensors get a content name."""
+    args = list(args)
+    initializer = args[0] if args else kwargs.get("initializer")
+    if type(initializer) is tf.lookup.KeyValueTensorInitializer and not kwargs.get("experimental_is_anonymous"):
+        named = ContentNamedInitializer(initializer._keys, initializer._values)  # noqa: SLF001
+        if args:
+            args[0] = named
+        else:
+            kwargs["initializer"] = named
+    return next_creator(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def content_named_tables() -> Iterator[None]:
+    """Within it, ``StaticHashTable``s built from keys and values are named by their content
+    (:class:`ContentNamedInitializer`). Enter it inside ``strategy.scope()``, so the strategy's own
+    table creator (one copy per worker, re-created on a restarted worker) builds every copy with
+    that name."""
+    with tf_ops.resource_creator_scope("StaticHashTable", _content_named_table):
+        yield
 
 
 def _estimator_error(model, dataset, batch_size: int) -> float | None:
@@ -172,7 +238,7 @@ def run_chief(config, tf_config: dict, workdir: str, steps: int, log_every: int 
     num_ps = len(tf_config["cluster"].get("ps", []))
     num_shards = estimator_num_shards(config.distribute, num_ps, config.estimator.hash_size, config.estimator.num_hashes)
     keras.utils.set_random_seed(config.train.seed)
-    with strategy.scope():
+    with strategy.scope(), content_named_tables():  # a table's name on the workers is its content
         model = build_model_with_estimator_shards(config, dataset, num_shards)
     batch_size = config.train.batch_size
     if data_files is not None:
