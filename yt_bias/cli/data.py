@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 
@@ -22,7 +23,8 @@ def register(subparsers) -> None:
     generate = actions.add_parser(
         "generate", help="write synthetic TFRecord shards chunk by chunk (bounded memory), with an items table beside them"
     )
-    generate.add_argument("--out", required=True, help="output directory (must hold no shards yet)")
+    generate.add_argument("--out", required=True, help="output directory: new or empty (written whole, with a manifest.json)")
+    generate.add_argument("--overwrite", action="store_true", help="replace a previous data set in --out (never a run's workdir)")
     generate.add_argument("--items", type=int, required=True, help="number of items in the corpus")
     generate.add_argument("--interactions", type=int, required=True, help="number of interactions (train and test together)")
     generate.add_argument("--shard-rows", type=int, default=100_000, help="rows per .tfrecord file")
@@ -35,7 +37,8 @@ def register(subparsers) -> None:
         "convert", help="write the data set of a config (MovieLens, MIND, RecBole, CSV, synthetic) as TFRecord shards"
     )
     add_config_arguments(convert)
-    convert.add_argument("--out", required=True, help="output directory (must hold no shards yet)")
+    convert.add_argument("--out", required=True, help="output directory: new or empty (written whole, with a manifest.json)")
+    convert.add_argument("--overwrite", action="store_true", help="replace a previous data set in --out (never a run's workdir)")
     convert.add_argument("--shard-rows", type=int, default=100_000, help="rows per .tfrecord file")
     convert.add_argument("--seed", type=int, default=0, help="the permutation of the training rows")
     convert.set_defaults(func=run_convert)
@@ -57,7 +60,13 @@ def run_generate(args: argparse.Namespace) -> int:
     from yt_bias.data.synthetic_shards import generate_shards
 
     report = generate_shards(
-        args.out, args.items, args.interactions, rows_per_shard=args.shard_rows, chunk_rows=args.chunk_rows, seed=args.seed
+        args.out,
+        args.items,
+        args.interactions,
+        rows_per_shard=args.shard_rows,
+        chunk_rows=args.chunk_rows,
+        seed=args.seed,
+        overwrite=args.overwrite,
     )
     print(
         f"Wrote {report.num_items} items, {report.num_train} training rows in {len(report.train_files)} shards and "
@@ -72,10 +81,15 @@ def run_convert(args: argparse.Namespace) -> int:
     from yt_bias.cli.common import config_from_args
     from yt_bias.data.convert import write_dataset_shards
     from yt_bias.data.loading import load_dataset
+    from yt_bias.data.manifest import check_output_folder
 
     config = config_from_args(args)
+    check_output_folder(args.out, args.overwrite)  # before the (possibly long) load
     dataset = load_dataset(config.data, config.model.embedding_dim)
-    report = write_dataset_shards(dataset, args.out, rows_per_shard=args.shard_rows, seed=args.seed)
+    source = {"data": dataclasses.asdict(config.data), "embedding_dim": config.model.embedding_dim}
+    report = write_dataset_shards(
+        dataset, args.out, rows_per_shard=args.shard_rows, seed=args.seed, overwrite=args.overwrite, source=source
+    )
     print(
         f"Wrote {report.name}: {report.num_items} items, {report.num_train} training rows in {len(report.train_files)} "
         f"shards and {report.num_test} test rows in {len(report.test_files)} shards to {args.out}"

@@ -37,6 +37,7 @@ SHARD_PREFIX = "part"
 SHARD_SUFFIX = ".tfrecord"
 ITEMS_FILE = "items.npz"
 FEATURES_FILE = "features.json"
+TEST_DIR = "test"  # the held-out rows' shards, inside the training shards' folder
 
 
 class ShardError(ValueError):
@@ -110,6 +111,7 @@ class ShardWriter:
         self.prefix = prefix
         self.columns: tuple[str, ...] | None = None
         self.paths: list[str] = []
+        self.file_rows: dict[str, int] = {}  # shard path -> rows written to it
         self.rows_written = 0
         self.max_chunk_rows = 0
         self._writer = None
@@ -122,6 +124,7 @@ class ShardWriter:
             self._writer.close()
         path = os.path.join(self.directory, f"{self.prefix}-{len(self.paths):05d}{SHARD_SUFFIX}")
         self.paths.append(path)
+        self.file_rows[path] = 0
         self._writer = tf.io.TFRecordWriter(path)
         self._rows_in_file = 0
 
@@ -150,6 +153,7 @@ class ShardWriter:
             take = min(self.rows_per_record, self.rows_per_shard - self._rows_in_file, count - row)
             self._writer.write(_record({name: values[row : row + take] for name, values in chunk.items()}))
             self._rows_in_file += take
+            self.file_rows[self.paths[-1]] += take
             row += take
         self.rows_written += count
 
@@ -189,13 +193,20 @@ def write_shards(
     Returns:
       The shard paths, in order.
     """
+    with ShardWriter(directory, rows_per_shard, rows_per_record=rows_per_record) as writer:
+        write_rows(writer, examples, chunk_rows, shuffle_seed)
+    return writer.paths
+
+
+def write_rows(
+    writer: ShardWriter, examples: Mapping[str, np.ndarray], chunk_rows: int = 65536, shuffle_seed: int | None = None
+) -> None:
+    """Writes in-memory examples through ``writer`` in chunks of ``chunk_rows`` (see :func:`write_shards`)."""
     count = len(next(iter(examples.values())))
     order = None if shuffle_seed is None else np.random.default_rng(shuffle_seed).permutation(count)
-    with ShardWriter(directory, rows_per_shard, rows_per_record=rows_per_record) as writer:
-        for start in range(0, count, chunk_rows):
-            rows = slice(start, start + chunk_rows) if order is None else order[start : start + chunk_rows]
-            writer.write({name: np.asarray(values)[rows] for name, values in examples.items()})
-    return writer.paths
+    for start in range(0, count, chunk_rows):
+        rows = slice(start, start + chunk_rows) if order is None else order[start : start + chunk_rows]
+        writer.write({name: np.asarray(values)[rows] for name, values in examples.items()})
 
 
 def write_items(directory: str, features: FeatureConfig, items: Mapping[str, np.ndarray]) -> None:
@@ -348,6 +359,28 @@ def check_shard(path: str, features: FeatureConfig, records: int | None = 1) -> 
         message = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]", "", str(error).splitlines()[0])
         raise ShardError(f"shard {path!r} is damaged: {message}") from None
     return rows
+
+
+def check_shard_items(path: str, num_items: int) -> None:
+    """Checks that the first row block of a shard points into an items table of ``num_items`` rows.
+
+    A cheap check for shards without a manifest: a block of shards written for a larger corpus
+    almost surely holds an ``item_index`` beyond a smaller table.
+
+    Raises:
+      ShardError: an ``item_index`` of the first block is negative or >= ``num_items``.
+    """
+    from yt_bias._keras import tf
+
+    for record in tf.data.TFRecordDataset(path).take(1):
+        spec = {ITEM_INDEX: tf.io.FixedLenFeature([], tf.string)}
+        index = tf.io.parse_tensor(tf.io.parse_single_example(record, spec)[ITEM_INDEX], tf.int64).numpy()
+        if index.size and (index.min() < 0 or index.max() >= num_items):
+            raise ShardError(
+                f"shard {path!r} holds item_index {int(index.max() if index.max() >= num_items else index.min())}; the "
+                f"items table beside it has {num_items} items (indices 0..{num_items - 1}): the items table belongs to "
+                "another data set."
+            )
 
 
 def read_shards(

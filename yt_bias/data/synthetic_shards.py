@@ -20,7 +20,9 @@ Text columns are drawn as bytes (``numpy.bytes_``) so the shard writer stores th
 re-encoding.
 
 Layout under ``out``: ``part-*.tfrecord`` (training rows), ``test/part-*.tfrecord`` (test rows),
-``items.npz`` and ``features.json`` (:mod:`yt_bias.data.shards`).
+``items.npz`` and ``features.json`` (:mod:`yt_bias.data.shards`), and ``manifest.json`` with the
+generator's settings (:mod:`yt_bias.data.manifest`: written in a temporary folder, renamed into
+place when complete).
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ import numpy as np
 
 from yt_bias.config import SyntheticConfig
 from yt_bias.data.dataset import ITEM_INDEX, REWARD
-from yt_bias.data.shards import ShardWriter, write_items
+from yt_bias.data.manifest import DataFolderWriter, split_files
+from yt_bias.data.shards import TEST_DIR, ShardWriter, write_items
 from yt_bias.data.synthetic import synthetic_features
 
-TEST_DIR = "test"
+# The most items the generator accepts: its corpus (about 200 bytes an item with the draw tables)
+# is held in memory.
+MAX_ITEMS = 50_000_000
 
 
 @dataclasses.dataclass
@@ -49,6 +54,7 @@ class GenerationReport:
       chunks: chunks drawn.
       max_chunk_rows: the most interaction rows held in memory at once (one chunk).
       train_files, test_files: the shard paths.
+      manifest: the data folder's manifest.
     """
 
     num_items: int
@@ -59,6 +65,7 @@ class GenerationReport:
     max_chunk_rows: int
     train_files: list[str]
     test_files: list[str]
+    manifest: dict
 
 
 def _corpus(config: SyntheticConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -172,11 +179,14 @@ def generate_shards(
     interactions_per_user: int = 30,
     category_share: float = 0.7,
     embedding_dim: int = 32,
+    overwrite: bool = False,
 ) -> GenerationReport:
     """Writes about ``num_interactions`` synthetic interactions over ``num_items`` items to shards.
 
     Args:
-      out: the output directory (must not hold shards yet).
+      out: the output folder: new or empty (or, with ``overwrite``, a previous data folder, replaced
+        whole); never a training run's workdir. Written in a temporary folder beside it and
+        renamed into place when complete.
       num_items: corpus size.
       num_interactions: interactions to write (train and test together; exact).
       rows_per_shard: rows per TFRecord file.
@@ -185,10 +195,13 @@ def generate_shards(
       interactions_per_user: the mean number of interactions of a user.
       category_share: the probability that an interaction is drawn from the user's main category.
       embedding_dim: the embedding width written into ``features.json``.
+      overwrite: replace a previous data folder at ``out``.
     Returns:
       A :class:`GenerationReport`.
     Raises:
-      ValueError: a size below its minimum or ``category_share`` outside [0, 1].
+      ValueError: a size outside its range (``num_items`` at most :data:`MAX_ITEMS`), a negative
+        ``seed`` or ``category_share`` outside [0, 1].
+      DataFolderError: ``out`` may not be written (checked before anything is written).
     """
     for name, value, low in (
         ("num_items", num_items, 2),
@@ -196,17 +209,58 @@ def generate_shards(
         ("rows_per_shard", rows_per_shard, 1),
         ("chunk_rows", chunk_rows, 2),
         ("interactions_per_user", interactions_per_user, 2),
+        ("embedding_dim", embedding_dim, 1),
+        ("seed", seed, 0),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}; received {value!r}.")
+    if num_items > MAX_ITEMS:
+        raise ValueError(
+            f"num_items must be at most {MAX_ITEMS:,} (the corpus is held in memory, about 200 bytes an item); "
+            f"received {num_items:,}."
+        )
     if not 0.0 <= category_share <= 1.0:
         raise ValueError(f"category_share must be in [0, 1]; received {category_share!r}.")
-    config = SyntheticConfig(
-        num_items=num_items,
-        num_users=1,
-        interactions_per_user=min(interactions_per_user, num_items - 1),
-        seed=seed,
+    settings = {
+        "generator": "yt_bias.data.synthetic_shards.generate_shards",
+        "num_items": num_items,
+        "num_interactions": num_interactions,
+        "rows_per_shard": rows_per_shard,
+        "chunk_rows": chunk_rows,
+        "seed": seed,
+        "interactions_per_user": interactions_per_user,
+        "category_share": category_share,
+        "embedding_dim": embedding_dim,
+    }
+    with DataFolderWriter(out, overwrite) as folder:
+        report = _generate(folder.path, settings)
+        manifest = folder.commit(
+            synthetic_features(_synthetic_config(settings), embedding_dim),
+            {"train": report.pop("train_rows"), "test": report.pop("test_rows")},
+            settings,
+        )
+    return GenerationReport(
+        **report,
+        train_files=split_files(out, manifest, "train"),
+        test_files=split_files(out, manifest, "test"),
+        manifest=manifest,
     )
+
+
+def _synthetic_config(settings: dict) -> SyntheticConfig:
+    return SyntheticConfig(
+        num_items=settings["num_items"],
+        num_users=1,
+        interactions_per_user=min(settings["interactions_per_user"], settings["num_items"] - 1),
+        seed=settings["seed"],
+    )
+
+
+def _generate(out: str, settings: dict) -> dict:
+    """Writes the items table and the shards into ``out``; returns the counts and each shard's rows."""
+    num_interactions, rows_per_shard, chunk_rows = settings["num_interactions"], settings["rows_per_shard"], settings["chunk_rows"]
+    category_share, seed, embedding_dim = settings["category_share"], settings["seed"], settings["embedding_dim"]
+    config = _synthetic_config(settings)
     rng = np.random.default_rng(seed)
     corpus = _corpus(config, rng)
     features = synthetic_features(config, embedding_dim)
@@ -226,13 +280,13 @@ def generate_shards(
             written += len(train_rows[REWARD]) + len(test_rows[REWARD])
             users += users_per_chunk
             chunks += 1
-    return GenerationReport(
-        num_items=num_items,
-        num_train=train.rows_written,
-        num_test=test.rows_written,
-        num_users=users,
-        chunks=chunks,
-        max_chunk_rows=max_rows,
-        train_files=train.paths,
-        test_files=test.paths,
-    )
+    return {
+        "num_items": config.num_items,
+        "num_train": train.rows_written,
+        "num_test": test.rows_written,
+        "num_users": users,
+        "chunks": chunks,
+        "max_chunk_rows": max_rows,
+        "train_rows": dict(train.file_rows),
+        "test_rows": dict(test.file_rows),
+    }

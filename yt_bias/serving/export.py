@@ -26,6 +26,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -33,6 +34,7 @@ import numpy as np
 from yt_bias._keras import tf
 from yt_bias.config import ExperimentConfig, IndexConfig, from_dict
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset
+from yt_bias.data.manifest import manifest_fingerprint
 from yt_bias.features import FeatureConfig, FeatureSpec
 from yt_bias.serving.index import (
     EXCLUDE,
@@ -46,7 +48,7 @@ from yt_bias.serving.index import (
     index_corpus,
     scann_top,
 )
-from yt_bias.training.run_directory import open_trained, read_npz, tower_fingerprint
+from yt_bias.training.run_directory import RUN_FILE, open_trained, read_json, read_npz, tower_fingerprint
 from yt_bias.training.train import build_model
 
 METADATA_FILE = os.path.join("assets.extra", "yt_bias.json")
@@ -246,7 +248,44 @@ def export_from_workdir(
                 f"tower of {workdir!r} has {expected}. Rebuild it: yt-bias index --workdir {workdir} --out FILE."
             )
     metadata = {"config": experiment.to_dict(), "features": dataset.features.to_dict(), "workdir": os.path.abspath(workdir)}
+    training_data = training_data_status(read_json(os.path.join(workdir, RUN_FILE), "run record"))
+    if training_data is not None:
+        metadata["training_data"] = training_data
+        if training_data["status"] != "unchanged":
+            warnings.warn(f"export of {workdir!r}: {training_data['message']}", stacklevel=2)
     return export(path, model.query_tower, index, metadata)
+
+
+def training_data_status(record: Mapping) -> dict | None:
+    """Whether the data folder a file-trained run read still holds the same data (None for other runs).
+
+    Compares the manifest fingerprint recorded in ``run.json`` at training time with the folder's
+    ``manifest.json`` now. The export does not need the folder (it serves the run's corpus
+    snapshot); the status says whether the data named in the run's record is still the data it
+    was trained on.
+
+    Returns:
+      ``{"directory", "manifest_sha256" (recorded), "status", "message"}`` with status
+      ``unchanged``, ``changed``, ``missing`` (folder or manifest gone) or ``unknown`` (no manifest
+      was recorded).
+    """
+    data = record.get("data_files")
+    if not isinstance(data, Mapping) or not data.get("directory"):
+        return None
+    directory, recorded = data["directory"], data.get("manifest_sha256")
+    now = manifest_fingerprint(directory) if os.path.isdir(directory) else None
+    if recorded is None:
+        status, message = "unknown", f"the data folder {directory!r} had no manifest at training time; its identity is unknown."
+    elif now is None:
+        status, message = "missing", f"the data folder {directory!r} (or its manifest) no longer exists."
+    elif now != recorded:
+        status, message = "changed", (
+            f"the data folder {directory!r} changed after training (manifest SHA-256 {now[:12]}... now, "
+            f"{recorded[:12]}... at training); the run was trained on the earlier data."
+        )
+    else:
+        status, message = "unchanged", f"the data folder {directory!r} is unchanged since training."
+    return {"directory": directory, "manifest_sha256": recorded, "status": status, "message": message}
 
 
 class ServingModel:

@@ -24,6 +24,7 @@ import numpy as np
 from yt_bias._keras import keras, tf
 from yt_bias.config import ExperimentConfig
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset
+from yt_bias.data.manifest import check_data_folder
 from yt_bias.data.shards import SHARD_SUFFIX, read_items, read_shards, shard_files, shard_summary
 from yt_bias.data.synthetic_shards import TEST_DIR
 from yt_bias.training.divergence import DivergenceGuard
@@ -182,15 +183,18 @@ def fit_on_files(
     _check_config(config)
     directory = shard_directory(pattern)
     corpus = corpus_dataset(directory)
-    shard_files(pattern)  # fails early, naming the pattern, when nothing matches
+    files = shard_files(pattern)  # fails early, naming the pattern, when nothing matches
+    # Shards, items table and manifest checked against each other before training (rows: from the manifest).
+    data_check = check_data_folder(directory, files, corpus.num_items)
     if eval_pattern is None:
         test_dir = os.path.join(directory, TEST_DIR)
         if os.path.isdir(test_dir) and any(f.endswith(SHARD_SUFFIX) for f in os.listdir(test_dir)):
             eval_pattern = os.path.join(test_dir, f"*{SHARD_SUFFIX}")
+            check_data_folder(directory, shard_files(eval_pattern), corpus.num_items)
     if eval_pattern is not None:
         check_ks(config.eval.ks, corpus.num_items)
     if workdir:
-        extra = {"data_files": shard_summary(pattern)}
+        extra = {"data_files": {**shard_summary(pattern), **data_check}}
         with RunDirectory.start(workdir, config, corpus, mode=mode, extra=extra) as run:
             metrics = _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, workdir, run, max_eval_queries)
             run.finish(metrics)
