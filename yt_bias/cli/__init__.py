@@ -5,14 +5,39 @@ Each subcommand lives in its own module under :mod:`yt_bias.cli` and exposes
 
 ``python -m yt_bias.cli.cluster_task`` runs one task of a parameter-server cluster.
 May import: anything in the package.
+
+Quiet by default: TensorFlow's C++ start-up lines (CUDA stub, CPU feature guard, cuInit) are kept
+out of every command's output unless the user asks for them with ``--debug`` or by setting
+``TF_CPP_MIN_LOG_LEVEL`` (which is then left as set).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
+
+# TF_CPP_MIN_LOG_LEVEL=3 hides TensorFlow's C++ INFO, WARNING and ERROR log lines (errors still
+# reach the user as Python exceptions); it is read once, when TensorFlow is first imported.
+QUIET_TF_LOG_LEVEL = "3"
+
+
+def quiet_tensorflow(argv: Sequence[str]) -> bool:
+    """Keeps TensorFlow's start-up log lines out of the output, unless asked for; returns whether it did.
+
+    Sets ``TF_CPP_MIN_LOG_LEVEL`` (before TensorFlow is imported) and the level of the Python
+    ``tensorflow`` and ``absl`` loggers, only when the user set no ``TF_CPP_MIN_LOG_LEVEL`` and
+    did not pass ``--debug``.
+    """
+    if "--debug" in argv or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return False
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_TF_LOG_LEVEL
+    for name in ("tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return True
 
 _COMMAND_MODULES = (
     "yt_bias.cli.train",
@@ -45,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     A user error (bad input, a conflicting workdir, a missing or damaged file) is one line on
     stderr and exit code 2; a diverged training run exits with 3; ``--debug`` re-raises instead.
     """
+    quiet_tensorflow(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -58,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = 3
         elif isinstance(error, (ValueError, TypeError, LookupError, OSError, ImportError)):
             code = 2
+        elif isinstance(error, MemoryError):  # e.g. a size far beyond this machine: one line, not a traceback
+            code = 2
+            error = MemoryError(f"out of memory ({error or 'no details'}); use smaller sizes or a machine with more memory.")
         else:
             raise
         message = " ".join(str(error).split()) or type(error).__name__

@@ -1,0 +1,73 @@
+"""Hostile inputs at the command line: quiet start-up, sizes beyond the machine, fields named in errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from yt_bias import cli
+
+# TensorFlow's C++ start-up lines (CUDA stub, oneDNN note, CPU feature guard, cuInit).
+START_UP_LINES = ("cudart_stub", "cpu_feature_guard", "cuda_platform", "cuInit", "oneDNN custom operations")
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line.startswith("yt-bias")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_commands_print_no_tensorflow_start_up_lines(tmp_path):
+    """``yt-bias --help`` and a command that runs TensorFlow, in a fresh process with no TF_CPP_MIN_LOG_LEVEL."""
+    script = (
+        "from yt_bias.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"main(['data', 'generate', '--out', {str(tmp_path / 'd')!r}, '--items', '40', '--interactions', '200'])\n"
+        "import tensorflow as tf\n"
+        "print(float(tf.reduce_sum(tf.ones(3))))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "usage: yt-bias" in done.stdout and "Wrote 40 items" in done.stdout and "3.0" in done.stdout
+    assert not [line for line in done.stderr.splitlines() if any(s in line for s in START_UP_LINES)], done.stderr
+
+
+def test_quiet_only_when_the_user_did_not_ask(monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    assert not cli.quiet_tensorflow(["--debug", "train"]) and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    assert not cli.quiet_tensorflow(["train"]) and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    assert cli.quiet_tensorflow(["train"]) and os.environ["TF_CPP_MIN_LOG_LEVEL"] == cli.QUIET_TF_LOG_LEVEL
+
+
+@pytest.mark.parametrize(
+    "argv,needles",
+    [
+        (["--items", "1000000000000", "--interactions", "100"], ["num_items must be at most", "1,000,000,000,000"]),
+        (["--items", "50", "--interactions", "100", "--seed", "-1"], ["seed must be an integer >= 0", "-1"]),
+        (["--items", "1", "--interactions", "100"], ["num_items must be an integer >= 2", "1"]),
+    ],
+)
+def test_generate_sizes_and_seed_name_the_field(tmp_path, capsys, argv, needles):
+    out = tmp_path / "d"
+    assert cli.main(["data", "generate", "--out", str(out), *argv]) == 2
+    _one_line_error(capsys, *needles)
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_memory_error_is_one_line(capsys, monkeypatch):
+    from yt_bias.cli import data as data_cli
+
+    def exhausted(args):
+        raise MemoryError()
+
+    monkeypatch.setattr(data_cli, "run_generate", exhausted)
+    assert cli.main(["data", "generate", "--out", "x", "--items", "50", "--interactions", "100"]) == 2
+    _one_line_error(capsys, "out of memory")
