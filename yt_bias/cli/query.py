@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 def register(subparsers) -> None:
@@ -37,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"yt-bias query: error: {error}", file=sys.stderr)
         return 2
     exclude = [args.exclude] if args.exclude else None
-    ids, scores = model.query(parse_feature_values(model.specs, args.features), exclude_item_ids=exclude)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a dense value clipped to its training range
+        warnings.simplefilter("always")
+        ids, scores = model.query(parse_feature_values(model.specs, args.features), exclude_item_ids=exclude)
+    for warning in caught:
+        print(f"yt-bias query: warning: {warning.message}", file=sys.stderr)
     print(f"{'rank':>4}  {'item_id':<24} score")
     for rank, (item, score) in enumerate(zip(ids[0], scores[0]), start=1):
         if item:

@@ -18,6 +18,7 @@ from typing import Any
 
 from yt_bias.data.dataset import RecDataset
 from yt_bias.data.manifest import DataFolderWriter, check_output_folder, split_files
+from yt_bias.data.ranges import dense_ranges
 from yt_bias.data.shards import ROWS_PER_RECORD, TEST_DIR, ShardWriter, write_items, write_rows
 
 
@@ -88,7 +89,7 @@ def write_dataset_shards(
             with ShardWriter(os.path.join(folder.path, TEST_DIR), rows_per_shard, rows_per_record=rows_per_record) as writer:
                 write_rows(writer, test)
             splits["test"] = writer.file_rows
-        manifest = folder.commit(dataset.features, splits, settings)
+        manifest = folder.commit(dataset.features, splits, settings, dense_ranges(train, dataset.features.query))
     return ConversionReport(
         name=dataset.name,
         num_items=dataset.num_items,

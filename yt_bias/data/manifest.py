@@ -10,7 +10,9 @@ shards, ``test/`` shards, the items table and the feature config (:mod:`yt_bias.
 * ``features``: the feature config (as in ``features.json``);
 * ``items``: the items table's file, row count, size and SHA-256;
 * ``splits``: per split (``train``, ``test``), its row count and each shard's file (relative to the
-  folder), rows, size and SHA-256.
+  folder), rows, size and SHA-256;
+* ``dense_ranges``: each dense query feature's per-column min and max over the training rows
+  (:mod:`yt_bias.data.ranges`; a run trained on the folder records them, the export clips to them).
 
 Writing (:class:`DataFolderWriter`): the target is checked before anything is written (a file, a
 run's workdir, a non-empty folder without ``overwrite`` are refused); everything goes into a
@@ -144,13 +146,20 @@ class DataFolderWriter:
         self.path = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.tmp-", dir=parent)
         self.manifest: dict[str, Any] | None = None
 
-    def commit(self, features: FeatureConfig, splits: Mapping[str, Mapping[str, int]], source: Mapping[str, Any]) -> dict:
+    def commit(
+        self,
+        features: FeatureConfig,
+        splits: Mapping[str, Mapping[str, int]],
+        source: Mapping[str, Any],
+        dense_ranges: Mapping[str, Any] | None = None,
+    ) -> dict:
         """Writes the manifest, then renames the temporary folder to ``out``; returns the manifest.
 
         Args:
           features: the feature config of the data set.
           splits: split name -> {shard path (inside :attr:`path`) -> rows}.
           source: what wrote the data and its settings.
+          dense_ranges: the training rows' dense feature ranges (:func:`~yt_bias.data.ranges.dense_ranges`).
         Raises:
           DataFolderError: ``out`` changed meanwhile so that it may no longer be replaced.
         """
@@ -165,6 +174,7 @@ class DataFolderWriter:
             "items": {"file": ITEMS_FILE, **_describe(items_path, num_items)},
             "features_file": {"file": FEATURES_FILE, **_describe(os.path.join(self.path, FEATURES_FILE))},
             "splits": {},
+            "dense_ranges": dict(dense_ranges or {}),
         }
         for split, files in splits.items():
             shards = [
@@ -240,9 +250,9 @@ def check_data_folder(directory: str, files: Iterable[str], num_items: int, hash
       num_items: the rows of the items table as read.
       hashes: compare SHA-256 of every file (False: sizes only).
     Returns:
-      ``{"directory", "manifest_sha256", "rows", "splits"}``: the folder (absolute), the manifest's
-      fingerprint, the rows of ``files`` and of each split as the manifest records them. Without a
-      manifest these three are None: a warning says so, and only the first row block of each shard
+      ``{"directory", "manifest_sha256", "rows", "splits", "dense_ranges"}``: the folder (absolute),
+      the manifest's fingerprint, the rows of ``files`` and of each split as the manifest records
+      them, the training rows' dense feature ranges. Without a manifest these four are None: a warning says so, and only the first row block of each shard
       is checked to point into the items table.
     Raises:
       DataFolderError: a file is not in the manifest, or its size or SHA-256, or the items table's
@@ -258,7 +268,7 @@ def check_data_folder(directory: str, files: Iterable[str], num_items: int, hash
         )
         for path in files:
             check_shard_items(path, num_items)
-        return {"directory": os.path.abspath(directory), "manifest_sha256": None, "rows": None, "splits": None}
+        return {"directory": os.path.abspath(directory), "manifest_sha256": None, "rows": None, "splits": None, "dense_ranges": None}
     manifest_path = os.path.join(directory, MANIFEST_FILE)
     items = manifest.get("items", {})
     if int(items.get("rows", -1)) != int(num_items):
@@ -303,4 +313,5 @@ def check_data_folder(directory: str, files: Iterable[str], num_items: int, hash
         "manifest_sha256": manifest_fingerprint(directory),
         "rows": rows,
         "splits": {split: int(section.get("rows", 0)) for split, section in manifest.get("splits", {}).items()},
+        "dense_ranges": manifest.get("dense_ranges") or None,
     }

@@ -35,6 +35,7 @@ import numpy as np
 from yt_bias.config import SyntheticConfig
 from yt_bias.data.dataset import ITEM_INDEX, REWARD
 from yt_bias.data.manifest import DataFolderWriter, split_files
+from yt_bias.data.ranges import dense_ranges, merge_ranges
 from yt_bias.data.shards import TEST_DIR, ShardWriter, write_items
 from yt_bias.data.synthetic import synthetic_features
 
@@ -238,6 +239,7 @@ def generate_shards(
             synthetic_features(_synthetic_config(settings), embedding_dim),
             {"train": report.pop("train_rows"), "test": report.pop("test_rows")},
             settings,
+            report.pop("dense_ranges"),
         )
     return GenerationReport(
         **report,
@@ -269,6 +271,7 @@ def _generate(out: str, settings: dict) -> dict:
     users_per_chunk = max(1, chunk_rows // (4 * config.interactions_per_user))
     cap = chunk_rows // users_per_chunk
     written = users = chunks = max_rows = 0
+    ranges: dict = {}
     with ShardWriter(out, rows_per_shard) as train, ShardWriter(os.path.join(out, TEST_DIR), rows_per_shard) as test:
         while written < num_interactions:
             rows, user = _chunk(config, corpus, users, users_per_chunk, cap, category_share, rng)
@@ -276,6 +279,7 @@ def _generate(out: str, settings: dict) -> dict:
             train_rows, test_rows = _split_last(rows, user, num_interactions - written, rng)
             del rows, user
             train.write(train_rows)
+            ranges = merge_ranges(ranges, dense_ranges(train_rows, features.query))
             test.write(test_rows)
             written += len(train_rows[REWARD]) + len(test_rows[REWARD])
             users += users_per_chunk
@@ -289,4 +293,5 @@ def _generate(out: str, settings: dict) -> dict:
         "max_chunk_rows": max_rows,
         "train_rows": dict(train.file_rows),
         "test_rows": dict(test.file_rows),
+        "dense_ranges": ranges,
     }

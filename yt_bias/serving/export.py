@@ -18,6 +18,14 @@ it is loaded, so stock TensorFlow Serving cannot load it) or ``brute_force`` (ex
 TensorFlow ops only; the default where ScaNN is not installed).
 Query values that were never seen in training are not errors: an unseen ID or category falls
 into the hashed out-of-vocabulary rows of its table, exactly as in training.
+
+Dense features are clipped to the range seen in training (each column's min and max over the
+training rows, recorded by the run: :mod:`yt_bias.data.ranges`; ``dense_ranges`` in the
+metadata). Unclipped, a value far outside it (``activity=1e30``) overflows the tower and every
+score becomes 0, an arbitrary ranking. :meth:`ServingModel.query` (and ``yt-bias query``) also
+warns, naming the feature, the value and the range. Inside the signature, a non-finite dense
+value, an input of the wrong width and inputs of different batch sizes fail with a message that
+names the feature.
 """
 
 from __future__ import annotations
@@ -68,10 +76,16 @@ class RetrievalModule(tf.Module):
       query_tower: the trained :class:`~yt_bias.core.towers.Tower` of the queries.
       index: the item index (ScaNN or brute force) over the corpus.
       k: how many items to return (at most the corpus size).
+      dense_ranges: per dense query feature, ``{"min": [...], "max": [...]}`` (one value per
+        column): its inputs are clipped to them (features without a range are not clipped).
     """
 
-    def __init__(self, query_tower, index: ItemIndex, k: int):
+    def __init__(self, query_tower, index: ItemIndex, k: int, dense_ranges: Mapping | None = None):
         super().__init__(name="retrieval")
+        self.ranges = check_dense_ranges(dense_ranges, query_tower.specs)
+        self.range_bounds = {
+            name: (tf.constant(r["min"], tf.float32), tf.constant(r["max"], tf.float32)) for name, r in self.ranges.items()
+        }
         self.query_tower = query_tower
         self.k = check_k(k, index.num_items)
         self.num_items = index.num_items
@@ -99,21 +113,55 @@ class RetrievalModule(tf.Module):
         top = tf.math.top_k(tf.matmul(query, self.item_embeddings, transpose_b=True), k=fetch)
         return tf.gather(self.item_ids, top.indices), top.values
 
+    def _inputs(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The query features checked (row shape, one batch size, finite dense values) and dense ones clipped."""
+        checked, first = {}, None
+        for spec in self.query_tower.specs:
+            value = features[spec.name]
+            shape = tf.shape(value)
+            checks = [
+                tf.debugging.assert_equal(
+                    shape[1:], tf.constant(spec.shape, tf.int32),
+                    message=f"query feature '{spec.name}' ({spec.kind}): expected shape [batch, {', '.join(map(str, spec.shape))}]",
+                )
+            ]
+            if first is None:
+                first = (spec.name, shape[0])
+            else:
+                checks.append(
+                    tf.debugging.assert_equal(
+                        shape[0], first[1], message=f"query feature '{spec.name}': expected the batch size of '{first[0]}'"
+                    )
+                )
+            with tf.control_dependencies(checks):  # the named checks run before the static shape is set
+                value = tf.ensure_shape(tf.identity(value), [None, *spec.shape])
+            if spec.kind == "dense":
+                value = tf.debugging.assert_all_finite(value, f"query feature '{spec.name}' (dense): expected finite values")
+                if spec.name in self.range_bounds:
+                    value = tf.clip_by_value(value, *self.range_bounds[spec.name])
+            checked[spec.name] = value
+        return checked
+
     def _serve(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        ids, scores = self._top(self.query_tower(features, training=False), self.k)
+        ids, scores = self._top(self.query_tower(self._inputs(features), training=False), self.k)
         return {"item_ids": tf.ensure_shape(ids, [None, self.k]), "scores": tf.ensure_shape(scores, [None, self.k])}
 
     def _serve_excluding(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         features = dict(features)
         exclude = features.pop(EXCLUDE)
-        query = self.query_tower(features, training=False)
+        query = self.query_tower(self._inputs(features), training=False)
         fetch = tf.minimum(self.k + tf.shape(exclude)[1], self.num_items)  # over-fetch k + n, then drop
         ids, scores = filter_excluded(*self._top(query, fetch), exclude, self.k)
         return {"item_ids": tf.ensure_shape(ids, [None, self.k]), "scores": tf.ensure_shape(scores, [None, self.k])}
 
 
-def export(path: str, query_tower, index: ItemIndex, metadata: dict | None = None, k: int | None = None) -> dict:
+def export(
+    path: str, query_tower, index: ItemIndex, metadata: dict | None = None, k: int | None = None, dense_ranges: Mapping | None = None
+) -> dict:
     """Writes the SavedModel (``serving_default``) and ``assets.extra/yt_bias.json``; returns the metadata.
+
+    ``dense_ranges`` (per dense query feature, ``{"min": [...], "max": [...]}``: the training
+    range) clips dense inputs inside the signature (see the module docstring).
 
     Raises:
       ValueError: ``path`` exists and is not empty, or an empty index.
@@ -124,7 +172,7 @@ def export(path: str, query_tower, index: ItemIndex, metadata: dict | None = Non
         raise ValueError(f"export path {path!r} exists and is not empty; expected a new directory.")
     if index.num_items == 0:
         raise ValueError("index: the corpus is empty; expected at least one item to export.")
-    module = RetrievalModule(query_tower, index, index.config.k if k is None else k)
+    module = RetrievalModule(query_tower, index, index.config.k if k is None else k, dense_ranges)
     concrete = module.serve.get_concrete_function()
     excluding = module.serve_excluding.get_concrete_function()
     warm = {s.name: tf.zeros((1, *s.shape), s.dtype) for s in query_tower.specs}
@@ -149,6 +197,7 @@ def export(path: str, query_tower, index: ItemIndex, metadata: dict | None = Non
             "size_bytes": index.size_bytes,
         },
         needs_scann=index.kind == "scann",
+        dense_ranges=module.ranges,
     )
     os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
     with open(os.path.join(path, METADATA_FILE), "w", encoding="utf-8") as f:
@@ -248,12 +297,37 @@ def export_from_workdir(
                 f"tower of {workdir!r} has {expected}. Rebuild it: yt-bias index --workdir {workdir} --out FILE."
             )
     metadata = {"config": experiment.to_dict(), "features": dataset.features.to_dict(), "workdir": os.path.abspath(workdir)}
-    training_data = training_data_status(read_json(os.path.join(workdir, RUN_FILE), "run record"))
+    record = read_json(os.path.join(workdir, RUN_FILE), "run record")
+    training_data = training_data_status(record)
     if training_data is not None:
         metadata["training_data"] = training_data
         if training_data["status"] != "unchanged":
             warnings.warn(f"export of {workdir!r}: {training_data['message']}", stacklevel=2)
-    return export(path, model.query_tower, index, metadata)
+    return export(path, model.query_tower, index, metadata, dense_ranges=record.get("dense_ranges"))
+
+
+def check_dense_ranges(ranges: Mapping | None, specs: Sequence[FeatureSpec]) -> dict[str, dict[str, list[float]]]:
+    """The ranges of the dense features among ``specs``, checked: finite, min <= max, one value per column.
+
+    Raises:
+      ValueError: a range of an unknown or non-dense feature, or a malformed range (named).
+    """
+    dense = {s.name: s for s in specs if s.kind == "dense"}
+    checked = {}
+    for name, r in (ranges or {}).items():
+        if name not in dense:
+            raise ValueError(f"dense_ranges: {name!r} is not a dense query feature; expected one of {sorted(dense)}.")
+        try:
+            low, high = np.asarray(r["min"], np.float64), np.asarray(r["max"], np.float64)
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"dense_ranges[{name!r}]: expected {{'min': [...], 'max': [...]}}; received {r!r}.") from None
+        width = dense[name].width
+        if low.shape != (width,) or high.shape != (width,) or not (np.isfinite(low).all() and np.isfinite(high).all()) or (low > high).any():
+            raise ValueError(
+                f"dense_ranges[{name!r}]: expected {width} finite value(s) in min and max with min <= max; received {r!r}."
+            )
+        checked[name] = {"min": low.tolist(), "max": high.tolist()}
+    return checked
 
 
 def training_data_status(record: Mapping) -> dict | None:
@@ -361,8 +435,29 @@ class ServingModel:
             tensors[spec.name] = tf.constant(value)
         return tensors
 
+    def out_of_range(self, tensors: Mapping[str, tf.Tensor]) -> list[str]:
+        """Dense inputs outside the training range the export clips to: one description per feature."""
+        found = []
+        for name, r in self.metadata.get("dense_ranges", {}).items():
+            if name not in tensors:
+                continue
+            value = tensors[name].numpy()
+            low, high = np.asarray(r["min"]), np.asarray(r["max"])
+            outside = (value < low) | (value > high)
+            if outside.any():
+                worst = value[outside].flat[np.argmax(np.abs(value[outside]))]
+                found.append(
+                    f"query feature '{name}' (dense): {outside.sum()} value(s) outside the training range "
+                    f"[{', '.join(f'{v:g}' for v in low)}] .. [{', '.join(f'{v:g}' for v in high)}] (e.g. {worst:g}); "
+                    "clipped to it"
+                )
+        return found
+
     def query(self, features: Mapping[str, object], exclude_item_ids=None) -> tuple[np.ndarray, np.ndarray]:
         """Top-K of a batch of raw queries: (item_ids [batch, k] str, scores [batch, k] float32).
+
+        Dense values outside the training range are clipped to it (inside the export) and a
+        warning names them.
 
         Args:
           features: query feature name -> [batch, ...] values.
@@ -372,6 +467,8 @@ class ServingModel:
           ValueError: bad features or exclusions, or exclusions on an export without that signature.
         """
         tensors = self.check_features(features)
+        for message in self.out_of_range(tensors):
+            warnings.warn(message, stacklevel=2)
         if exclude_item_ids is None:
             out = self.signature(**tensors)
         else:
@@ -408,7 +505,7 @@ def load(path: str, warmup: bool = True) -> ServingModel:
             ) from error
     model = ServingModel(tf.saved_model.load(path), metadata)
     if warmup:
-        model.query({s.name: np.zeros((1, *s.shape), np.float32 if s.kind == "dense" else "U1") for s in model.specs})
+        model.signature(**model.check_features({s.name: np.zeros((1, *s.shape), np.float32 if s.kind == "dense" else "U1") for s in model.specs}))
     return model
 
 

@@ -194,7 +194,7 @@ def fit_on_files(
     if eval_pattern is not None:
         check_ks(config.eval.ks, corpus.num_items)
     if workdir:
-        extra = {"data_files": {**shard_summary(pattern), **data_check}}
+        extra = {"data_files": {**shard_summary(pattern), **data_check}, "dense_ranges": data_check["dense_ranges"] or {}}
         with RunDirectory.start(workdir, config, corpus, mode=mode, extra=extra) as run:
             metrics = _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, workdir, run, max_eval_queries)
             run.finish(metrics)

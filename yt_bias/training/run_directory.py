@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from yt_bias.data.ranges import dense_ranges
+
 CONFIG_FILE = "config.json"
 FEATURES_FILE = "features.json"
 RUN_FILE = "run.json"
@@ -223,6 +225,8 @@ def fingerprint(kind: str, config, dataset, extra: Mapping[str, Any] | None = No
         "items_sha256": array_digest(dataset.items),
         "num_items": int(dataset.num_items),
         "package_version": package_version(),
+        # What serving clips dense query inputs to (yt_bias.data.ranges); a file-trained run's come from its manifest.
+        "dense_ranges": dense_ranges(dataset.train, dataset.features.query),
     }
     record.update(extra or {})
     return record
