@@ -160,7 +160,7 @@ def test_encoding_errors_name_the_file_and_latin1_reads(tmp_path):
     rows = [("u1", "café", "4", "100"), ("u2", "b", "4", "200"), ("u2", "café", "4", "300")]
     path = _write_text(tmp_path / "latin.csv", ",", rows=rows, header=HEADER[:4], encoding="latin-1")
     columns = ColumnsConfig(user="uid", item="movie", time="ts", rating="stars")
-    with pytest.raises(ValueError, match=r"latin\.csv: not valid utf-8 text near line 2.*data\.columns\.encoding"):
+    with pytest.raises(ValueError, match=r"latin\.csv:line 2: not valid utf-8 text.*data\.columns\.encoding"):
         load_dataset(_config(path, columns))
     data = load_dataset(_config(path, dataclasses.replace(columns, encoding="latin-1"), split="random", test_fraction=0.34))
     assert "café" in data.item_ids.tolist()

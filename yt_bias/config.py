@@ -311,6 +311,11 @@ class ExperimentConfig:
             raise ValueError(f"model.candidates must be 'rows' or 'unique'; received {self.model.candidates!r}.")
         if not self.eval.ks or min(self.eval.ks) < 1:
             raise ValueError(f"eval.ks must be positive integers; received {self.eval.ks}.")
+        for field, value, low in (("train.seed", self.train.seed, 0), ("model.embedding_dim", self.model.embedding_dim, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{field} must be an integer >= {low}; received {value!r}.")
+        if not 0.0 < self.data.test_fraction < 1.0:
+            raise ValueError(f"data.test_fraction must be in (0, 1); received {self.data.test_fraction!r}.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

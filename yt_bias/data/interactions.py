@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from yt_bias.data.dataset import RecDataset
-from yt_bias.data.splits import Interactions, bag_spec, build_dataset, categorical_spec, pad_bags
+from yt_bias.data.splits import Interactions, bag_spec, build_dataset, categorical_spec, pad_bags, undecodable_line
 from yt_bias.features import FeatureSpec
 
 FORMATS = ("csv", "tsv", "parquet")
@@ -108,9 +108,9 @@ def _read_text(path: str, delimiter: str, encoding: str) -> Table:
                 rows.append(fields)
                 numbers.append(reader.line_num)
     except UnicodeDecodeError as error:
-        line = len(numbers) + 2  # the header plus the rows read so far (blank lines aside)
+        line, error = undecodable_line(path, codec) or ("?", error)  # the reader decodes ahead: find the exact line
         raise ValueError(
-            f"{path}: not valid {encoding} text near line {line} ({error.reason} at byte {error.start}); "
+            f"{path}:line {line}: not valid {encoding} text ({error.reason} at byte {error.start + 1} of the line); "
             "set data.columns.encoding to the file's encoding (e.g. latin-1)."
         ) from None
     except csv.Error as error:
@@ -131,8 +131,13 @@ def _read_parquet(path: str) -> Table:
     columns = {}
     for name in table.column_names:
         values = table.column(name).to_pylist()
-        columns[name.lstrip("\ufeff")] = ["" if v is None else _cell(v) for v in values]
+        columns[name.lstrip("\ufeff")] = ["" if _is_null(v) else _cell(v) for v in values]
     return Table(path, columns, list(range(1, table.num_rows + 1)), "row")
+
+
+def _is_null(value) -> bool:
+    """A missing Parquet value: null, or a float NaN (pandas writes missing floats as NaN, not null)."""
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _cell(value) -> str:

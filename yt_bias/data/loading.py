@@ -21,8 +21,16 @@ SOURCES = ("synthetic", "synthetic-impressions", "movielens", "recbole", "mind",
 
 
 def load_dataset(data_config, embedding_dim: int = 32) -> RecDataset:
-    """Loads the data set a config names (the built-in synthetic data by default)."""
+    """Loads the data set a config names (the built-in synthetic data by default).
+
+    Raises:
+      ValueError: an unknown source, a real source without ``data.path``, or a synthetic source
+        given settings it does not read (``data.path``, ``data.test_fraction``): they would be
+        silently ignored.
+    """
     source = data_config.source
+    if source in ("synthetic", "synthetic-impressions"):
+        _check_synthetic(data_config)
     if source == "synthetic":
         return generate(data_config.synthetic, embedding_dim)
     if source == "synthetic-impressions":  # the synthetic data + logging policy + slate clicks (default ImpressionsConfig)
@@ -39,6 +47,21 @@ def load_dataset(data_config, embedding_dim: int = 32) -> RecDataset:
     if source == "recbole":
         return load_recbole(data_config.path, data_config, embedding_dim)
     return load_mind(data_config.path, data_config, embedding_dim)
+
+
+def _check_synthetic(data_config) -> None:
+    """Refuses the file sources' settings on the synthetic source, which generates its data and its split."""
+    if data_config.path:
+        raise ValueError(
+            f"data.path={data_config.path!r} is not read by data.source={data_config.source!r} (it generates its data); "
+            "set data.source to the file's source (movielens, recbole, mind, interactions) or leave data.path empty."
+        )
+    default = type(data_config)().test_fraction
+    if data_config.test_fraction != default:
+        raise ValueError(
+            f"data.test_fraction={data_config.test_fraction!r} is not read by data.source={data_config.source!r}, which "
+            f"holds out each user's last interaction; leave it at {default} or use a file source."
+        )
 
 
 def detect_source(path: str) -> str:

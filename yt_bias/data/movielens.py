@@ -33,6 +33,7 @@ from yt_bias.data.splits import (
     require_id,
     title_tokens,
     title_year,
+    undecodable_line,
 )
 
 FORMATS = ("ml-100k", "ml-1m", "ml-csv")
@@ -187,7 +188,8 @@ def _ml_csv(path: str):
             for fields in reader:
                 rows.append((reader.line_num, fields))
         except UnicodeDecodeError as error:
-            raise ValueError(f"{movie_file}:{reader.line_num + 1}: not valid UTF-8 text ({error.reason}).") from None
+            line, error = undecodable_line(movie_file, "utf-8-sig") or ("?", error)  # the reader decodes ahead
+            raise ValueError(f"{movie_file}:{line}: not valid UTF-8 text ({error.reason} at byte {error.start + 1} of the line).") from None
         except csv.Error as error:
             raise ValueError(f"{movie_file}:{reader.line_num}: malformed CSV ({error}).") from None
         if header is None or [h.strip() for h in header[:3]] != ["movieId", "title", "genres"]:

@@ -139,6 +139,8 @@ def _interactions(path: str, split: str) -> Interactions:
             raise ValueError(f"{path}:1: the header has no '{required}' field; received {names}.")
     if "timestamp" not in names and split != "random":
         raise ValueError(f"{path}: no 'timestamp' field, so data.split={split!r} is impossible; use data.split=random.")
+    if not rows:
+        raise ValueError(f"{path}: no interactions after the header line; expected at least one line.")
     u, i = names.index("user_id"), names.index("item_id")
     users = [require_id(f[u], path, line, "user_id") for line, f in rows]
     items = [require_id(f[i], path, line, "item_id") for line, f in rows]

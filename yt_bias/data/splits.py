@@ -19,6 +19,7 @@ Every loader (MovieLens, RecBole atomic files, MIND) parses its files into an
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import os
 import re
@@ -123,6 +124,27 @@ def strip_bom(text: str) -> str:
         if text.startswith(bom):
             return text[len(bom) :]
     return text
+
+
+def undecodable_line(path: str, encoding: str) -> tuple[int, UnicodeDecodeError] | None:
+    """The first line of a file that is not valid ``encoding`` text, with its error (None: the file decodes).
+
+    A text reader decodes ahead in blocks, so its error does not say which line is bad; this reads
+    the raw lines through an incremental decoder and names the exact one.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    number = 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as error:
+                return number, error
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        return max(number, 1), error
+    return None
 
 
 def _lines(f, path: str, encoding: str) -> Iterator[tuple[int, str]]:
