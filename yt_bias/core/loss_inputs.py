@@ -91,7 +91,9 @@ def _checked_log_q(log_q: tf.Tensor) -> tf.Tensor:
     return _eager_or_graph_check(log_q, eager_bad, lambda v: [tf.debugging.check_numerics(v, message)])
 
 
-def _checked_positive_index(positive_index: tf.Tensor, num_candidates: tf.Tensor) -> tf.Tensor:
+def checked_positive_index(positive_index: tf.Tensor, num_candidates: tf.Tensor) -> tf.Tensor:
+    """``positive_index`` checked to be in [0, num_candidates) (ValueError eagerly, InvalidArgumentError in a graph)."""
+
     def eager_bad(values):
         bad = (values < 0) | (values >= int(num_candidates))
         if bad.any():
@@ -146,6 +148,10 @@ def prepare_inputs(
     if log_q is not None:
         log_q = _checked_log_q(log_q)
     batch_size, num_candidates = tf.shape(query)[0], tf.shape(candidates)[0]
+    if query.shape[0] is None:  # a graph with a free batch dimension: an empty batch fails when it runs, never a 0.0 loss
+        message = "query_embeddings is an empty batch: expected batch_size >= 1"
+        with tf.control_dependencies([tf.debugging.assert_positive(batch_size, message=message)]):
+            query = tf.identity(query)
     if positive_index is None:
         batch, num = query.shape[0], candidates.shape[0]
         message = "positive_index=None takes query i's positive from candidate i: expected num_candidates >= batch_size"
@@ -156,5 +162,5 @@ def prepare_inputs(
             with tf.control_dependencies([tf.debugging.assert_greater_equal(num_candidates, batch_size, message=message)]):
                 candidates = tf.identity(candidates)
         return query, candidates, log_q, tf.range(batch_size), candidate_ids, candidate_mask
-    positive_index = _checked_positive_index(tf.cast(positive_index, tf.int32), num_candidates)
+    positive_index = checked_positive_index(tf.cast(positive_index, tf.int32), num_candidates)
     return query, candidates, log_q, positive_index, candidate_ids, candidate_mask

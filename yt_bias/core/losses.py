@@ -18,7 +18,7 @@ from __future__ import annotations
 from yt_bias._keras import tf
 from yt_bias.config import LOSS_IMPLEMENTATIONS
 from yt_bias.core.blockwise_softmax import DEFAULT_BLOCK_SIZE, blockwise_softmax_loss
-from yt_bias.core.loss_inputs import MASKED_LOGIT, prepare_inputs, reward_weighted
+from yt_bias.core.loss_inputs import MASKED_LOGIT, checked_positive_index, prepare_inputs, reward_weighted
 
 MIN_PROBABILITY = 1e-12
 
@@ -232,6 +232,7 @@ def corrected_logq_loss(
     if positive_index is None:
         positive_index = tf.range(batch_size)
     positive_index = tf.cast(tf.convert_to_tensor(positive_index), tf.int32)
+    positive_index = checked_positive_index(positive_index, tf.shape(candidate_embeddings)[0])  # before the gather below
     if log_q is not None:
         log_q = tf.convert_to_tensor(log_q, tf.float32)
         num = tf.shape(candidate_embeddings)[0]

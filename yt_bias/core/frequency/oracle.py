@@ -50,6 +50,12 @@ class OracleFrequency(keras.layers.Layer):
         if not (is_real(default_probability) and 0.0 < default_probability <= upper):
             raise ValueError(f"default_probability must be in (0, {upper}]; received {default_probability!r}.")
         self._ids = [str(i) for i in ids.tolist()]
+        names, counts = np.unique(self._ids, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(
+                f"item_ids must be unique (one probability per item); received {int((counts > 1).sum())} repeated, "
+                f"e.g. {names[counts > 1][:5].tolist()}."
+            )
         self._probs = probs.tolist()
         self.default_probability = float(default_probability)
         self._table = tf.lookup.StaticHashTable(

@@ -263,7 +263,9 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         last_step, interval, hits = self._split_state(variables)
         with tf.control_dependencies([
             tf.debugging.assert_less(variables[0], tf.constant(MAX_STEP, tf.int64),
-                                     message="the estimator's global step would exceed 2^62 (int64 wrap-around)")
+                                     message="the estimator's global step would exceed 2^62 (int64 wrap-around)"),
+            tf.debugging.assert_non_negative(variables[0], message="the estimator's global step must be >= 0 "
+                                             "(a negative step was set or restored; reset the estimator)"),
         ]):
             step = variables[0].assign_add(1)
         keep = tf.constant(1.0 - self.alpha, tf.float32)
