@@ -20,8 +20,8 @@ import numpy as np
 
 def _run(method: str, args: argparse.Namespace) -> dict:
     import yt_bias  # noqa: F401  (Keras 2 before TensorFlow)
-    from yt_bias.evaluation.exact import top_k
-    from yt_bias.evaluation.blocks import blockwise_top_k
+    from yt_bias.retrieval.blocks import blockwise_top_k
+    from yt_bias.retrieval.exact import top_k
 
     rng = np.random.default_rng(0)
     queries = rng.normal(size=(args.queries, args.dim)).astype(np.float32)

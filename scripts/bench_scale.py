@@ -214,7 +214,8 @@ def phase_train(args) -> dict:
     import yt_bias  # noqa: F401
     from yt_bias._keras import keras
     from yt_bias.data.shards import read_shards
-    from yt_bias.training.from_files import corpus_dataset, item_embeddings, query_embeddings
+    from yt_bias.retrieval.embedding import embed
+    from yt_bias.training.from_files import corpus_dataset, query_embeddings
     from yt_bias.training.train import build_model
 
     config = _config(args, args.variant)
@@ -238,7 +239,7 @@ def phase_train(args) -> dict:
     seconds = time.perf_counter() - start
     steps = batches[0]  # the batches trained (the optimizer's iteration counter reads one more)
     start = time.perf_counter()
-    items = item_embeddings(model, corpus)
+    items = embed(model.item_tower, corpus.items)
     np.save(os.path.join(args.out, f"{args.tag}_items.npy"), items)
     queries, targets = query_embeddings(model, os.path.join(_data(args), "test"), corpus.features, max_queries=args.eval_queries)
     np.savez(os.path.join(args.out, f"{args.tag}_queries.npz"), queries=queries, targets=targets)
@@ -254,7 +255,7 @@ def phase_train(args) -> dict:
 
 def phase_evaluate(args) -> dict:
     import yt_bias  # noqa: F401
-    from yt_bias.evaluation.blocks import blockwise_top_k
+    from yt_bias.retrieval.blocks import blockwise_top_k
     from yt_bias.evaluation.exact import recall_at_k
 
     items = np.load(os.path.join(args.out, f"{args.tag}_items.npy"), mmap_mode="r")
@@ -276,7 +277,7 @@ def phase_scann(args) -> dict:
     with np.load(os.path.join(args.out, f"{args.tag}_queries.npz")) as f:
         queries, targets = f["queries"], f["targets"]
     exact = np.load(os.path.join(args.out, f"{args.tag}_exact_top.npy"))
-    from yt_bias.evaluation.approximate import scann_settings
+    from yt_bias.retrieval.scann import scann_settings
 
     result = approximate_evaluation(queries, items, targets, args.ks, exact_top=exact)
     # A coarser searcher (1% of the leaves, no exact re-scoring): the loss when ScaNN is pushed.

@@ -16,8 +16,9 @@ from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, batch_frequencie
 from yt_bias.data.drift import DriftConfig, drift_days, drift_schedule, stream_dataset
 from yt_bias.data.loading import load_dataset
 from yt_bias.data.synthetic import SyntheticConfig
-from yt_bias.evaluation.exact import embed
-from yt_bias.experiments.drift import build_source, quick, run_one, warmup_profile
+from yt_bias.retrieval.embedding import embed
+from yt_bias.experiments.drift import quick, run_one, warmup_profile
+from yt_bias.training.day_by_day import build_frequency_source
 from yt_bias.core.frequency_baselines import (
     CumulativeFrequency,
     CurrentDayOracle,
@@ -186,9 +187,9 @@ def test_run_one_evaluates_each_day_on_the_following_day():
         assert days[d]["next_day_queries"] == int((following[REWARD] > 0).sum())  # day d + 1's positive rows
     assert days[0]["warmup"] and not days[1]["warmup"]  # a past-only table has nothing on day 0
     np.testing.assert_allclose(days[0]["tv_error"], days[0]["tv_error_b0_guess"], rtol=1e-5)
-    assert build_source("none", config.base, dataset, stream.days) is None
+    assert build_frequency_source("none", config.base, dataset, stream.days) is None
     with pytest.raises(ValueError, match="Unknown frequency source 'stream-x'"):
-        build_source("stream-x", config.base, dataset, stream.days)
+        build_frequency_source("stream-x", config.base, dataset, stream.days)
 
 
 def test_experiment_drift_quick_end_to_end(tmp_path):

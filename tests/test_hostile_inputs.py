@@ -27,8 +27,10 @@ from yt_bias import config as config_lib
 from yt_bias.config import DataConfig
 from yt_bias.data.download import DownloadError, download
 from yt_bias.data.loading import load_dataset
-from yt_bias.evaluation.exact import coverage_at_k, recall_at_k, top_k
-from yt_bias.training.run_directory import LOCK_FILE, RUN_FILE, RunConflict, RunDirectory, read_npz, write_json_atomic
+from yt_bias.evaluation.exact import coverage_at_k, recall_at_k
+from yt_bias.retrieval.exact import top_k
+from yt_bias.runs.reader import LOCK_FILE, RUN_FILE, read_npz
+from yt_bias.training.run_directory import RunConflict, RunDirectory, write_json_atomic
 from yt_bias.training.day_by_day import check_day, train_stream, write_days
 
 SMOKE = ["--preset", "smoke", "--set", "train.epochs=1"]

@@ -9,6 +9,7 @@ import pytest
 from yt_bias import config as config_lib
 from yt_bias._keras import keras, tf
 from yt_bias.config import NegativesConfig
+from yt_bias.core.corpus import array_digest
 from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator
 from yt_bias.core.model import TwoTowerModel
 from yt_bias.core.negatives import NegativeStrategy
@@ -114,9 +115,21 @@ def test_from_config_refuses_what_it_cannot_rebuild(dataset):
         TwoTowerModel.from_config(negatives)
 
 
-def test_a_strategy_config_names_a_bad_corpus(dataset):
+def test_a_strategy_config_refers_to_its_corpus_and_names_a_bad_one(dataset, tmp_path):
     config = build_model(dataclasses.replace(SMOKE, negatives=SAMPLED), dataset).get_config()["negatives"]["config"]
-    config["items"]["item_id"] = {"values": ["a", "b"]}
+    reference = config["items"]  # the corpus file and its fingerprint, not a copy of the corpus
+    assert set(reference) == {"path", "sha256"} and reference["sha256"] == array_digest(dataset.items)
+    assert len(json.dumps(config)) < 1500
+    with np.load(reference["path"]) as data:
+        changed = {name: data[name] for name in data.files}
+    changed["item_id"] = changed["item_id"][::-1]
+    np.savez(tmp_path / "changed.npz", **changed)
+    with pytest.raises(ValueError, match="changed.npz' has sha256 .* the config expects"):
+        NegativeStrategy.from_config(dict(config, items={"path": str(tmp_path / "changed.npz"), "sha256": reference["sha256"]}))
+    with pytest.raises(ValueError, match="missing.npz' .* does not exist"):
+        NegativeStrategy.from_config(dict(config, items={"path": str(tmp_path / "missing.npz"), "sha256": reference["sha256"]}))
+    # The inline form of older configs is still read, and a damaged entry is named.
+    config["items"] = {"item_id": {"values": ["a", "b"]}}
     with pytest.raises(ValueError, match=r"items\['item_id'\] must be \{'dtype', 'values'\}.*received keys \['values'\]"):
         NegativeStrategy.from_config(config)
 

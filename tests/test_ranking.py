@@ -12,7 +12,7 @@ from yt_bias._keras import tf
 from yt_bias.data.dataset import ITEM_INDEX
 from yt_bias.data.impressions import ImpressionsConfig, generate_with_impressions
 from yt_bias.data.synthetic import SyntheticConfig
-from yt_bias.evaluation.exact import embed
+from yt_bias.retrieval.embedding import embed
 from yt_bias.ranking.two_stage import evaluate_two_stage, rerank, retrieve
 from yt_bias.ranking.model import (
     LABEL,

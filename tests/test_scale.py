@@ -13,8 +13,9 @@ from yt_bias import config as config_lib
 from yt_bias.data.dataset import ITEM_INDEX, REWARD
 from yt_bias.data.loading import load_dataset
 from yt_bias.data.shards import ShardError, ShardWriter, check_shard, count_rows, read_items, read_shards
-from yt_bias.evaluation.approximate import approximate_evaluation, neighbour_recall, scann_settings, scann_top_k
-from yt_bias.evaluation.blocks import blockwise_top_k
+from yt_bias.evaluation.approximate import approximate_evaluation, neighbour_recall
+from yt_bias.retrieval.blocks import blockwise_top_k
+from yt_bias.retrieval.scann import scann_settings, scann_top_k
 
 
 def _clustered(num_items=4000, num_queries=300, dim=16, seed=0):

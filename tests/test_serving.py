@@ -16,7 +16,7 @@ from yt_bias import config as config_lib
 from yt_bias._keras import tf
 from yt_bias.config import IndexConfig
 from yt_bias.data.loading import load_dataset
-from yt_bias.evaluation.exact import embed
+from yt_bias.retrieval.embedding import embed
 from yt_bias.serving.index import index_corpus
 from yt_bias.training.train import checkpoint_for, fit
 

@@ -14,8 +14,8 @@ from yt_bias.data import synthetic_shards
 from yt_bias.data.dataset import ITEM_INDEX, REWARD, make_tf_dataset
 from yt_bias.data.shards import ShardError, ShardWriter, count_rows, read_items, read_shards, write_items, write_shards
 from yt_bias.data.synthetic import generate
-from yt_bias.evaluation.exact import top_k
-from yt_bias.evaluation.blocks import blockwise_top_k
+from yt_bias.retrieval.blocks import blockwise_top_k
+from yt_bias.retrieval.exact import top_k
 
 
 @pytest.fixture(scope="module")

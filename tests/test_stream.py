@@ -209,3 +209,34 @@ def test_a_changed_day_file_is_refused_on_resume(tmp_path):
     write_days([changed, days[1]], str(tmp_path / "days"))
     with pytest.raises(ValueError, match=r"day_000\.npz: its rows changed"):
         train_stream(files, str(tmp_path / "w"), dataset=dataset)
+
+
+def test_cli_stream_with_a_drift_kind_and_a_past_only_source(tmp_path, capsys):
+    from yt_bias import cli
+    from yt_bias.core.frequency_baselines import CumulativeFrequency
+    from yt_bias.data.drift import DriftConfig, drift_days
+
+    workdir = str(tmp_path / "drift")
+    assignments = ["stream.rows_per_day=320", "train.verbose=0"]
+    args = ["train", "--stream", "--preset", "smoke", "--workdir", workdir, "--days", "3", "--drift", "lifecycle",
+            "--frequency-source", "cumulative"]
+    assert cli.main(args + [a for assignment in assignments for a in ("--set", assignment)]) == 0
+    with open(os.path.join(workdir, STATE_FILE), encoding="utf-8") as f:
+        state = json.load(f)
+    days = state["days"]
+    assert state["completed_days"] == 3 and [d["day"] for d in days] == [0, 1, 2]
+    assert all(d["frequency_source"] == "cumulative" and np.isfinite(d["estimator_tv_error"]) for d in days)
+    assert all(d["next_day_queries"] > 0 for d in days[:2]) and "next_day_queries" not in days[2]
+    # The days are the lifecycle drift's, and the past-only table was closed after every day: resumed from
+    # its checkpoint, it holds the counts of all three days.
+    config = config_lib.override(config_lib.smoke(), *assignments, "stream.days=3", "stream.drift_kind=lifecycle",
+                                 "stream.frequency_source=cumulative")
+    dataset = load_dataset(config.data, config.model.embedding_dim)
+    model, result = train_stream(config, workdir, mode="resume")
+    assert result["resumed_from"] == 3 and isinstance(model.frequency, CumulativeFrequency)
+    drawn = drift_days(dataset, DriftConfig(kind="lifecycle", days=3, rows_per_day=320, shift=1.0, seed=0))
+    ids = np.concatenate([dataset.item_ids[day["item_index"]] for day in drawn.days])
+    expected = dict(zip(*np.unique(ids, return_counts=True)))
+    assert model.frequency.counts() == {str(k): int(v) for k, v in expected.items()}
+    with pytest.raises(ValueError, match="stream.drift_kind"):
+        train_stream(config_lib.override(config, "stream.drift_kind=sideways"), str(tmp_path / "bad"))

@@ -10,7 +10,8 @@ import pytest
 from yt_bias import config as config_lib
 from yt_bias._keras import tf
 from yt_bias.data.loading import load_dataset
-from yt_bias.evaluation.exact import embed, evaluate_most_popular
+from yt_bias.evaluation.exact import evaluate_most_popular
+from yt_bias.retrieval.embedding import embed
 from yt_bias.training.train import build_model, checkpoint_for, fit, train_and_evaluate
 
 SMOKE = config_lib.smoke()

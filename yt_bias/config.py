@@ -196,6 +196,13 @@ class StreamConfig:
     rows_per_day: int = 0  # generator: rows sampled per day (0 = the training rows / days)
     popularity_shift: float = 1.0  # generator: strength of the day-to-day popularity drift (0 = none)
     epochs_per_day: int = 1
+    # generator: a drift kind of yt_bias.data.drift ('none', 'gradual', 'sudden', 'lifecycle', 'periodic'):
+    # the days are drawn from the synthetic data's generative model under that drift ("" = the resampling above)
+    drift_kind: str = ""
+    # a frequency source by name (yt_bias.training.day_by_day.build_frequency_source: 'stream-a0.01', the past-only
+    # 'frozen-day0', 'cumulative', 'previous-day', the oracles, 'none'); "" = the one config.variant names
+    frequency_source: str = ""
+
 
     def __post_init__(self) -> None:
         if self.days < 1 or self.epochs_per_day < 1:

@@ -6,8 +6,9 @@ each other, directly or through others. ``tests/test_layering.py`` parses every 
 cycle, and on a module that is in no layer: a new subpackage is added to the tuple of its layer.
 
 The layers follow the data flow: configuration and feature descriptions; data sets; the model's
-parts (towers, frequency estimators, losses, negatives, the model); evaluation; training drivers
-and run directories; serving; integrations with other libraries; studies and experiment grids;
+parts (towers, frequency estimators, losses, negatives, the model); retrieval (corpus embedding,
+exact and ScaNN top-K, most-popular); trained runs read back (and the model a config describes);
+evaluation; training drivers and the run directories they write; serving; integrations with other libraries; studies, experiment grids and benchmarks;
 the report that runs them; entry points (the command line, the cluster process, the package's public façade).
 
 Names are dotted module names; a package's ``__init__`` is the package's own name, and
@@ -22,12 +23,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("yt_bias._keras", "yt_bias._version", "yt_bias.config", "yt_bias.estimands", "yt_bias.features", "yt_bias.layering")),
     ("data", ("yt_bias.data.*",)),
     ("core", ("yt_bias.core.*",)),
+    ("retrieval", ("yt_bias.retrieval.*",)),
+    ("runs", ("yt_bias.runs.*",)),
     ("evaluation", ("yt_bias.evaluation.*",)),
     ("ranking", ("yt_bias.ranking.*",)),
     ("training", ("yt_bias.training.*",)),
     ("serving", ("yt_bias.serving.*",)),
     ("integrations", ("yt_bias.integrations.*",)),
-    ("studies", ("yt_bias.studies.*", "yt_bias.experiments.*")),
+    ("studies", ("yt_bias.studies.*", "yt_bias.experiments.*", "yt_bias.benchmarks.*")),
     ("report", ("yt_bias.report.*",)),
     ("entry points", ("yt_bias", "yt_bias.__main__", "yt_bias.cli.*", "yt_bias.testing.*")),
 )

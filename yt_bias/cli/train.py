@@ -7,6 +7,7 @@ import json
 
 from yt_bias.cli.common import add_config_arguments, config_from_args
 from yt_bias.config import VARIANTS, override
+from yt_bias.data.drift import DRIFT_KINDS
 
 
 def register(subparsers) -> None:
@@ -21,6 +22,19 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--days", type=int, default=None, help="with --stream: number of days (stream.days)")
     parser.add_argument("--stream-dir", default=None, help="with --stream: read day_*.npz files from this directory")
+    parser.add_argument(
+        "--drift",
+        default=None,
+        choices=DRIFT_KINDS,
+        help="with --stream: draw the days from the synthetic data under this popularity drift (stream.drift_kind)",
+    )
+    parser.add_argument(
+        "--frequency-source",
+        default=None,
+        metavar="NAME",
+        help="with --stream: the frequency source (stream.frequency_source): stream-a<alpha>[-m<hashes>][-bc], the "
+        "past-only frozen-day0, cumulative, previous-day, the oracles oracle-current-day, oracle-all-days, or none",
+    )
     parser.add_argument(
         "--data-files",
         default=None,
@@ -50,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if args.stream and args.data_files:
         raise ValueError("--data-files and --stream are exclusive; received both.")
     if not args.stream:
-        given = [flag for flag, value in (("--days", args.days), ("--stream-dir", args.stream_dir), ("--resume", args.resume or None))
-                 if value is not None]
+        stream_flags = (("--days", args.days), ("--stream-dir", args.stream_dir), ("--drift", args.drift),
+                        ("--frequency-source", args.frequency_source), ("--resume", args.resume or None))
+        given = [flag for flag, value in stream_flags if value is not None]
         if given:
             raise ValueError(f"{', '.join(given)} only apply with --stream; received them without it.")
     config = config_from_args(args)
@@ -87,6 +102,10 @@ def _run_stream(config, args: argparse.Namespace) -> int:
     if args.stream_dir:
         config = override(config, "stream.source=files")
         config = override(config, f"stream.path={args.stream_dir}")
+    if args.drift:
+        config = override(config, f"stream.drift_kind={args.drift}")
+    if args.frequency_source:
+        config = override(config, f"stream.frequency_source={args.frequency_source}")
 
     def report(day: dict) -> None:
         print(json.dumps(day), flush=True)

@@ -50,6 +50,7 @@ import numpy as np
 from yt_bias._keras import keras, tf
 from yt_bias.config import NEGATIVE_LOSSES
 from yt_bias.core.candidates import BatchView, CandidateBlock, Proposal
+from yt_bias.core.corpus import corpus_reference, is_corpus_reference, load_corpus
 from yt_bias.core.cross_batch import CrossBatchMemory, CrossBatchSampler
 from yt_bias.core.samplers import (
     HARD_NEGATIVES,
@@ -66,19 +67,12 @@ from yt_bias.data.dataset import ITEM_INDEX, REWARD, RecDataset
 __all__ = ["HARD_NEGATIVES", "NegativeStrategy", "build_strategy", "training_examples"]
 
 
-def _corpus_config(items: Mapping[str, np.ndarray]) -> dict[str, dict]:
-    """The corpus as JSON-ready ``{feature: {"dtype", "values"}}`` (strings kept as strings)."""
-    config = {}
-    for name, values in items.items():
-        array = np.asarray(values)
-        if array.dtype == object:
-            array = array.astype(str)
-        config[name] = {"dtype": array.dtype.str, "values": array.tolist()}
-    return config
-
-
 def _corpus_from_config(config: Mapping[str, Mapping]) -> dict[str, np.ndarray]:
-    """The arrays of :func:`_corpus_config`; a plain ``{feature: array}`` passes through."""
+    """The corpus of a :func:`~yt_bias.core.corpus.corpus_reference` (what :meth:`NegativeStrategy.get_config`
+    writes), of the inline form ``{feature: {"dtype", "values"}}`` (configs written before the reference),
+    or a plain ``{feature: array}``."""
+    if is_corpus_reference(config):
+        return load_corpus(config)
     items = {}
     for name, value in config.items():
         if isinstance(value, Mapping):
@@ -101,7 +95,7 @@ class NegativeStrategy(keras.layers.Layer):
 
     Args:
       items: the corpus item features (``RecDataset.items``): ``{feature: [num_items, ...]}``,
-        or the JSON form of :meth:`get_config`.
+        or what :meth:`get_config` wrote (a reference ``{"path", "sha256"}`` to the corpus file).
       item_id: the name of the item-ID feature.
       in_batch, uniform_per_query, mixed_uniform, memory_size, memory_warmup_steps, hard_negatives,
       hard_negative_log_q, loss, correct_positive, mined_hard_per_query, mined_pool: see
@@ -205,10 +199,10 @@ class NegativeStrategy(keras.layers.Layer):
         return self._memory_sampler.observe(view, loss)
 
     def get_config(self) -> dict:
-        """The strategy's settings and its item corpus (as JSON-ready lists): enough to rebuild it."""
+        """The strategy's settings and a reference to its item corpus (file and SHA-256): enough to rebuild it."""
         config = super().get_config()
         config.update(
-            items=_corpus_config(self.corpus.arrays),
+            items=corpus_reference(self.corpus.arrays),
             item_id=self.item_id,
             in_batch=self.in_batch,
             uniform_per_query=self.uniform_per_query,
@@ -230,7 +224,8 @@ class NegativeStrategy(keras.layers.Layer):
         """The strategy of :meth:`get_config`.
 
         Raises:
-          ValueError: a damaged corpus entry (not ``{"dtype", "values"}``) or settings the constructor refuses.
+          ValueError: a corpus file that is missing or changed (its SHA-256), a damaged inline corpus entry
+            (not ``{"dtype", "values"}``), or settings the constructor refuses.
         """
         return cls(**config)
 

@@ -1,6 +1,6 @@
 """Exact retrieval evaluation over the full item corpus.
 
-What is measured, precisely: each held-out positive interaction (test row with reward > 0) is
+What is measured, precisely (the search itself is :mod:`yt_bias.retrieval`'s): each held-out positive interaction (test row with reward > 0) is
 one query; all items of the corpus are scored exactly (batched matmul, no approximate search),
 the items that the query's user already interacted with in training are removed by default, and
 Recall@K is the fraction of queries whose held-out item is among the top K. With one positive
@@ -13,21 +13,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from yt_bias._keras import tf
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset
+from yt_bias.retrieval.embedding import embed
+from yt_bias.retrieval.exact import inner_product_top_k, popularity_top_k
 
 DEFAULT_KS = (10, 50, 100, 300)
-
-
-def embed(tower, features: Mapping[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
-    """Runs a tower over a dict of feature arrays in batches: [num_rows, dim] float32."""
-    names = [spec.name for spec in tower.specs]
-    count = len(features[names[0]])
-    outputs = []
-    for start in range(0, count, batch_size):
-        batch = {name: tf.constant(np.asarray(features[name])[start : start + batch_size]) for name in names}
-        outputs.append(tower(batch, training=False).numpy())
-    return np.concatenate(outputs, axis=0) if outputs else np.zeros((0, tower.output_dim), np.float32)
 
 
 EXCLUDE_MODES = ("train", "known", "none")
@@ -85,37 +75,6 @@ def exclusions_for(dataset: RecDataset, queries: Mapping[str, np.ndarray], mode:
     raise ValueError(f"eval.exclude must be one of {list(EXCLUDE_MODES)}; received {mode!r}.")
 
 
-def top_k(
-    scores_fn,
-    num_queries: int,
-    num_items: int,
-    k: int,
-    exclude: Sequence[np.ndarray] | None = None,
-    chunk: int = 2048,
-) -> np.ndarray:
-    """Top-k item indices per query, with excluded items removed: [num_queries, k] int.
-
-    Args:
-      scores_fn: (start, stop) -> [stop - start, num_items] scores of those queries.
-      exclude: per query, item indices that may not be returned (where fewer than k items remain,
-        the missing ranks are -1).
-    """
-    k = min(k, num_items)
-    result = np.zeros((num_queries, k), np.int64)
-    for start in range(0, num_queries, chunk):
-        stop = min(start + chunk, num_queries)
-        scores = np.array(scores_fn(start, stop), dtype=np.float32, copy=True)
-        if exclude is not None:
-            rows = [np.full(len(exclude[q]), q - start) for q in range(start, stop)]
-            cols = [exclude[q] for q in range(start, stop)]
-            if rows:
-                scores[np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)] = -np.inf
-        top = tf.math.top_k(scores, k=k)
-        # Fewer than k items left after the exclusion: the excluded ones are no result (-1), never a hit.
-        result[start:stop] = np.where(np.isneginf(top.values.numpy()), -1, top.indices.numpy())
-    return result
-
-
 def check_ks(ks: Sequence[int], num_items: int) -> None:
     """Raises ValueError when a K of ``eval.ks`` is not in [1, num_items] (Recall@K would be meaningless)."""
     bad = [k for k in ks if not 1 <= k <= num_items]
@@ -140,14 +99,7 @@ def evaluate_embeddings(
     ks: Sequence[int] = DEFAULT_KS,
 ) -> dict[str, float]:
     """Recall@K of exact inner-product retrieval."""
-    items_t = tf.constant(item_embeddings.T)
-    queries = tf.constant(query_embeddings)
-
-    def scores(start, stop):
-        return tf.matmul(queries[start:stop], items_t).numpy()
-
-    top = top_k(scores, len(query_embeddings), len(item_embeddings), max(ks), exclude)
-    return recall_at_k(top, targets, ks)
+    return recall_at_k(inner_product_top_k(query_embeddings, item_embeddings, max(ks), exclude), targets, ks)
 
 
 def evaluate_model(
@@ -166,19 +118,23 @@ def evaluate_model(
 
 
 def evaluate_most_popular(
-    dataset: RecDataset, ks: Sequence[int] = DEFAULT_KS, exclude_seen: bool = True, exclude: str = "train"
+    dataset: RecDataset,
+    ks: Sequence[int] = DEFAULT_KS,
+    exclude_seen: bool = True,
+    exclude: str = "train",
+    bands: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """The most-popular baseline (training counts) on the same protocol as :func:`evaluate_model`."""
+    """The most-popular baseline (training counts) on the same protocol as :func:`evaluate_model`.
+
+    Returns Recall@K; with ``bands`` (:func:`popularity_bands`) every metric of :func:`retrieval_metrics`.
+    """
     check_ks(ks, dataset.num_items)
     positives = dataset.test_positives()
-    counts = dataset.item_counts("train").astype(np.float32)
     excluded = exclusions_for(dataset, positives, exclude if exclude_seen else "none")
-
-    def scores(start, stop):
-        return np.broadcast_to(counts, (stop - start, len(counts)))
-
-    top = top_k(scores, len(positives[ITEM_INDEX]), dataset.num_items, max(ks), excluded)
-    return recall_at_k(top, positives[ITEM_INDEX], ks)
+    top = popularity_top_k(dataset.item_counts("train"), len(positives[ITEM_INDEX]), max(ks), excluded)
+    if bands is None:
+        return recall_at_k(top, positives[ITEM_INDEX], ks)
+    return retrieval_metrics(top, positives[ITEM_INDEX], dataset.num_items, bands, ks)
 
 
 # ----------------------------------------------------------------------------- metrics beyond Recall@K

@@ -15,7 +15,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD
-from yt_bias.evaluation.exact import embed, ndcg_at_k, recall_at_k, top_k
+from yt_bias.evaluation.exact import ndcg_at_k, recall_at_k
+from yt_bias.retrieval.embedding import embed
+from yt_bias.retrieval.exact import top_k
 
 __all__ = ["SeenItems", "evaluate_next_day", "next_day_metrics"]
 
@@ -108,12 +110,13 @@ def evaluate_next_day(
 
 def next_day_metrics(
     model, days: Sequence[Mapping[str, np.ndarray]], d: int, items: Mapping[str, np.ndarray], ks: Sequence[int],
-    exclude_seen: bool = True,
+    exclude_seen: bool = True, candidates: np.ndarray | None = None,
 ) -> dict[str, float]:
     """:func:`evaluate_next_day` of a model trained on ``days[: d + 1]``, on ``days[d + 1]``.
 
     Seen items are those of ``days[: d + 1]``; they are excluded only if every one of those days
     and the next has a ``query_key`` column (``next_day_exclude_seen`` says whether they were).
+    ``candidates``: [num_items] bool, the items retrievable on day d + 1 (None: all).
 
     Returns:
       The metrics; ``{}`` after the last day; ``{"next_day_queries": 0, ...}`` if no row is left.
@@ -130,6 +133,8 @@ def next_day_metrics(
     positives = np.asarray(rows[REWARD]) > 0
     if seen is not None:
         positives &= ~seen.contains(rows[QUERY_KEY], np.asarray(rows[ITEM_INDEX]))
+    if candidates is not None:
+        positives &= np.asarray(candidates, bool)[np.asarray(rows[ITEM_INDEX])]
     if not positives.any():
         return dict(flag, next_day_queries=0, next_day_dropped=int((np.asarray(rows[REWARD]) > 0).sum()))
-    return dict(flag, **evaluate_next_day(model, rows, items, ks, seen=seen))
+    return dict(flag, **evaluate_next_day(model, rows, items, ks, seen=seen, candidates=candidates))

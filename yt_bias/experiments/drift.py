@@ -1,8 +1,10 @@
 """Day-by-day training under popularity drift, judged on the next day: which frequency source wins.
 
 For every drift kind (:mod:`yt_bias.data.drift`), seed and frequency source: draw the days, then
-train one two-tower model day by day (``model.fit`` on each day, the model's own corrected train
-step) with that source giving ``p``, and after each day d measure
+train one two-tower model day by day (the day loop of ``yt-bias train --stream``,
+:func:`yt_bias.training.day_by_day.train_days`: ``model.fit`` on each day, the model's own
+corrected train step, the source's start/end-of-day hooks) with that source giving ``p``, and
+after each day d measure
 
 * next-day Recall@K and NDCG@K on day d + 1's positive rows (:mod:`yt_bias.evaluation.next_day`: items the
   user had on days <= d excluded, candidates = the items alive on day d + 1);
@@ -14,7 +16,7 @@ step) with that source giving ``p``, and after each day d measure
   A day with ``b0_weight > 0.1`` counts as warm-up, later days as steady state; past-only tables
   are in warm-up on day 0 (no past yet).
 
-Sources (:func:`build_source`): ``none`` (no correction), ``stream-a<alpha>[-m<m>][-bc]`` (the
+Sources (:func:`yt_bias.training.day_by_day.build_frequency_source`): ``none`` (no correction), ``stream-a<alpha>[-m<m>][-bc]`` (the
 streaming estimator, m hashes, bias-corrected read-out), the past-only tables ``frozen-day0``,
 ``cumulative``, ``previous-day``, and two oracles: ``oracle-current-day`` (the exact table of the
 day being trained) and ``oracle-all-days`` (one table of every day of the stream: it knows the
@@ -27,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,28 +37,26 @@ import numpy as np
 
 from yt_bias._keras import keras, tf
 from yt_bias.config import DataConfig, EstimatorConfig, EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
-from yt_bias.data.dataset import ITEM_INDEX, RecDataset, batch_frequencies, make_tf_dataset
+from yt_bias.data.dataset import ITEM_INDEX, RecDataset, batch_frequencies
 from yt_bias.data.drift import DRIFT_KINDS, DriftConfig, DriftStream, drift_days, stream_dataset
 from yt_bias.data.loading import load_dataset
 from yt_bias.data.synthetic import SyntheticConfig
 from yt_bias.evaluation.exact import evaluate_model
 from yt_bias.core.frequency import total_variation_error
-from yt_bias.core.frequency_baselines import (
-    CumulativeFrequency,
-    CurrentDayOracle,
-    FixedTableFrequency,
-    FrozenFrequency,
-    PreviousDayFrequency,
-)
-from yt_bias.core.model import TwoTowerModel
 from yt_bias.evaluation.next_day import SeenItems, evaluate_next_day
-from yt_bias.training.train import build_frequency, build_model
+from yt_bias.runs.model import build_model
+from yt_bias.training.day_by_day import (
+    PAST_ONLY_SOURCES,
+    DayHook,
+    build_frequency_source,
+    parse_frequency_source,
+    train_days,
+)
 
 __all__ = [
-    "DriftExperimentConfig", "build_source", "default", "format_table", "quick", "run_drift", "summarize", "warmup_profile",
+    "DriftExperimentConfig", "default", "format_table", "quick", "run_drift", "summarize", "warmup_profile",
 ]
 
-TABLE_SOURCES = ("frozen-day0", "cumulative", "previous-day", "oracle-current-day", "oracle-all-days")
 DEFAULT_SOURCES = (
     "stream-a0.01",
     "stream-a0.1",
@@ -71,7 +70,6 @@ DEFAULT_SOURCES = (
     "none",
 )
 WARMUP_B0_WEIGHT = 0.1
-_STREAM = re.compile(r"^stream-a(?P<alpha>[0-9.eE-]+)(?:-m(?P<m>\d+))?(?P<bc>-bc)?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +80,7 @@ class DriftExperimentConfig:
       base: data (synthetic), model, estimator defaults (H, B0), batch size, learning rate, eval Ks.
       drift: the days (number, rows per day, strength, ...); ``kind`` and ``seed`` come from the grid.
       kinds: drift kinds to run.
-      sources: frequency sources to compare (see :func:`build_source`).
+      sources: frequency sources to compare (see :func:`~yt_bias.training.day_by_day.build_frequency_source`).
       seeds: one stream and one initialisation per seed.
       reference: the source the paired differences are taken against.
       k: the cut-off of the table and the figure.
@@ -117,7 +115,7 @@ class DriftExperimentConfig:
         if not self.sources or not self.seeds:
             raise ValueError("DriftExperimentConfig.sources and seeds must be non-empty.")
         for source in self.sources:
-            _parse_source(source)
+            parse_frequency_source(source)
         if self.reference not in self.sources:
             raise ValueError(f"DriftExperimentConfig.reference must be one of sources {self.sources}; received {self.reference!r}.")
         if self.k not in self.base.eval.ks:
@@ -156,63 +154,6 @@ def quick() -> DriftExperimentConfig:
         reference="stream-a0.1",
         k=10,
     )
-
-
-def _parse_source(name: str) -> dict[str, Any]:
-    if name == "none" or name in TABLE_SOURCES:
-        return {"kind": name}
-    match = _STREAM.match(name)
-    if match is None:
-        raise ValueError(
-            f"Unknown frequency source {name!r}; expected 'none', one of {TABLE_SOURCES} or "
-            "'stream-a<alpha>[-m<hashes>][-bc]' (e.g. stream-a0.01, stream-a0.1-m2, stream-a0.01-bc)."
-        )
-    alpha = float(match["alpha"])
-    if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"frequency source {name!r}: alpha must be in (0, 1]; received {alpha}.")
-    return {"kind": "stream", "alpha": alpha, "num_hashes": int(match["m"] or 1), "bias_correction": bool(match["bc"])}
-
-
-def build_source(name: str, config: ExperimentConfig, dataset: RecDataset, days: Sequence[dict]) -> keras.layers.Layer | None:
-    """The frequency source ``name`` for a model trained on ``days``.
-
-    Args:
-      name: ``none``, ``stream-a<alpha>[-m<m>][-bc]``, ``frozen-day0``, ``cumulative``,
-        ``previous-day``, ``oracle-current-day`` or ``oracle-all-days``.
-      config: the estimator defaults (H, B0, seed, estimand) and the batch size.
-      dataset: the corpus.
-      days: the stream (``oracle-all-days`` counts all of it).
-    Returns:
-      A layer with ``update`` / ``probability`` (and the per-day hooks for tables), or None.
-    Raises:
-      ValueError: an unknown name.
-    """
-    spec = _parse_source(name)
-    batch = config.train.batch_size
-    estimand = config.estimator.estimand
-    initial = 1.0 / config.estimator.initial_interval
-    kind = spec["kind"]
-    if kind == "none":
-        return None
-    if kind == "stream":
-        estimator = dataclasses.replace(
-            config.estimator, alpha=spec["alpha"], num_hashes=spec["num_hashes"], bias_correction=spec["bias_correction"]
-        )
-        return build_frequency(dataclasses.replace(config, variant="correct-sfx", estimator=estimator), dataset)
-    if kind == "oracle-all-days":
-        ids = np.concatenate([dataset.item_ids[np.asarray(day[ITEM_INDEX])] for day in days])
-        return FixedTableFrequency(ids, batch, estimand=estimand, uses_future=True, name="frequency")
-    table = {
-        "frozen-day0": FrozenFrequency,
-        "cumulative": CumulativeFrequency,
-        "previous-day": PreviousDayFrequency,
-        "oracle-current-day": CurrentDayOracle,
-    }[kind]
-    return table(batch, estimand=estimand, initial_probability=initial, name="frequency")
-
-
-def _build_model(config: ExperimentConfig, dataset: RecDataset, frequency) -> TwoTowerModel:
-    return build_model(config, dataset, frequency=frequency)
 
 
 class _ProbabilityProbe(keras.callbacks.Callback):
@@ -266,65 +207,71 @@ def warmup_profile(
     return profile
 
 
+class _DriftDay(DayHook):
+    """The drift experiment's day: B0's weight, the source's TV error during and at the end of the day, next-day and held-out metrics."""
+
+    def __init__(self, config: DriftExperimentConfig, dataset: RecDataset, stream: DriftStream, source: dict, frequency):
+        self.config, self.dataset, self.stream, self.source, self.frequency = config, dataset, stream, source, frequency
+        self.model = None
+        self.seen = SeenItems()
+        self.expected_hits = np.zeros(dataset.num_items)
+        self.probe = None
+        self.truth = self.inclusion = None
+        self.steps = 0
+
+    def start_of_day(self, day, rows, record):
+        base, num_items = self.config.base, self.dataset.num_items
+        batch, estimand = base.train.batch_size, base.estimator.estimand
+        self.counts = np.bincount(rows[ITEM_INDEX], minlength=num_items).astype(np.float64)
+        self.steps = self.config.epochs_per_day * (len(rows[ITEM_INDEX]) // batch)
+        self.truth = batch_frequencies(self.counts, batch, estimand)
+        self.inclusion = self.truth if estimand == "inclusion" else batch_frequencies(self.counts, batch, "inclusion")
+        if self.frequency is None:
+            return []
+        self.probe = _ProbabilityProbe(self.frequency, self.dataset.item_ids, self.steps // (5 * self.config.epochs_per_day) or 1)
+        # B0's weight at the middle of the day: hits of the past days plus half of today's.
+        record["b0_weight"] = _b0_weight(self.source, self.expected_hits + 0.5 * self.steps * self.inclusion, self.counts)
+        return [self.probe]
+
+    def end_of_day(self, day, rows, record):
+        self.expected_hits += self.steps * self.inclusion
+        if self.frequency is None:
+            return
+        base, num_items = self.config.base, self.dataset.num_items
+        batch, truth = base.train.batch_size, self.truth
+        record["tv_error"] = float(np.mean([total_variation_error(p, truth, batch) for p in self.probe.reads]))
+        end = self.frequency.probability(tf.constant(self.dataset.item_ids)).numpy()
+        record["tv_error_end"] = total_variation_error(end, truth, batch)
+        b0 = np.full(num_items, 1.0 / base.estimator.initial_interval)
+        record["tv_error_b0_guess"] = total_variation_error(b0, truth, batch)
+        record["tv_error_zero"] = total_variation_error(np.zeros(num_items), truth, batch)
+        record["warmup"] = bool(record["b0_weight"] > WARMUP_B0_WEIGHT or (day == 0 and self.source["kind"] in PAST_ONLY_SOURCES))
+
+    def after_day(self, day, rows, record):
+        base, days = self.config.base, self.stream.days
+        self.seen.add(rows)
+        if day + 1 < len(days):
+            record.update(
+                evaluate_next_day(self.model, days[day + 1], self.dataset.items, base.eval.ks,
+                                  seen=self.seen if base.eval.exclude_seen else None, candidates=self.stream.alive[day + 1])
+            )
+        heldout = evaluate_model(self.model, self.dataset, base.eval.ks, base.eval.exclude_seen)
+        record.update({f"heldout_{k}": v for k, v in heldout.items()})
+
+
 def run_one(
     config: DriftExperimentConfig, dataset: RecDataset, stream: DriftStream, source_name: str, seed: int
 ) -> list[dict[str, Any]]:
-    """Trains one model day by day with one frequency source; returns its per-day metrics."""
+    """Trains one model day by day with one frequency source (:func:`~yt_bias.training.day_by_day.train_days`); its per-day metrics."""
     base = config.base
-    batch = base.train.batch_size
-    estimand = base.estimator.estimand
-    source = _parse_source(source_name)
+    source = parse_frequency_source(source_name)
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    frequency = build_source(source_name, base, dataset, stream.days)
-    model = _build_model(base, dataset, frequency)
-    item_ids = dataset.item_ids
-    seen = SeenItems()
-    expected_hits = np.zeros(dataset.num_items)
-    records = []
-    for d, rows in enumerate(stream.days):
-        ids = item_ids[np.asarray(rows[ITEM_INDEX])]
-        counts = np.bincount(rows[ITEM_INDEX], minlength=dataset.num_items).astype(np.float64)
-        num_rows = len(ids)
-        steps = config.epochs_per_day * (num_rows // batch)
-        truth = batch_frequencies(counts, batch, estimand)
-        inclusion = truth if estimand == "inclusion" else batch_frequencies(counts, batch, "inclusion")
-        record: dict[str, Any] = {"day": d}
-        if hasattr(frequency, "start_of_day"):
-            frequency.start_of_day(ids)
-        callbacks = []
-        if frequency is not None:
-            probe = _ProbabilityProbe(frequency, item_ids, steps // (5 * config.epochs_per_day) or 1)
-            callbacks.append(probe)
-            # B0's weight at the middle of the day: hits of the past days plus half of today's.
-            record["b0_weight"] = _b0_weight(source, expected_hits + 0.5 * steps * inclusion, counts)
-        data = make_tf_dataset(rows, batch, seed=seed * 100_003 + d)
-        fitted = model.fit(data, epochs=config.epochs_per_day, verbose=0, callbacks=callbacks)
-        record["loss"] = float(fitted.history["loss"][-1])
-        expected_hits += steps * inclusion
-        if frequency is not None:
-            during = [total_variation_error(p, truth, batch) for p in probe.reads]
-            record["tv_error"] = float(np.mean(during))
-            end = frequency.probability(tf.constant(item_ids)).numpy()
-            record["tv_error_end"] = total_variation_error(end, truth, batch)
-            b0 = np.full(dataset.num_items, 1.0 / base.estimator.initial_interval)
-            record["tv_error_b0_guess"] = total_variation_error(b0, truth, batch)
-            record["tv_error_zero"] = total_variation_error(np.zeros(dataset.num_items), truth, batch)
-            record["warmup"] = bool(
-                record["b0_weight"] > WARMUP_B0_WEIGHT
-                or (d == 0 and source["kind"] in ("frozen-day0", "cumulative", "previous-day"))
-            )
-        if hasattr(frequency, "end_of_day"):
-            frequency.end_of_day(ids)
-        seen.add(rows)
-        if d + 1 < len(stream.days):
-            record.update(
-                evaluate_next_day(model, stream.days[d + 1], dataset.items, base.eval.ks, seen=seen if base.eval.exclude_seen else None,
-                                  candidates=stream.alive[d + 1])
-            )
-        record.update({f"heldout_{k}": v for k, v in evaluate_model(model, dataset, base.eval.ks, base.eval.exclude_seen).items()})
-        records.append(record)
-    return records
+    frequency = build_frequency_source(source_name, base, dataset, stream.days)
+    model = build_model(base, dataset, frequency=frequency)
+    day = _DriftDay(config, dataset, stream, source, frequency)
+    day.model = model
+    return train_days(model, stream.days, dataset.item_ids, base.train.batch_size, seed, config.epochs_per_day, hooks=(day,))
 
 
 def run_drift(

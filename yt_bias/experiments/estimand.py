@@ -29,7 +29,9 @@ import numpy as np
 from yt_bias._keras import keras
 from yt_bias.config import ExperimentConfig
 from yt_bias.data.dataset import ITEM_INDEX, RecDataset
-from yt_bias.evaluation.exact import BANDS, embed, exclusions_for, popularity_bands, retrieval_metrics, top_k
+from yt_bias.evaluation.exact import BANDS, exclusions_for, popularity_bands, retrieval_metrics
+from yt_bias.retrieval.embedding import embed
+from yt_bias.retrieval.exact import top_k
 from yt_bias.training.train import estimator_error, fit
 
 PAIRINGS = (("inclusion", "rows"), ("expected_count", "rows"), ("inclusion", "unique"))

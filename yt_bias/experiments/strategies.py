@@ -32,7 +32,9 @@ from yt_bias.config import (
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset
 from yt_bias.data.impressions import ImpressionsConfig, generate_with_impressions
 from yt_bias.data.synthetic import SyntheticConfig
-from yt_bias.evaluation.exact import embed, exclusion_lists, popularity_bands, retrieval_metrics, top_k
+from yt_bias.evaluation.exact import exclusion_lists, popularity_bands, retrieval_metrics
+from yt_bias.retrieval.embedding import embed
+from yt_bias.retrieval.exact import top_k
 from yt_bias.ranking.two_stage import evaluate_two_stage
 from yt_bias.ranking.model import RankingConfig, evaluate_ranking, train_ranking
 from yt_bias.training.train import fit

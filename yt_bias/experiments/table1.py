@@ -23,10 +23,14 @@ import numpy as np
 from yt_bias._keras import keras
 from yt_bias.config import DataConfig, EstimatorConfig, EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset, make_tf_dataset
-from yt_bias.evaluation.exact import BANDS, embed, exclusion_lists, popularity_bands, retrieval_metrics, top_k
+from yt_bias.evaluation.exact import BANDS, evaluate_most_popular, exclusion_lists, popularity_bands, retrieval_metrics
+from yt_bias.retrieval.embedding import embed
+from yt_bias.retrieval.exact import top_k
+from yt_bias.evaluation.exact import check_ks
 from yt_bias.experiments.comparison import ComparisonRow
 from yt_bias.core.frequency import OracleFrequency
-from yt_bias.training.train import build_optimizer, fit
+from yt_bias.runs.model import build_optimizer
+from yt_bias.training.train import fit
 
 TEMPERATURES = (0.05, 0.07, 0.14)
 VARIANTS = ("plain-sfx", "correct-sfx", "correct-sfx-oracle")
@@ -55,18 +59,6 @@ def evaluate_towers(
     items = embed(item_tower, dataset.items)
     exclude = exclusion_lists(dataset, positives[QUERY_KEY]) if exclude_seen else None
     top = top_k(lambda a, b: queries[a:b] @ items.T, len(queries), dataset.num_items, max(ks), exclude)
-    return retrieval_metrics(top, positives[ITEM_INDEX], dataset.num_items, bands, ks)
-
-
-def evaluate_popular(
-    dataset: RecDataset, ks: Sequence[int], exclude_seen: bool = True, bands: np.ndarray | None = None
-) -> dict[str, float]:
-    """The most-popular baseline (training counts) with all metrics."""
-    positives = dataset.test_positives()
-    counts = dataset.item_counts("train").astype(np.float32)
-    exclude = exclusion_lists(dataset, positives[QUERY_KEY]) if exclude_seen else None
-    n = len(positives[ITEM_INDEX])
-    top = top_k(lambda a, b: np.broadcast_to(counts, (b - a, len(counts))), n, dataset.num_items, max(ks), exclude)
     return retrieval_metrics(top, positives[ITEM_INDEX], dataset.num_items, bands, ks)
 
 
@@ -110,9 +102,12 @@ def run_table1(
     """Runs the grid; returns one :class:`ComparisonRow` per method (most-popular first)."""
     if not temperatures or not seeds:
         raise ValueError(f"run_table1 needs temperatures and seeds; received {temperatures!r} and {seeds!r}.")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct (a repeated seed is no spread over seeds); received {list(seeds)}.")
     ks, exclude = config.eval.ks, config.eval.exclude_seen
+    check_ks(ks, dataset.num_items)  # a K beyond the corpus would read Recall@K = 1.0
     bands = popularity_bands(dataset.item_counts("train"))
-    rows = [ComparisonRow("most-popular", None, [evaluate_popular(dataset, ks, exclude, bands)])]
+    rows = [ComparisonRow("most-popular", None, [evaluate_most_popular(dataset, ks, exclude, bands=bands)])]
     methods = list(variants) + ([TFRS_METHOD] if include_tfrs else [])
     bar = keras.utils.Progbar(len(methods) * len(temperatures) * len(seeds), unit_name="run") if progress else None
     for temperature in temperatures:

@@ -17,7 +17,8 @@ from yt_bias._keras import keras, tf
 from yt_bias.config import DataConfig
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset
 from yt_bias.data.loading import detect_source, load_dataset
-from yt_bias.evaluation.exact import evaluate_embeddings, exclusion_lists
+from yt_bias.evaluation.exact import exclusion_lists, recall_at_k
+from yt_bias.retrieval.exact import inner_product_top_k, popularity_top_k
 
 USER = "user_id"
 MOVIE = "movie_id"
@@ -71,26 +72,26 @@ def evaluate(user_model, movie_model, dataset: RecDataset, ks: Sequence[int] = D
     keys = np.asarray(positives[QUERY_KEY]).astype(str)
     queries = np.asarray(user_model(tf.constant(keys), training=False), np.float32)
     items = np.asarray(movie_model(tf.constant(dataset.item_ids), training=False), np.float32)
-    exclude = exclusion_lists(dataset, keys)
-    metrics = evaluate_embeddings(queries, items, positives[ITEM_INDEX], exclude, ks)
-    warm = np.isin(keys, vocabularies(dataset)[0])
-    metrics["warm_share"] = float(warm.mean())
-    if warm.any():
-        warm_metrics = evaluate_embeddings(
-            queries[warm], items, positives[ITEM_INDEX][warm], [e for e, w in zip(exclude, warm) if w], ks
-        )
-        metrics.update({f"warm/{k}": v for k, v in warm_metrics.items()})
-    return metrics
+    return _metrics(inner_product_top_k(queries, items, max(ks), exclusion_lists(dataset, keys)), dataset, ks)
 
 
 def evaluate_most_popular(dataset: RecDataset, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """The most-popular baseline (training counts) with the keys and protocol of :func:`evaluate`."""
-    counts = dataset.item_counts("train").astype(np.float32)[:, None]
+    positives = dataset.test_positives()
+    exclude = exclusion_lists(dataset, positives[QUERY_KEY])
+    return _metrics(popularity_top_k(dataset.item_counts("train"), len(exclude), max(ks), exclude), dataset, ks)
 
-    def constant_query(users, training=False):
-        return np.ones((int(tf.size(users)), 1), np.float32)
 
-    return evaluate(constant_query, lambda ids, training=False: counts, dataset, ks)
+def _metrics(top: np.ndarray, dataset: RecDataset, ks: Sequence[int]) -> dict[str, float]:
+    """``recall@K``, ``warm_share`` and ``warm/recall@K`` of the top items of each held-out positive."""
+    positives = dataset.test_positives()
+    targets = np.asarray(positives[ITEM_INDEX])
+    metrics = recall_at_k(top, targets, ks)
+    warm = np.isin(np.asarray(positives[QUERY_KEY]).astype(str), vocabularies(dataset)[0])
+    metrics["warm_share"] = float(warm.mean())
+    if warm.any():
+        metrics.update({f"warm/{k}": v for k, v in recall_at_k(top[warm], targets[warm], ks).items()})
+    return metrics
 
 
 def run_comparison(

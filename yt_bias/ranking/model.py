@@ -24,7 +24,7 @@ from yt_bias._keras import keras, tf
 from yt_bias.core.towers import SharedEmbeddings, Tower
 from yt_bias.data.dataset import ITEM_INDEX, RecDataset
 from yt_bias.data.impressions import impression_table
-from yt_bias.evaluation.exact import embed
+from yt_bias.retrieval.embedding import embed
 from yt_bias.features import FeatureSpec
 
 LABEL = "label"

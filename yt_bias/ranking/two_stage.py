@@ -16,7 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset
-from yt_bias.evaluation.exact import embed, exclusion_lists, ndcg_at_k, recall_at_k, top_k
+from yt_bias.evaluation.exact import exclusion_lists, ndcg_at_k, recall_at_k
+from yt_bias.retrieval.embedding import embed
+from yt_bias.retrieval.exact import top_k
 from yt_bias.ranking.model import POSITION, RETRIEVAL_SCORE, SLATE_SIZE, RankingModel, predict_ctr, uses_retrieval_score
 
 

@@ -1,14 +1,15 @@
 """Section ``serving``: latency and recall of the exported SavedModel (ScaNN) against brute force.
 
-Runs ``scripts/bench_serving.py``: for each corpus size, the SavedModel from raw query features
-to top-10 (query tower + ScaNN), ScaNN's searcher alone, and the brute-force export; recall@10
-against exact top-10, single-query p50/p99 latency, batch QPS.
+Runs :func:`yt_bias.benchmarks.serving.main` (the benchmark of ``scripts/bench_serving.py``) in this
+process: for each corpus size, the SavedModel from raw query features to top-10 (query tower +
+ScaNN), ScaNN's searcher alone, and the brute-force export; recall@10 against exact top-10,
+single-query p50/p99 latency, batch QPS.
 """
 
 from __future__ import annotations
 
 from yt_bias.report.base import SectionResult, Settings, fmt, provenance, save_png, write_table
-from yt_bias.report.benchmarks import run_script
+from yt_bias.benchmarks import serving as serving_benchmark
 
 NAME = "serving"
 TITLE = "Serving: ScaNN against brute force"
@@ -26,7 +27,7 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
     from yt_bias.studies.plots import plot_serving
 
     args = arguments(settings)
-    rows = run_script("bench_serving.py", args)
+    rows = serving_benchmark.main(args)
     numbers: dict = {"sizes": sorted({r["n"] for r in rows}), "paths": list(dict.fromkeys(r["path"] for r in rows))}
     for r in rows:
         for key in ("recall@10", "p50_ms", "p99_ms", "qps", "build_s"):

@@ -1,8 +1,8 @@
 """Section ``train_step``: training-step time and peak memory against batch size, ours against TFRS.
 
-Runs ``scripts/bench_train_step.py`` (every configuration in its own subprocess, so each peak RSS
-is its own; configurations of one batch size interleaved round by round): the dense and the
-blockwise corrected softmax and TFRS's ``tasks.Retrieval`` on the same towers, data and
+Runs :func:`yt_bias.benchmarks.train_step.main` (the benchmark of ``scripts/bench_train_step.py``;
+every configuration in its own subprocess, so each peak RSS is its own; configurations of one
+batch size interleaved round by round): the dense and the blockwise corrected softmax and TFRS's ``tasks.Retrieval`` on the same towers, data and
 probabilities. A configuration whose estimated peak passes the memory limit is not run.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from yt_bias.report.base import SectionResult, Settings, fmt, provenance, save_png, write_table
-from yt_bias.report.benchmarks import run_script
+from yt_bias.benchmarks import train_step as train_step_benchmark
 
 NAME = "train_step"
 TITLE = "Train-step time and memory against batch size"
@@ -33,7 +33,7 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
     from yt_bias.studies.plots import plot_train_step
 
     args = arguments(settings)
-    data = run_script("bench_train_step.py", args)
+    data = train_step_benchmark.main(args)
     rows = data["rows"]
     numbers: dict = {"batch_sizes": sorted({r["batch"] for r in rows}), "configs": list(dict.fromkeys(r["config"] for r in rows)),
                      "load_start": data["load_start"], "load_end": data["load_end"]}

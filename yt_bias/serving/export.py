@@ -40,24 +40,21 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from yt_bias._keras import tf
-from yt_bias.config import ExperimentConfig, IndexConfig, from_dict
-from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset
+from yt_bias.config import IndexConfig
 from yt_bias.data.manifest import manifest_fingerprint
-from yt_bias.features import FeatureConfig, FeatureSpec
+from yt_bias.features import FeatureSpec
+from yt_bias.retrieval.scann import SCANN_HINT, import_scann_ops
+from yt_bias.runs.reader import RUN_FILE, read_json, read_npz, restore_model, tower_fingerprint
 from yt_bias.serving.index import (
     EXCLUDE,
-    SCANN_HINT,
     ItemIndex,
     check_k,
     default_index_kind,
     exclusion_matrix,
     filter_excluded,
-    import_scann_ops,
     index_corpus,
     scann_top,
 )
-from yt_bias.training.run_directory import RUN_FILE, open_trained, read_json, read_npz, tower_fingerprint
-from yt_bias.training.train import build_model
 
 METADATA_FILE = os.path.join("assets.extra", "yt_bias.json")
 SIGNATURE = "serving_default"
@@ -204,47 +201,6 @@ def export(
         json.dump(meta, f, indent=2, sort_keys=True)
     meta["save_seconds"] = round(time.perf_counter() - start, 3)
     return meta
-
-
-def restore_model(workdir: str, checkpoint: str | None = None):
-    """Rebuilds a trained model from a training workdir: (config, corpus, model).
-
-    The corpus is the item snapshot saved at training time (``items.npz``), never rebuilt from
-    ``config.data``; the returned :class:`~yt_bias.data.dataset.RecDataset` holds those items and
-    the saved features, and no interactions.
-
-    Args:
-      workdir: the directory ``yt-bias train --workdir`` wrote (config.json, features.json, items.npz, run.json, checkpoint/).
-      checkpoint: a checkpoint prefix (e.g. a newer one); the run's committed (or latest) one if None.
-    Raises:
-      ValueError: no config.json, no checkpoint, files changed since training, or a checkpoint that
-        is damaged or does not match the model.
-    """
-    trained = open_trained(workdir, checkpoint)
-    config: ExperimentConfig = from_dict(trained.config)
-    features = FeatureConfig.from_dict(trained.features)
-    empty = {s.name: np.zeros((0, *s.shape), np.float32 if s.kind == "dense" else str) for s in features.query}
-    empty.update({ITEM_INDEX: np.zeros(0, np.int64), REWARD: np.zeros(0, np.float32), QUERY_KEY: np.zeros(0, str)})
-    try:
-        dataset = RecDataset(trained.record.get("data", {}).get("name", "snapshot"), features, trained.items, empty, dict(empty))
-    except ValueError as error:
-        raise ValueError(f"{os.path.join(workdir, 'items.npz')} does not fit {os.path.join(workdir, 'features.json')}: {error}") from None
-    model = build_model(config, dataset)
-    batch = {s.name: np.zeros((2, *s.shape), np.float32) if s.kind == "dense" else np.full((2, *s.shape), "") for s in features.query}
-    batch.update({s.name: np.asarray(dataset.items[s.name])[[0, 0]] for s in features.item})
-    batch.update({REWARD: np.ones(2, np.float32), ITEM_INDEX: np.zeros(2, np.int64)})
-    model({name: tf.constant(value) for name, value in batch.items()})  # create the variables: the restore is checked, not deferred
-    try:
-        status = tf.train.Checkpoint(model=model).restore(trained.checkpoint).expect_partial()
-    except (tf.errors.OpError, ValueError, IndexError, KeyError) as error:  # a truncated file raises IndexError
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"checkpoint {trained.checkpoint!r} is damaged or unreadable ({first}); retrain, or pass an older --checkpoint.") from None
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as error:
-        config_path = os.path.join(workdir, "config.json")
-        raise ValueError(f"checkpoint {trained.checkpoint!r} does not match the model of {config_path}: {error}") from None
-    return config, dataset, model
 
 
 def load_items(path: str) -> dict[str, np.ndarray]:

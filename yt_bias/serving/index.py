@@ -1,8 +1,9 @@
 """The item index of serving (section 5.4 of the paper): corpus embeddings in ScaNN or brute force.
 
-The item tower runs over the whole corpus in batches (tf.data); the embeddings go into a ScaNN
-searcher (a k-means tree of about sqrt(N) leaves, asymmetric hashing, exact reordering; ScaNN's
-brute force below ``brute_force_below`` items) or stay a plain matrix for exact brute force.
+The item tower runs over the whole corpus in batches (:func:`yt_bias.retrieval.embedding.embed`);
+the embeddings go into a ScaNN searcher (a k-means tree of about sqrt(N) leaves, asymmetric
+hashing, exact reordering, with the settings of :mod:`yt_bias.retrieval.scann`; ScaNN's brute
+force below ``brute_force_below`` items) or stay a plain matrix for exact brute force.
 Rebuilding the index from a newer checkpoint or a changed corpus needs no retraining: call
 :func:`build_index` again with the new tower or items (the paper rebuilds every few hours).
 An :class:`ItemIndex` saves to and loads from one ``.npz`` file, so the build is never repeated.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -26,9 +26,10 @@ import numpy as np
 from yt_bias._keras import tf
 from yt_bias.config import IndexConfig, from_dict
 from yt_bias.features import validate_examples
-from yt_bias.training.run_directory import read_npz, tower_fingerprint
+from yt_bias.retrieval.embedding import embed
+from yt_bias.retrieval.scann import SCANN_HINT, configure_builder, import_scann_ops, scann_settings
+from yt_bias.runs.reader import read_npz, tower_fingerprint
 
-SCANN_HINT = "pip install scann==1.4.2 (it needs tensorflow 2.20.*; wheels exist for Linux x86-64 and aarch64 only)"
 EXCLUDE = "exclude_item_ids"
 _SCANN_TENSORS = (
     "scann_config",
@@ -41,21 +42,6 @@ _SCANN_TENSORS = (
     "dp_norms",
     "dataset",
 )
-
-
-def import_scann_ops():
-    """Imports ScaNN's TensorFlow ops (registers the ``Scann>*`` op types) or says what to install.
-
-    Raises:
-      ImportError: ScaNN is not installed or its ops do not load against this TensorFlow.
-    """
-    try:
-        from scann.scann_ops.py import scann_ops
-    except Exception as error:  # a missing package, or ops built for another TensorFlow
-        raise ImportError(
-            f"This needs ScaNN's TensorFlow ops, which failed to import ({error}). Install them: {SCANN_HINT}."
-        ) from error
-    return scann_ops
 
 
 def scann_available() -> bool:
@@ -141,53 +127,30 @@ def filter_excluded(ids: tf.Tensor, scores: tf.Tensor, exclude: tf.Tensor, k) ->
     return tf.where(kept, tf.gather(ids, top.indices, batch_dims=1), ""), tf.where(kept, top.values, -np.inf)
 
 
-def embed_corpus(item_tower, items: Mapping[str, np.ndarray], batch_size: int = 8192) -> np.ndarray:
-    """Runs the item tower over every item in batches (tf.data): [num_items, dim] float32.
-
-    Args:
-      item_tower: a :class:`~yt_bias.core.towers.Tower` whose ``specs`` name the item features.
-      items: item feature name -> [num_items, ...] array.
-    Raises:
-      ValueError: an item feature is missing or malformed, or the corpus is empty.
-    """
-    count = validate_examples(items, item_tower.specs, where="items")
-    if count == 0:
-        raise ValueError("items: the corpus is empty; expected at least one item to index.")
-    features = {spec.name: np.asarray(items[spec.name]) for spec in item_tower.specs}
-    for spec in item_tower.specs:
-        if spec.kind != "dense" and features[spec.name].dtype.kind != "U":
-            features[spec.name] = features[spec.name].astype(str)
-    data = tf.data.Dataset.from_tensor_slices(features).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    embed = tf.function(lambda batch: item_tower(batch, training=False))
-    return np.concatenate([embed(batch).numpy() for batch in data], axis=0).astype(np.float32)
-
-
 def scann_parameters(num_items: int, config: IndexConfig) -> dict:
-    """The ScaNN settings for a corpus of ``num_items``, with the automatic (0) values resolved.
+    """The ScaNN settings of the index for a corpus of ``num_items`` (:func:`~yt_bias.retrieval.scann.scann_settings`).
 
     Returns:
-      ``{"mode": "tree_ah" | "brute_force", "num_leaves", "num_leaves_to_search", "reorder", ...}``.
+      ``{"mode": "brute_force", "num_items", "reorder": 0}`` below ``config.brute_force_below`` items,
+      else ``{"mode": "tree_ah", "num_items", **scann_settings(...)}``.
     """
     if num_items < 1:
         raise ValueError(f"num_items must be >= 1; received {num_items}.")
-    reorder = min(config.reorder, num_items) if config.reorder else 0
     if num_items < config.brute_force_below:
         return {"mode": "brute_force", "num_items": num_items, "reorder": 0}
-    leaves = config.num_leaves or max(1, round(math.sqrt(num_items)))
-    leaves = min(leaves, num_items)
-    to_search = config.num_leaves_to_search or max(1, math.ceil(leaves / 10))
-    if to_search > leaves:
-        raise ValueError(f"IndexConfig.num_leaves_to_search must be <= num_leaves ({leaves}); received {to_search}.")
-    return {
-        "mode": "tree_ah",
-        "num_items": num_items,
-        "num_leaves": leaves,
-        "num_leaves_to_search": to_search,
-        "training_sample_size": min(config.training_sample_size, num_items),
-        "dimensions_per_block": config.dimensions_per_block,
-        "anisotropic_quantization_threshold": config.anisotropic_quantization_threshold,
-        "reorder": reorder,
-    }
+    try:
+        settings = scann_settings(
+            num_items,
+            num_leaves=config.num_leaves,
+            num_leaves_to_search=config.num_leaves_to_search,
+            reorder=config.reorder,
+            training_sample_size=config.training_sample_size,
+            dimensions_per_block=config.dimensions_per_block,
+            anisotropic_quantization_threshold=config.anisotropic_quantization_threshold,
+        )
+    except ValueError as error:
+        raise ValueError(f"IndexConfig.{error}") from None
+    return {"mode": "tree_ah", "num_items": num_items, **settings}
 
 
 @dataclasses.dataclass
@@ -402,18 +365,7 @@ def build_index(embeddings: np.ndarray, ids, config: IndexConfig | None = None) 
     params = scann_parameters(len(ids), config)
     k = min(config.k, len(ids))
     builder = scann_ops.builder(embeddings, k, "dot_product").set_n_training_threads(config.training_threads)
-    if params["mode"] == "brute_force":
-        builder = builder.score_brute_force()
-    else:
-        builder = builder.tree(
-            num_leaves=params["num_leaves"],
-            num_leaves_to_search=params["num_leaves_to_search"],
-            training_sample_size=params["training_sample_size"],
-        ).score_ah(
-            params["dimensions_per_block"], anisotropic_quantization_threshold=params["anisotropic_quantization_threshold"]
-        )
-        if params["reorder"]:
-            builder = builder.reorder(params["reorder"])
+    builder = builder.score_brute_force() if params["mode"] == "brute_force" else configure_builder(builder, params)
     searcher = builder.build()
     tensors = dict(zip(_SCANN_TENSORS, [t.numpy() for t in scann_ops.scann_to_tensors(searcher.searcher_handle)]))
     seconds = round(time.perf_counter() - start, 3)
@@ -431,7 +383,9 @@ def index_corpus(item_tower, items: Mapping[str, np.ndarray], item_id: str, conf
     config = config or IndexConfig(kind=default_index_kind())
     if item_id not in items:
         raise ValueError(f"items: the item ID feature '{item_id}' is missing; present: {sorted(items)}.")
-    embeddings = embed_corpus(item_tower, items, config.embed_batch_size)
+    if validate_examples(items, item_tower.specs, where="items") == 0:
+        raise ValueError("items: the corpus is empty; expected at least one item to index.")
+    embeddings = embed(item_tower, items, config.embed_batch_size)
     index = build_index(embeddings, np.asarray(items[item_id]).astype(str), config)
     index.tower_fingerprint = tower_fingerprint(item_tower)
     return index

@@ -217,7 +217,7 @@ def plot_serving(rows: list[dict]) -> Figure:
     """Serving: single-query p50 latency against corpus size per path (left), recall@10 against exact (right).
 
     Args:
-      rows: dicts with ``n``, ``path``, ``p50_ms``, ``p99_ms`` and ``recall@10`` (from scripts/bench_serving.py).
+      rows: dicts with ``n``, ``path``, ``p50_ms``, ``p99_ms`` and ``recall@10`` (from :func:`yt_bias.benchmarks.serving.main`).
     """
     fig = Figure(figsize=(12, 4.2), layout="constrained")
     ax_l, ax_r = fig.subplots(1, 2)

@@ -33,31 +33,39 @@ from __future__ import annotations
 
 import glob
 import os
+import dataclasses
 import re
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from yt_bias._keras import keras, tf
 from yt_bias.config import ExperimentConfig, StreamConfig
+from yt_bias.core.corpus import array_digest
+from yt_bias.core.frequency_baselines import (
+    CumulativeFrequency,
+    CurrentDayOracle,
+    FixedTableFrequency,
+    FrozenFrequency,
+    PreviousDayFrequency,
+)
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset, batch_frequencies, make_tf_dataset
+from yt_bias.data.drift import DRIFT_KINDS, DriftConfig, drift_days, stream_dataset
 from yt_bias.data.loading import load_dataset
 from yt_bias.evaluation.exact import check_ks, evaluate_model
 from yt_bias.evaluation.next_day import next_day_metrics
 from yt_bias.features import validate_examples
 from yt_bias.training.divergence import DivergenceGuard
+from yt_bias.runs.model import build_frequency, build_model
+from yt_bias.runs.reader import VOLATILE_FIELDS, read_json, read_npz
 from yt_bias.training.run_directory import (
-    VOLATILE_FIELDS,
     RunConflict,
     RunDirectory,
-    array_digest,
     estimator_tv_error,
     model_checkpoint,
-    read_json,
-    read_npz,
     write_json_atomic,
     write_npz_atomic,
 )
@@ -167,21 +175,179 @@ def day_step_probabilities(item_index: np.ndarray, num_items: int, batch_size: i
     return batch_frequencies(np.bincount(np.asarray(item_index), minlength=num_items), batch_size, estimand)
 
 
-def _stream_days(config: ExperimentConfig, dataset: RecDataset) -> tuple[list[dict[str, np.ndarray]], list[str]]:
-    """The checked days of ``config.stream`` and a name for each (its file, or 'generator day d')."""
-    if config.stream.source == "files":
-        if not config.stream.path:
+def _stream_days(config: ExperimentConfig, dataset: RecDataset):
+    """The checked days of ``config.stream``, a name for each, the data set to train on, and the items alive each day.
+
+    Returns:
+      ``(days, names, dataset, alive)``: with ``stream.drift_kind`` the days are drawn from the
+      synthetic data's generative model under that drift (:func:`yt_bias.data.drift.drift_days`),
+      the data set's ID vocabulary is cut to the items alive on day 0 and ``alive`` is
+      [days, num_items] bool; otherwise ``dataset`` unchanged and ``alive`` None.
+    Raises:
+      ValueError: a bad day, a day smaller than one batch, an unknown drift kind, or a drift with day files.
+    """
+    stream, alive = config.stream, None
+    if stream.drift_kind:
+        if stream.drift_kind not in DRIFT_KINDS:
+            raise ValueError(f"stream.drift_kind must be one of {DRIFT_KINDS} (or empty); received {stream.drift_kind!r}.")
+        if stream.source != "generator":
+            raise ValueError(f"stream.drift_kind draws its own days; it needs stream.source='generator', received {stream.source!r}.")
+        drift = DriftConfig(kind=stream.drift_kind, days=stream.days, rows_per_day=stream.rows_per_day or max(1, dataset.num_train // stream.days),
+                            shift=stream.popularity_shift, seed=config.train.seed)
+        drawn = drift_days(dataset, drift)
+        days, alive, dataset = drawn.days, drawn.alive, stream_dataset(dataset, drawn)
+        names = [f"{stream.drift_kind} drift day {d}" for d in range(len(days))]
+    elif stream.source == "files":
+        if not stream.path:
             raise ValueError("stream.source='files' needs stream.path, a directory of day_*.npz files.")
-        days = file_days(config.stream.path)
-        names = sorted(glob.glob(os.path.join(config.stream.path, "day_*.npz")))
+        days = file_days(stream.path)
+        names = sorted(glob.glob(os.path.join(stream.path, "day_*.npz")))
     else:
-        days = generator_days(dataset, config.stream, seed=config.train.seed)
+        days = generator_days(dataset, stream, seed=config.train.seed)
         names = [f"generator day {d}" for d in range(len(days))]
     for rows, name in zip(days, names):
         count = check_day(rows, dataset, name)
         if count < config.train.batch_size:
             raise ValueError(f"{name}: {count} rows, fewer than train.batch_size={config.train.batch_size}; expected at least one batch.")
-    return days, names
+    return days, names, dataset, alive
+
+
+# ----------------------------------------------------------------------------- frequency sources by name
+PAST_ONLY_SOURCES = ("frozen-day0", "cumulative", "previous-day")
+TABLE_SOURCES = (*PAST_ONLY_SOURCES, "oracle-current-day", "oracle-all-days")
+_STREAMING_SOURCE = re.compile(r"^stream-a(?P<alpha>[0-9.eE-]+)(?:-m(?P<m>\d+))?(?P<bc>-bc)?$")
+
+
+def parse_frequency_source(name: str) -> dict[str, Any]:
+    """What a frequency-source name means: ``{"kind"}`` (+ ``alpha``, ``num_hashes``, ``bias_correction`` for streaming).
+
+    Raises:
+      ValueError: an unknown name, or an alpha outside (0, 1].
+    """
+    if name == "none" or name in TABLE_SOURCES:
+        return {"kind": name}
+    match = _STREAMING_SOURCE.match(name)
+    if match is None:
+        raise ValueError(
+            f"Unknown frequency source {name!r}; expected 'none', one of {TABLE_SOURCES} or "
+            "'stream-a<alpha>[-m<hashes>][-bc]' (e.g. stream-a0.01, stream-a0.1-m2, stream-a0.01-bc)."
+        )
+    alpha = float(match["alpha"])
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"frequency source {name!r}: alpha must be in (0, 1]; received {alpha}.")
+    return {"kind": "stream", "alpha": alpha, "num_hashes": int(match["m"] or 1), "bias_correction": bool(match["bc"])}
+
+
+def build_frequency_source(name: str, config: ExperimentConfig, dataset: RecDataset, days: Sequence[dict]):
+    """The frequency source ``name`` for a model trained on ``days``.
+
+    Args:
+      name: ``none``; ``stream-a<alpha>[-m<m>][-bc]`` (the streaming estimator with that alpha, m
+        hashes, bias-corrected read-out); the past-only tables ``frozen-day0`` (day 0's counts),
+        ``cumulative`` (every past day's), ``previous-day`` (yesterday's); the oracles
+        ``oracle-current-day`` (the day being trained) and ``oracle-all-days`` (every day of the
+        stream: it knows the future) (:mod:`yt_bias.core.frequency_baselines`).
+      config: the estimator defaults (H, B0, seed, estimand) and the batch size.
+      dataset: the corpus.
+      days: the stream (``oracle-all-days`` counts all of it).
+    Returns:
+      A frequency source, or None for ``none``.
+    Raises:
+      ValueError: an unknown name.
+    """
+    spec = parse_frequency_source(name)
+    batch = config.train.batch_size
+    estimand = config.estimator.estimand
+    kind = spec["kind"]
+    if kind == "none":
+        return None
+    if kind == "stream":
+        estimator = dataclasses.replace(
+            config.estimator, alpha=spec["alpha"], num_hashes=spec["num_hashes"], bias_correction=spec["bias_correction"]
+        )
+        return build_frequency(dataclasses.replace(config, variant="correct-sfx", estimator=estimator), dataset)
+    if kind == "oracle-all-days":
+        ids = np.concatenate([dataset.item_ids[np.asarray(day[ITEM_INDEX])] for day in days])
+        return FixedTableFrequency(ids, batch, estimand=estimand, uses_future=True, name="frequency")
+    table = {
+        "frozen-day0": FrozenFrequency,
+        "cumulative": CumulativeFrequency,
+        "previous-day": PreviousDayFrequency,
+        "oracle-current-day": CurrentDayOracle,
+    }[kind]
+    return table(batch, estimand=estimand, initial_probability=1.0 / config.estimator.initial_interval, name="frequency")
+
+
+# ----------------------------------------------------------------------------- the day loop
+class DayHook:
+    """What a caller of :func:`train_days` does around each day (override the steps it needs).
+
+    Per day the loop calls, in order: the frequency source's ``start_of_day(ids)``, every hook's
+    :meth:`start_of_day` (which may return Keras callbacks for the day's ``fit``), the day's
+    training, every hook's :meth:`end_of_day` (the source still holds the day's state), the
+    source's ``end_of_day(ids)``, every hook's :meth:`after_day` (evaluation, commits).
+    ``record`` is the day's metrics dict (``day`` and, after training, ``loss``); hooks add to it.
+    """
+
+    def start_of_day(self, day: int, rows: dict[str, np.ndarray], record: dict[str, Any]) -> list:
+        return []
+
+    def end_of_day(self, day: int, rows: dict[str, np.ndarray], record: dict[str, Any]) -> None:
+        return None
+
+    def after_day(self, day: int, rows: dict[str, np.ndarray], record: dict[str, Any]) -> None:
+        return None
+
+
+def train_days(
+    model,
+    days: Sequence[dict[str, np.ndarray]],
+    item_ids: np.ndarray,
+    batch_size: int,
+    seed: int,
+    epochs_per_day: int = 1,
+    hooks: Sequence[DayHook] = (),
+    start: int = 0,
+    verbose: int = 0,
+) -> list[dict[str, Any]]:
+    """Trains ``model`` on ``days[start:]`` in order, one ``fit`` a day, with the source's and the hooks' day steps.
+
+    Day d's rows are shuffled with the seed ``seed * 100003 + d`` (a resumed run sees the same
+    batches as an uninterrupted one).
+
+    Args:
+      model: a compiled two-tower model (``model.frequency`` gets the start/end-of-day calls).
+      days: the days, each a dict of training-ready rows with ``item_index``.
+      item_ids: [num_items] the corpus item IDs (what the source's day hooks receive).
+      batch_size: rows per step.
+      seed: the run's seed.
+      epochs_per_day: passes over each day.
+      hooks: :class:`DayHook` s, called in order.
+      start: the first day to train (earlier days were trained before a resume).
+      verbose: Keras's ``fit`` verbosity.
+    Returns:
+      One metrics dict per trained day.
+    """
+    item_ids = np.asarray(item_ids)
+    records = []
+    for d in range(start, len(days)):
+        rows = days[d]
+        ids = item_ids[np.asarray(rows[ITEM_INDEX])]
+        record: dict[str, Any] = {"day": d}
+        if model.frequency is not None:
+            model.frequency.start_of_day(ids)
+        callbacks = [callback for hook in hooks for callback in hook.start_of_day(d, rows, record)]
+        data = make_tf_dataset(rows, batch_size, seed=seed * 100_003 + d)
+        fitted = model.fit(data, epochs=epochs_per_day, verbose=verbose, callbacks=callbacks)
+        record["loss"] = float(fitted.history["loss"][-1])
+        for hook in hooks:
+            hook.end_of_day(d, rows, record)
+        if model.frequency is not None:
+            model.frequency.end_of_day(ids)
+        for hook in hooks:
+            hook.after_day(d, rows, record)
+        records.append(record)
+    return records
 
 
 # A test hook: called with (point, day) at each commit point of a day ('checkpoint': after the
@@ -194,19 +360,20 @@ def _fault(point: str, day: int) -> None:
         _FAULT_HOOK(point, day)
 
 
-def _new_model(config: ExperimentConfig, dataset: RecDataset):
-    from yt_bias.training.train import build_model
-
+def _new_model(config: ExperimentConfig, dataset: RecDataset, days: Sequence[dict]):
     keras.utils.set_random_seed(config.train.seed)
-    model = build_model(config, dataset)
+    if config.stream.frequency_source:
+        model = build_model(config, dataset, frequency=build_frequency_source(config.stream.frequency_source, config, dataset, days))
+    else:
+        model = build_model(config, dataset)
     completed = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_days")
     return model, completed, model_checkpoint(model, completed_days=completed)
 
 
-def _restore(config: ExperimentConfig, dataset: RecDataset, prefix: str, rows: dict[str, np.ndarray], days: int):
+def _restore(config: ExperimentConfig, dataset: RecDataset, prefix: str, stream: Sequence[dict], days: int):
     """A model restored from ``prefix`` (every model variable checked), or ValueError naming the file."""
-    model, completed, checkpoint = _new_model(config, dataset)
-    model({name: tf.constant(np.asarray(values)[:2]) for name, values in rows.items()})  # create the variables now
+    model, completed, checkpoint = _new_model(config, dataset, stream)
+    model({name: tf.constant(np.asarray(values)[:2]) for name, values in stream[0].items()})  # create the variables now
     try:
         status = checkpoint.restore(prefix).expect_partial()  # optimizer slots: restored when first used
         status.assert_existing_objects_matched()
@@ -245,7 +412,7 @@ def _resume(run: RunDirectory, config, dataset, days, names, hashes):
         if not tf.io.gfile.exists(prefix + ".index"):
             continue
         try:
-            model, completed, checkpoint = _restore(config, dataset, prefix, days[0], count)
+            model, completed, checkpoint = _restore(config, dataset, prefix, days, count)
         except ValueError as error:
             failures.append(str(error))
             warnings.warn(f"stream resume: {error} Falling back to an earlier day.", RuntimeWarning, stacklevel=3)
@@ -258,29 +425,64 @@ def _resume(run: RunDirectory, config, dataset, days, names, hashes):
             "use --overwrite to start over."
         )
     _remove_checkpoints_after(run.checkpoint_dir, 0)
-    model, completed, checkpoint = _new_model(config, dataset)
+    model, completed, checkpoint = _new_model(config, dataset, days)
     return model, completed, checkpoint, []
 
 
-def _train_day(model, rows: dict[str, np.ndarray], d: int, config: ExperimentConfig, dataset: RecDataset) -> dict[str, Any]:
-    """One day of training (shuffle and random draws seeded by (train.seed, d)) and its metrics."""
-    batch = config.train.batch_size
-    seed = config.train.seed * 100_003 + d
-    tf.random.set_seed(seed)
-    if not config.negatives.is_default:  # random negatives: retrace, so the day's random ops start from the day's seed
-        model.train_function = None
-    data = make_tf_dataset(rows, batch, seed=seed)
-    guard = DivergenceGuard(hint=f"Lower train.learning_rate (now {config.train.learning_rate:g}).", where=f"on day {d}")
-    fitted = model.fit(data, epochs=config.stream.epochs_per_day, verbose=config.train.verbose, callbacks=[guard])
-    metrics: dict[str, Any] = {"day": d, "loss": float(fitted.history["loss"][-1])}
-    metrics["steps"] = config.stream.epochs_per_day * (len(rows[ITEM_INDEX]) // batch)
-    if model.frequency is not None:
-        counts = np.bincount(np.asarray(rows[ITEM_INDEX]), minlength=dataset.num_items)
-        metrics["estimator_tv_error"] = estimator_tv_error(model.frequency, dataset.item_ids, counts, batch)
-        if hasattr(model.frequency, "step"):
-            metrics["estimator_step"] = int(model.frequency.step.numpy())
-    metrics.update(evaluate_model(model, dataset, config.eval.ks, config.eval.exclude_seen))
-    return metrics
+class _StreamDay(DayHook):
+    """:func:`train_stream`'s day: the day's seed and divergence guard, its metrics, then the commit.
+
+    After each day it commits a checkpoint, then ``stream_state.json`` (naming that checkpoint and
+    holding every day's metrics and the day's rows hash), then run.json.
+    """
+
+    def __init__(self, model, config, dataset, days, alive, hashes, history, run, manager, completed, on_day_end):
+        self.model, self.config, self.dataset, self.days, self.alive = model, config, dataset, days, alive
+        self.hashes, self.history, self.run, self.manager, self.completed = hashes, history, run, manager, completed
+        self.on_day_end = on_day_end
+        self.began = 0.0
+
+    def start_of_day(self, day, rows, record):
+        """Seeds the day's random draws by (train.seed, day); a guard that stops a diverging day."""
+        self.began = time.perf_counter()
+        config = self.config
+        tf.random.set_seed(config.train.seed * 100_003 + day)
+        if not config.negatives.is_default:  # random negatives: retrace, so the day's random ops start from the day's seed
+            self.model.train_function = None
+        return [DivergenceGuard(hint=f"Lower train.learning_rate (now {config.train.learning_rate:g}).", where=f"on day {day}")]
+
+    def end_of_day(self, day, rows, record):
+        """The steps and the source's TV error against the day's exact per-step frequencies (before the source closes the day)."""
+        batch, frequency = self.config.train.batch_size, self.model.frequency
+        record["steps"] = self.config.stream.epochs_per_day * (len(rows[ITEM_INDEX]) // batch)
+        if frequency is not None:
+            counts = np.bincount(np.asarray(rows[ITEM_INDEX]), minlength=self.dataset.num_items)
+            record["estimator_tv_error"] = estimator_tv_error(frequency, self.dataset.item_ids, counts, batch)
+            if frequency.step is not None:
+                record["estimator_step"] = int(frequency.step.numpy())
+
+    def after_day(self, day, rows, record):
+        """Held-out and next-day metrics, then the commit: checkpoint, state, run.json."""
+        config, model = self.config, self.model
+        record.update(evaluate_model(model, self.dataset, config.eval.ks, config.eval.exclude_seen))
+        # Judged on what comes next: day d + 1's rows (yt_bias/evaluation/next_day.py); none after the last day.
+        candidates = None if self.alive is None or day + 1 >= len(self.days) else self.alive[day + 1]
+        record.update(next_day_metrics(model, self.days, day, self.dataset.items, config.eval.ks, config.eval.exclude_seen,
+                                       candidates=candidates))
+        if config.stream.frequency_source:
+            record["frequency_source"] = config.stream.frequency_source
+        elif config.variant == "correct-sfx-oracle":
+            record["frequency_source"] = ORACLE_LABEL
+        record["seconds"] = round(time.perf_counter() - self.began, 2)
+        self.completed.assign(day + 1)
+        prefix = self.manager.save(checkpoint_number=day + 1)
+        _fault("checkpoint", day)
+        self.history.append(dict(record, checkpoint=os.path.relpath(prefix, self.run.path), day_sha256=self.hashes[day]))
+        write_json_atomic(self.run.file(STATE_FILE), {"completed_days": day + 1, "num_days": len(self.days), "days": self.history})
+        _fault("state", day)
+        self.run.commit_checkpoint(prefix)
+        if self.on_day_end is not None:
+            self.on_day_end(record)
 
 
 def train_stream(
@@ -309,7 +511,9 @@ def train_stream(
     if dataset is None:
         dataset = load_dataset(config.data, config.model.embedding_dim)
     check_ks(config.eval.ks, dataset.num_items)
-    days, names = _stream_days(config, dataset)
+    if config.stream.frequency_source:
+        parse_frequency_source(config.stream.frequency_source)
+    days, names, dataset, alive = _stream_days(config, dataset)
     hashes = [array_digest(rows) for rows in days]
     source = {"source": config.stream.source, "path": config.stream.path}
     with RunDirectory.start(
@@ -319,22 +523,8 @@ def train_stream(
         model, completed, checkpoint, history = _resume(run, config, dataset, days, names, hashes)
         manager = tf.train.CheckpointManager(checkpoint, run.checkpoint_dir, max_to_keep=2)
         start = len(history)
-        for d in range(start, len(days)):
-            began = time.perf_counter()
-            metrics = _train_day(model, days[d], d, config, dataset)
-            # Judged on what comes next: day d + 1's rows (yt_bias/evaluation/next_day.py); none after the last day.
-            metrics.update(next_day_metrics(model, days, d, dataset.items, config.eval.ks, config.eval.exclude_seen))
-            if config.variant == "correct-sfx-oracle":
-                metrics["frequency_source"] = ORACLE_LABEL
-            metrics["seconds"] = round(time.perf_counter() - began, 2)
-            completed.assign(d + 1)
-            prefix = manager.save(checkpoint_number=d + 1)
-            _fault("checkpoint", d)
-            history.append(dict(metrics, checkpoint=os.path.relpath(prefix, workdir), day_sha256=hashes[d]))
-            write_json_atomic(run.file(STATE_FILE), {"completed_days": d + 1, "num_days": len(days), "days": history})
-            _fault("state", d)
-            run.commit_checkpoint(prefix)
-            if on_day_end is not None:
-                on_day_end(metrics)
+        day = _StreamDay(model, config, dataset, days, alive, hashes, history, run, manager, completed, on_day_end)
+        train_days(model, days, dataset.item_ids, config.train.batch_size, config.train.seed, config.stream.epochs_per_day,
+                   hooks=(day,), start=start, verbose=config.train.verbose)
         run.finish()
     return model, {"completed_days": len(history), "resumed_from": start, "days": history}

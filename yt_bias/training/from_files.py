@@ -3,7 +3,7 @@
 The interactions never have to fit in memory: batches stream from the shards (:func:`~yt_bias.data.shards.read_shards`),
 the item corpus comes from the items table beside them, and held-out queries (the ``test/`` shards
 beside the training shards, when present) are embedded batch by batch and ranked over the whole
-corpus with :func:`~yt_bias.evaluation.blocks.blockwise_top_k`. The model, optimizer and
+corpus with :func:`~yt_bias.retrieval.blocks.blockwise_top_k`. The model, optimizer and
 estimator are the ones :func:`yt_bias.training.train.build_model` builds for in-memory data; the workdir is
 a regular run directory (export, index and query read it).
 
@@ -29,7 +29,8 @@ from yt_bias.data.shards import SHARD_SUFFIX, read_items, read_shards, shard_fil
 from yt_bias.data.synthetic_shards import TEST_DIR
 from yt_bias.training.divergence import DivergenceGuard
 from yt_bias.evaluation.exact import check_ks, recall_at_k
-from yt_bias.evaluation.blocks import blockwise_top_k
+from yt_bias.retrieval.blocks import blockwise_top_k
+from yt_bias.retrieval.embedding import embed
 from yt_bias.training.run_directory import RunDirectory
 from yt_bias.training.train import _strategy_scope, build_model, checkpoint_for
 
@@ -70,17 +71,6 @@ def _traced(tower):
     return tf.function(lambda batch: tower(batch, training=False), reduce_retracing=True)
 
 
-def item_embeddings(model, corpus: RecDataset, batch_size: int = 4096) -> np.ndarray:
-    """The item tower's embeddings of the whole corpus, one batch at a time: [num_items, d] float32."""
-    embed = _traced(model.item_tower)
-    return np.concatenate(
-        [
-            embed({n: tf.constant(np.asarray(v)[s : s + batch_size]) for n, v in corpus.items.items()}).numpy()
-            for s in range(0, corpus.num_items, batch_size)
-        ]
-    )
-
-
 def query_embeddings(
     model, pattern, features, batch_size: int = 4096, max_queries: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +90,7 @@ def query_embeddings(
     """
     queries, targets, count = [], [], 0
     names = [spec.name for spec in features.query]
-    embed = _traced(model.query_tower)
+    query_tower = _traced(model.query_tower)
     for batch in read_shards(pattern, features, batch_size, shuffle_buffer=0, drop_remainder=False):
         keep = batch[REWARD].numpy() > 0
         if max_queries is not None:
@@ -110,7 +100,7 @@ def query_embeddings(
                 break
             continue
         rows = {n: tf.boolean_mask(batch[n], keep) for n in names}
-        queries.append(embed(rows).numpy())
+        queries.append(query_tower(rows).numpy())
         targets.append(batch[ITEM_INDEX].numpy()[keep])
         count += int(keep.sum())
         if max_queries is not None and count >= max_queries:
@@ -141,7 +131,7 @@ def evaluate_files(
       ValueError: the shards hold no positive row, or a K is outside [1, num_items].
     """
     check_ks(ks, corpus.num_items)
-    items = item_embeddings(model, corpus, batch_size)
+    items = embed(model.item_tower, corpus.items, batch_size)
     queries, targets = query_embeddings(model, pattern, corpus.features, batch_size, max_queries)
     top = blockwise_top_k(queries, items, max(ks), item_block=item_block)
     metrics = recall_at_k(top, targets, ks)

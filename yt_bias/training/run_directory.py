@@ -1,5 +1,6 @@
 """A training run directory: what it holds, who may write it, and how it is written.
 
+This is the write side (the layout's names and the readers are :mod:`yt_bias.runs.reader`'s).
 One :class:`RunDirectory` owns a workdir of ``yt-bias train`` (and of the stream and cluster
 entry points). Its layout:
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -33,8 +33,6 @@ import socket
 import tempfile
 import time
 import warnings
-import zipfile
-import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -42,18 +40,28 @@ import numpy as np
 
 from yt_bias.data.ranges import dense_ranges
 
-CONFIG_FILE = "config.json"
-FEATURES_FILE = "features.json"
-RUN_FILE = "run.json"
-ITEMS_FILE = "items.npz"
-METRICS_FILE = "metrics.json"
-CHECKPOINT_DIR = "checkpoint"
-LOCK_FILE = "run.lock"
+from yt_bias._keras import tf
+from yt_bias._version import __version__
+from yt_bias.core.corpus import array_digest
+from yt_bias.core.frequency import total_variation_error
+from yt_bias.data.dataset import batch_frequencies
+from yt_bias.runs.reader import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    FEATURES_FILE,
+    ITEMS_FILE,
+    LOCK_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    VOLATILE_FIELDS,
+    config_differences,
+    json_default,
+    read_json,
+)
+
 MODES = ("refuse", "overwrite", "resume")
 # Files a run owns; --overwrite removes these and nothing else.
 OWNED = (RUN_FILE, METRICS_FILE, CONFIG_FILE, FEATURES_FILE, ITEMS_FILE, "stream_state.json", CHECKPOINT_DIR, "tensorboard")
-# Config fields that say how a run is watched, not what it computes: never part of its identity.
-VOLATILE_FIELDS = ("train.verbose",)
 # Config sections that shape the model and its checkpoint: --resume may not change them.
 MODEL_SECTIONS = ("variant", "data", "model", "estimator", "negatives")
 
@@ -63,17 +71,13 @@ class RunConflict(ValueError):
 
 
 # ----------------------------------------------------------------------------- atomic files
-def _json_default(value: Any) -> Any:
-    return value.tolist() if hasattr(value, "tolist") else str(value)
-
-
 def write_json_atomic(path: str, data: Any) -> None:
     """Writes ``data`` as JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=_json_default)
+            json.dump(data, f, indent=2, sort_keys=True, default=json_default)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -99,46 +103,6 @@ def write_npz_atomic(path: str, arrays: Mapping[str, np.ndarray]) -> None:
         raise
 
 
-def read_json(path: str, what: str) -> Any:
-    """Reads a JSON file, with a clear error naming ``what`` and the file when it is missing or damaged.
-
-    Raises:
-      FileNotFoundError: no such file. ValueError: a directory, or not valid JSON.
-    """
-    if os.path.isdir(path):
-        raise ValueError(f"{what}: {path!r} is a directory; expected a JSON file.")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{what}: {path!r} does not exist.")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{what}: {path!r} is not valid JSON ({error}); it is damaged.") from None
-
-
-def read_npz(path: str, what: str) -> dict[str, np.ndarray]:
-    """Reads every array of an ``.npz`` file, with a clear error naming ``what`` and the file.
-
-    Raises:
-      ValueError: the file is missing, a directory, not an npz archive, truncated or damaged.
-    """
-    if os.path.isdir(path):
-        raise ValueError(f"{what}: {path!r} is a directory; expected an .npz file.")
-    if not os.path.isfile(path):
-        raise ValueError(f"{what}: expected an .npz file; {path!r} does not exist.")
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as f:
-            zip_start = f.read(2) == b"PK"
-        if zip_start:
-            raise ValueError(f"{what}: {path!r} is truncated or damaged (an incomplete zip archive).")
-        raise ValueError(f"{what}: {path!r} is not an .npz archive (numpy.savez); received another kind of file.")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, KeyError) as error:
-        raise ValueError(f"{what}: {path!r} is truncated or damaged ({type(error).__name__}: {error}).") from None
-
-
 def ensure_directory(path: str, what: str) -> str:
     """Creates ``path`` as a directory if needed; a clear error when it exists as a file.
 
@@ -155,18 +119,6 @@ def ensure_directory(path: str, what: str) -> str:
 
 
 # ----------------------------------------------------------------------------- fingerprints
-def array_digest(arrays: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of named arrays: names, dtypes, shapes and bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        value = np.ascontiguousarray(np.asarray(arrays[name]))
-        if value.dtype == object:
-            value = value.astype(str)
-        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
-
-
 def dataset_digest(dataset) -> str:
     """Content hash of a :class:`~yt_bias.data.dataset.RecDataset`: its items, train and test arrays."""
     parts = {f"items/{k}": v for k, v in dataset.items.items()}
@@ -175,36 +127,7 @@ def dataset_digest(dataset) -> str:
     return array_digest(parts)
 
 
-def tower_fingerprint(tower) -> str:
-    """A hash of a tower's weights (in order: shapes and values): equal for the same trained tower only."""
-    digest = hashlib.sha256()
-    for weight in tower.weights:
-        value = np.ascontiguousarray(weight.numpy())
-        digest.update(f"{value.dtype.str}|{value.shape}|".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()[:32]
-
-
-def _flatten(data: Mapping, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def config_differences(a: Mapping, b: Mapping, ignore: Iterable[str] = VOLATILE_FIELDS) -> list[str]:
-    """The dotted config fields whose values differ between two ``config.to_dict()``s."""
-    fa, fb = _flatten(json.loads(json.dumps(a, default=_json_default))), _flatten(json.loads(json.dumps(b, default=_json_default)))
-    ignore = set(ignore)
-    return sorted(k for k in set(fa) | set(fb) if k not in ignore and fa.get(k, "<absent>") != fb.get(k, "<absent>"))
-
-
 def package_version() -> str:
-    from yt_bias._version import __version__
-
     return __version__
 
 
@@ -217,7 +140,7 @@ def fingerprint(kind: str, config, dataset, extra: Mapping[str, Any] | None = No
       dataset: the :class:`~yt_bias.data.dataset.RecDataset` it trains on.
       extra: more identity fields (e.g. the stream's source).
     """
-    config_dict = json.loads(json.dumps(config.to_dict(), default=_json_default))
+    config_dict = json.loads(json.dumps(config.to_dict(), default=json_default))
     record = {
         "kind": kind,
         "config": config_dict,
@@ -504,8 +427,6 @@ def model_checkpoint(model, **counters):
     Returns:
       A ``tf.train.Checkpoint`` of ``model``, ``optimizer`` and the counters.
     """
-    from yt_bias._keras import tf
-
     return tf.train.Checkpoint(model=model, optimizer=model.optimizer, **counters)
 
 
@@ -529,89 +450,14 @@ def estimator_tv_error(frequency, item_ids, item_counts, batch_size: int) -> flo
     """
     if frequency is None:
         return None
-    from yt_bias._keras import tf
-    from yt_bias.core.frequency import total_variation_error
-    from yt_bias.data.dataset import batch_frequencies
-
     item_ids, item_counts = np.asarray(item_ids), np.asarray(item_counts)
     if item_ids.shape != item_counts.shape:
         raise ValueError(
             f"item_counts must have one count per item ID: expected shape {item_ids.shape}; received {item_counts.shape}."
         )
-    true = batch_frequencies(item_counts.astype(np.float64), batch_size, getattr(frequency, "estimand", "inclusion"))
-    remote = any("/job:ps" in (getattr(v, "device", "") or "") for v in getattr(frequency, "variables", ()))
+    true = batch_frequencies(item_counts.astype(np.float64), batch_size, frequency.estimand)
+    remote = any("/job:ps" in (getattr(v, "device", "") or "") for v in frequency.variables)
     read = tf.function(frequency.probability) if remote else frequency.probability
     estimated = read(tf.constant(item_ids)).numpy()
     return total_variation_error(estimated, true, batch_size)
 
-
-# ----------------------------------------------------------------------------- reading a trained run
-@dataclasses.dataclass
-class TrainedRun:
-    """What export, index and query need from a finished (or checkpointed) run directory."""
-
-    path: str
-    config: dict
-    features: dict
-    items: dict[str, np.ndarray]
-    record: dict
-    checkpoint: str
-
-
-def latest_checkpoint(path: str) -> str | None:
-    """The checkpoint a run directory committed (run.json), or its newest one when none is recorded."""
-    from yt_bias._keras import tf
-
-    record_path = os.path.join(path, RUN_FILE)
-    if os.path.isfile(record_path):
-        committed = read_json(record_path, "run record").get("checkpoint")
-        if committed and tf.io.gfile.exists(os.path.join(path, committed) + ".index"):
-            return os.path.join(path, committed)
-    return tf.train.latest_checkpoint(os.path.join(path, CHECKPOINT_DIR))
-
-
-def open_trained(path: str, checkpoint: str | None = None) -> TrainedRun:
-    """Reads a run directory for serving: config, features, corpus snapshot and checkpoint, all checked.
-
-    Raises:
-      ValueError: not a run directory, no checkpoint, a failed run, or files changed since training
-        (config.json or items.npz no longer match run.json).
-    """
-    from yt_bias._keras import tf
-
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"workdir {path!r} is a file; expected a training workdir (a directory).")
-    config_path = os.path.join(path, CONFIG_FILE)
-    if not os.path.isfile(config_path):
-        raise ValueError(
-            f"workdir {path!r}: expected a training workdir with config.json; found none (run yt-bias train --workdir first)."
-        )
-    config = read_json(config_path, "config")
-    if checkpoint is None:
-        checkpoint = latest_checkpoint(path)
-        if checkpoint is None:
-            raise ValueError(f"workdir {path!r}: expected a checkpoint under {os.path.join(path, CHECKPOINT_DIR)}; found none.")
-    elif not tf.io.gfile.exists(checkpoint + ".index"):
-        raise ValueError(
-            f"checkpoint: expected a checkpoint prefix with a .index file; received {checkpoint!r}, which does not exist."
-        )
-    run_path = os.path.join(path, RUN_FILE)
-    if not os.path.isfile(run_path):
-        raise ValueError(
-            f"workdir {path!r}: no {RUN_FILE} (the record of the run and its item corpus); it was written by an older "
-            "yt-bias or its training never started: retrain into it."
-        )
-    record = read_json(run_path, "run record")
-    if record.get("status") == "failed":
-        raise ValueError(f"workdir {path!r} holds a failed run ({record.get('error', 'no reason recorded')}); retrain it.")
-    changed = config_differences(record.get("config", {}), config, ignore=())
-    if changed:
-        raise ValueError(
-            f"{config_path} was changed after training ({', '.join(changed[:6])} differ from {run_path}); "
-            "the checkpoint belongs to the recorded config: restore config.json or retrain."
-        )
-    items = read_npz(os.path.join(path, ITEMS_FILE), "item corpus snapshot")
-    if array_digest(items) != record.get("items_sha256"):
-        raise ValueError(f"{os.path.join(path, ITEMS_FILE)} was changed after training (its hash differs from {run_path}); retrain.")
-    features = read_json(os.path.join(path, FEATURES_FILE), "features")
-    return TrainedRun(path, config, features, items, record, checkpoint)

@@ -5,7 +5,7 @@ running top-k per query, so it never holds the dense [queries, items] score matr
 memory is O(query_block * (item_block + k)) floats. Scoring and selection are TensorFlow ops
 (``tf.matmul``, ``tf.math.top_k``: multi-threaded, about 10x faster than ``np.argpartition`` on a
 [1024, 65536] block on this package's 2-core test machine). The result equals
-:func:`yt_bias.evaluation.exact.top_k` on the same scores (ties between equal scores aside).
+:func:`yt_bias.retrieval.exact.top_k` on the same scores (ties between equal scores aside).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from yt_bias._keras import tf
 
 
 def _check(name: str, value: int, low: int = 1) -> int:
@@ -28,8 +30,6 @@ def _merge(best_scores, best_index, scores, offset: int, k: int):
     before the block and holds lower item indices, so ties resolve to the lower item index, as a
     full sort would.
     """
-    from yt_bias._keras import tf
-
     block_scores, block_index = tf.math.top_k(scores, k=min(k, int(scores.shape[1])))
     all_scores = tf.concat([best_scores, block_scores], axis=1)
     all_index = tf.concat([best_index, tf.cast(block_index, tf.int64) + offset], axis=1)
@@ -53,7 +53,7 @@ def blockwise_top_k(
         only one block of it is read at a time).
       k: results per query (capped at num_items).
       exclude: per query, item indices it may not return; where fewer than k items remain the
-        missing ranks are -1, as in :func:`yt_bias.evaluation.exact.top_k`.
+        missing ranks are -1, as in :func:`yt_bias.retrieval.exact.top_k`.
       item_block: items scored at once.
       query_block: queries scored at once.
     Returns:
@@ -74,8 +74,6 @@ def blockwise_top_k(
     item_block, query_block = _check("item_block", item_block), _check("query_block", query_block)
     if exclude is not None and len(exclude) != num_queries:
         raise ValueError(f"exclude must hold one list per query ({num_queries}); received {len(exclude)}.")
-    from yt_bias._keras import tf
-
     result = np.full((num_queries, k), -1, np.int64)
     for q_start in range(0, num_queries, query_block):
         q_stop = min(q_start + query_block, num_queries)
