@@ -1,8 +1,9 @@
 """A parameter-server cluster on 127.0.0.1 for tests and benchmarks: worker and PS processes, a chief on demand.
 
 Each process runs ``python -m yt_bias.cli.cluster_task`` with ``TF_CONFIG`` set for its role, exactly
-as on real machines; :class:`LocalCluster` picks free ports, can kill and restart a worker, and always
-kills every process it started.
+as on real machines; :class:`LocalCluster` picks free ports, can kill and restart any task (worker,
+parameter server or chief: SIGKILL, as a machine failure would), waits for a line in a task's log,
+and always kills every process it started.
 """
 
 from __future__ import annotations
@@ -74,13 +75,38 @@ class LocalCluster:
             for index in range(len(self.spec.get(task_type, []))):
                 self.servers[(task_type, index)] = self._start(task_type, index)
 
+    def log_path(self, task_type: str, index: int = 0) -> str:
+        """The log of one task (every start of that task appends to it)."""
+        return os.path.join(self.log_dir, f"{task_type}_{index}.log")
+
     def kill(self, task_type: str, index: int) -> None:
-        """SIGKILLs one server process (as a machine failure would)."""
+        """SIGKILLs one task's process (as a machine failure would): a server, or the chief."""
         _kill(self.servers.pop((task_type, index)))
 
     def restart(self, task_type: str, index: int) -> None:
         """Starts a killed server again on its address (its port is freed by the kill)."""
         self.servers[(task_type, index)] = self._start(task_type, index)
+
+    def wait_for(self, text: str, task_type: str = "chief", index: int = 0, timeout: float = 300.0,
+                 count: int = 1, after: int = 0) -> str:
+        """Waits until ``text`` occurs ``count`` times in the task's log after byte ``after``; returns that part of the log.
+
+        Raises:
+          RuntimeError: the task exited first, or ``timeout`` seconds passed.
+        """
+        path, proc = self.log_path(task_type, index), self.servers.get((task_type, index))
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(path, "rb") as f:
+                f.seek(after)
+                log = f.read().decode("utf-8", errors="replace")
+            if log.count(text) >= count:
+                return log
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{task_type}:{index} exited (rc {proc.returncode}) before {text!r} x{count}: see {path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {text!r} x{count} in {path}")
+            time.sleep(0.02)
 
     def run_chief(self, args: Sequence[str], timeout: float) -> subprocess.Popen:
         """Starts the coordinator with ``args`` (returns the process; the caller waits on it)."""
