@@ -23,8 +23,14 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.7",
 ]
 
+# yt_bias.keras3: Keras 3 with the JAX backend (TensorFlow's Keras 3 backend needs nothing more), and
+# keras-rs for the retrieval layers the examples use. The tests run on both backends, so "test" has them too.
+KERAS3_REQUIRES = ["keras>=3.10", "keras-rs==0.4.*", "jax[cpu]>=0.5"]
+
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=7", "pytest-xdist>=3", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6", "pyarrow>=14", "pdoc>=14", "packaging>=23"],
+    "test": ["pytest>=7", "pytest-xdist>=3", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6", "pyarrow>=14", "pdoc>=14", "packaging>=23",
+             *KERAS3_REQUIRES],
+    "keras3": KERAS3_REQUIRES,
     "parquet": ["pyarrow>=14"],
     "notebooks": ["jupyter", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6"],
     "dev": ["ruff>=0.5", "pdoc>=14"],

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 # isort: off
-import yt_bias  # noqa: F401  (Keras 2 before TensorFlow: this file also runs as a script, without conftest)
+import yt_bias._keras  # noqa: F401  (Keras 2 before TensorFlow: this file also runs as a script, without conftest)
 import tensorflow_recommenders as tfrs
 # isort: on
 

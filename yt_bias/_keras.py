@@ -1,4 +1,8 @@
-"""Keras 2 (tf-keras) for the whole package, set up before TensorFlow is first imported.
+"""Keras 2 (tf-keras) for the package's tf-keras parts, set up before TensorFlow is first imported.
+
+Every tf-keras module of the package imports its ``keras`` and ``tf`` from here, so the first of
+them to load selects Keras 2; ``import yt_bias`` alone does not (see :mod:`yt_bias`), and
+:mod:`yt_bias.keras3` never imports this module.
 
 TFRS 0.7.7 needs Keras 2. TensorFlow 2.20 picks Keras 2 only when TF_USE_LEGACY_KERAS=1 is set
 before ``import tensorflow`` runs, so this module sets it, and refuses to go on if TensorFlow was
@@ -11,9 +15,10 @@ import os
 import sys
 
 _HINT = (
-    "yt_bias needs Keras 2 (tf-keras): TensorFlow was already imported with Keras 3. "
-    "Import yt_bias before tensorflow, or set TF_USE_LEGACY_KERAS=1 in the environment "
-    "before starting Python (and `pip install tf-keras==2.20.*`)."
+    "yt_bias's tf-keras parts need Keras 2 (tf-keras): TensorFlow was already imported with Keras 3. "
+    "Call yt_bias.use_tf_keras() (or import those parts) before tensorflow, or set TF_USE_LEGACY_KERAS=1 "
+    "in the environment before starting Python (and `pip install tf-keras==2.20.*`). "
+    "For Keras 3 (any backend) use yt_bias.keras3 instead."
 )
 
 

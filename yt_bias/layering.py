@@ -8,7 +8,7 @@ cycle, and on a module that is in no layer: a new subpackage is added to the tup
 The layers follow the data flow: configuration and feature descriptions; data sets; the model's
 parts (towers, frequency estimators, losses, negatives, the model); retrieval (corpus embedding,
 exact and ScaNN top-K, most-popular); trained runs read back (and the model a config describes);
-evaluation; training drivers and the run directories they write; serving; integrations with other libraries; studies, experiment grids and benchmarks;
+evaluation; training drivers and the run directories they write; serving; integrations with other libraries (and the Keras 3 path, any backend); studies, experiment grids and benchmarks;
 the report that runs them; entry points (the command line, the cluster process, the package's public façade).
 
 Names are dotted module names; a package's ``__init__`` is the package's own name, and
@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ranking", ("yt_bias.ranking.*",)),
     ("training", ("yt_bias.training.*",)),
     ("serving", ("yt_bias.serving.*",)),
-    ("integrations", ("yt_bias.integrations.*",)),
+    ("integrations", ("yt_bias.integrations.*", "yt_bias.keras3.*")),
     ("studies", ("yt_bias.studies.*", "yt_bias.experiments.*", "yt_bias.benchmarks.*")),
     ("report", ("yt_bias.report.*",)),
     ("entry points", ("yt_bias", "yt_bias.__main__", "yt_bias.cli.*", "yt_bias.testing.*")),

@@ -6,3 +6,5 @@
 
 May import: everything below it.
 """
+
+from yt_bias import _keras  # noqa: F401  (Keras 2 before the modules below import TFRS and TensorFlow)

@@ -1,0 +1,57 @@
+"""yt_bias.keras3 in fresh Keras 3 processes: the JAX backend, and what importing the package selects.
+
+Keras 3 reads its backend once, at the first ``import keras``, and the tf-keras tests load
+TensorFlow with Keras 2 into this process; so the JAX checks run tests/test_keras3_backend.py in
+a subprocess with ``KERAS_BACKEND=jax`` (the plain run covers Keras 3's TensorFlow backend).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(code_or_args, backend: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "KERAS_BACKEND")}
+    env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
+    args = ["-c", code_or_args] if isinstance(code_or_args, str) else code_or_args
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_the_keras3_checks_pass_on_the_jax_backend():
+    result = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_keras3_backend.py"], "jax")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout
+
+
+def test_importing_the_package_selects_no_keras_and_keras3_on_jax_imports_no_tensorflow():
+    code = (
+        "import os, sys\n"
+        "import yt_bias\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules)\n"
+        "assert 'TF_USE_LEGACY_KERAS' not in os.environ\n"
+        "import yt_bias.keras3, yt_bias.config, keras\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "print('tensorflow' in sys.modules, 'yt_bias._keras' in sys.modules)\n"
+    )
+    result = _run(code, "jax")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_a_tf_keras_part_in_a_keras3_tensorflow_process_raises_a_clear_error():
+    code = (
+        "import yt_bias.keras3, keras, tensorflow as tf\n"
+        "assert keras.backend.backend() == 'tensorflow' and not tf.keras.__name__.startswith('tf_keras')\n"
+        "try:\n"
+        "    yt_bias.StreamingFrequencyEstimator\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = _run(code, "tensorflow")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "yt_bias's tf-keras parts need Keras 2 (tf-keras)" in result.stdout
+    assert "use yt_bias.keras3 instead" in result.stdout
