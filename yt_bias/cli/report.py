@@ -50,8 +50,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.movielens and not os.path.isdir(args.movielens):
         raise FileNotFoundError(f"--movielens {args.movielens}: no such directory.")
+    if os.path.lexists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a file; expected the report folder (a directory).")
     start = time.perf_counter()
     if args.merge:
+        if not os.path.isfile(os.path.join(args.merge, "report.json")):
+            what = "a directory without report.json" if os.path.isdir(args.merge) else "not a directory"
+            raise FileNotFoundError(f"--merge {args.merge!r} is {what}; expected the --out folder of another yt-bias report run.")
         report = merge_report(args.out, args.merge, args.only or None)
     elif args.render_only:
         report = read_report(args.out)

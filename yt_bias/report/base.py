@@ -145,15 +145,30 @@ def command_for(name: str, settings: Settings, out_dir: str = "OUT") -> str:
 
 
 def read_report(out_dir: str) -> dict[str, Any]:
+    """The report in ``out_dir`` (an empty one when it has no ``report.json``).
+
+    Raises:
+      ValueError: ``report.json`` is damaged (not JSON, or not a report); the message names it.
+    """
     path = os.path.join(out_dir, REPORT_FILE)
     if not os.path.exists(path):
         return {"sections": {}}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            report = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is damaged ({error}); restore it (e.g. from git) or rerun yt-bias report.") from None
+    if not isinstance(report, dict) or not isinstance(report.get("sections", {}), dict):
+        raise ValueError(f"{path} is not a yt-bias report (expected an object with 'sections'); restore it or rerun.")
+    report.setdefault("sections", {})
+    return report
 
 
 def write_report(out_dir: str, report: dict[str, Any]) -> None:
     """Writes ``report.json`` atomically (temporary file, then rename)."""
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out {out_dir!r} is a file; expected the report folder (a directory).")
+    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, REPORT_FILE)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
