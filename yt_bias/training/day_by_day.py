@@ -401,6 +401,12 @@ def _resume(run: RunDirectory, config, dataset, days, names, hashes):
         history = list(read_json(state_path, "stream state").get("days", []))
     for d, day in enumerate(history):
         if d < len(hashes) and day.get("day_sha256") not in (None, hashes[d]):
+            if config.stream.source == "generator":  # its days are redrawn for the number of days asked
+                raise RunConflict(
+                    f"{names[d]} differs from the day {d} trained in {run.path!r}: the generator draws every day again "
+                    f"for stream.days={config.stream.days} (a changed --days regenerates all days), so a finished "
+                    "generator stream cannot be extended; use --overwrite (start over) or a new --workdir."
+                )
             raise RunConflict(
                 f"{names[d]}: its rows changed since day {d} was trained in {run.path!r}; "
                 "use --overwrite (start over) or a new --workdir."
@@ -410,6 +416,13 @@ def _resume(run: RunDirectory, config, dataset, days, names, hashes):
     for count in range(len(history), 0, -1):
         prefix = os.path.join(run.path, history[count - 1].get("checkpoint", f"checkpoint/ckpt-{count}"))
         if not tf.io.gfile.exists(prefix + ".index"):
+            failures.append(f"the checkpoint {prefix!r} of day {count - 1} is missing")
+            warnings.warn(
+                f"stream resume: the committed checkpoint {prefix!r} of day {count - 1} is missing (its .index file); "
+                "falling back to an earlier day, whose later days are trained again.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             continue
         try:
             model, completed, checkpoint = _restore(config, dataset, prefix, days, count)
