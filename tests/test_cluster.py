@@ -333,7 +333,7 @@ def test_parameter_server_workers_read_their_own_shards(tmp_path):
             "--shuffle-buffer", "256", "--log-every", "10"]
     with LocalCluster(num_workers=2, num_ps=1, log_dir=logs) as cluster:
         cluster.start_servers()
-        _run_chief(cluster, args, logs)
+        _run_chief(cluster, args)
     with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
         metrics = json.load(f)
     assert metrics["closures_done"] == 40 and metrics["estimator_step"] == 40
