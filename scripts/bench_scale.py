@@ -22,6 +22,10 @@ writes ``<out>/<phase>.json``; ``report`` prints the table of all phases found. 
   training files (all, or ``--train-rows``' worth), the same list for every query; and, for the
   ``--tag`` model's exact top lists, how many distinct items they hold and the share of its top-10
   items that never occur in those training rows.
+* ``epoch``: the file-training epoch against the bare train step (``--steps`` batches, ``--rounds``
+  rounds interleaved: bare step, ``model.fit`` in memory, ``model.fit`` from the shards, the shard
+  reader alone, the estimator alone), then evaluation timed apart: ms per step, examples/s, the
+  ratios to the bare step.
 * ``single``, ``ps1``, ``ps2``: ``--steps`` batches from all training shards in one process and on a
   loopback parameter-server cluster of 1 PS and 1 or 2 workers (``LocalCluster``; each worker
   reads its own files): examples/s after the first (warm-up) step.
@@ -47,7 +51,7 @@ import time
 
 import numpy as np
 
-PHASES = ("formats", "generate", "train", "evaluate", "scann", "popularity", "single", "ps1", "ps2", "report")
+PHASES = ("formats", "generate", "epoch", "train", "evaluate", "scann", "popularity", "single", "ps1", "ps2", "report")
 
 
 def _peak_rss_mb() -> float:
@@ -371,6 +375,134 @@ def phase_ps2(args) -> dict:
     return _phase_ps(args, 2)
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(function) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, its tf.data and op threads included) of ``function()``."""
+    start, cpu = time.perf_counter(), _cpu_seconds()
+    function()
+    return time.perf_counter() - start, _cpu_seconds() - cpu
+
+
+def _file_rows(files: list[str]) -> list[int]:
+    from yt_bias.data.shards import count_rows
+
+    return [count_rows([path]) for path in files]
+
+
+def phase_epoch(args) -> dict:
+    """The file-training epoch against the bare train step, with its parts measured apart, in rounds.
+
+    Each round runs, one after another on the same model: ``bare`` (the compiled train function
+    called ``--steps`` times on batches already in memory: the step alone), ``fit_memory``
+    (``model.fit`` over the same in-memory batches: the fit loop's own cost), ``fit_files``
+    (``model.fit`` over ``--steps`` batches read from the shards, as ``fit_on_files`` trains:
+    declared length, the divergence guard), ``pipeline`` (the shard reader alone, no training)
+    and ``estimator`` (the streaming estimator's update and read of the batches' items alone).
+    ``first_batch`` times building the reader and its first batch (file checks, shuffle buffer),
+    which a real epoch pays once: the projected ratio of a full pass over the files is
+    ``(startup + batches x fit_files' per-step time net of startup) / (batches x bare step)``.
+    Ratios are per round, then the median, in wall time and in CPU time of the process (its tf.data
+    and op threads included: what a mode costs the machine, whatever the other jobs take);
+    evaluation (``--eval-queries`` queries over the whole corpus) is timed once at the end.
+    """
+    import yt_bias  # noqa: F401
+    from yt_bias._keras import keras, tf
+    from yt_bias.core.frequency import estimator_from_settings
+    from yt_bias.data.shards import read_shards
+    from yt_bias.training.divergence import DivergenceGuard
+    from yt_bias.training.from_files import corpus_dataset, evaluate_files
+    from yt_bias.training.train import build_model
+
+    config = _config(args, args.variant)
+    corpus = corpus_dataset(_data(args))
+    files = _train_files(args)
+    keras.utils.set_random_seed(args.seed)
+    model = build_model(config, corpus)
+    steps, batch = args.steps, args.batch_size
+
+    def from_files():
+        data = read_shards(files, corpus.features, batch, args.shuffle_buffer, seed=args.seed).take(steps)
+        return data.apply(tf.data.experimental.assert_cardinality(steps))
+
+    memory = from_files().cache()
+    for _ in memory:  # fills the cache: these batches are now tensors in memory
+        pass
+    model.fit(memory.take(2), epochs=1, verbose=0)  # tracing
+    train_function = model.make_train_function()
+    estimator = estimator_from_settings(config.estimator, name="bench_estimator")
+    item_id = corpus.features.item_id
+    ids = [b[item_id] for b in memory]
+    update = tf.function(lambda x: estimator.update_and_probability(x))
+    update(ids[0])
+
+    def bare():
+        iterator = iter(memory)
+        for _ in range(steps):
+            logs = train_function(iterator)
+        float(logs["loss"])
+
+    def estimator_only():
+        for x in ids:
+            p = update(x)
+        p.numpy()
+
+    def pipeline():
+        for _ in from_files():
+            pass
+
+    def first_batch():
+        next(iter(from_files()))
+
+    modes = {
+        "bare": bare,
+        "fit_memory": lambda: model.fit(memory, epochs=1, verbose=0),
+        "fit_files": lambda: model.fit(from_files(), epochs=1, verbose=0, callbacks=[DivergenceGuard()]),
+        "pipeline": pipeline,
+        "first_batch": first_batch,
+        "estimator": estimator_only,
+    }
+    seconds = {name: [] for name in modes}
+    cpu = {name: [] for name in modes}
+    for round_ in range(args.rounds):
+        for name, function in modes.items():
+            wall, used = _timed(function)
+            seconds[name].append(wall)
+            cpu[name].append(used)
+        print(f"[{time.strftime('%H:%M:%S')}] epoch round {round_ + 1}: "
+              + ", ".join(f"{n} {v[-1]:.1f} s" for n, v in seconds.items()) + f", load {_load()}", flush=True)
+    ratios = {name: [s / b for s, b in zip(seconds[name], seconds["bare"])] for name in modes if name != "bare"}
+    start = time.perf_counter()
+    metrics = evaluate_files(model, corpus, os.path.join(_data(args), "test"), args.ks, max_queries=args.eval_queries)
+    evaluation = time.perf_counter() - start
+    rows = steps * batch
+    # A full pass: the startup (building the reader, checking the files, filling the shuffle buffer:
+    # first_batch) once, then every batch at fit_files' rate net of that startup.
+    epoch_batches = sum(_file_rows(files)) // batch
+    startup = float(np.median(seconds["first_batch"]))
+    per_step = (float(np.median(seconds["fit_files"])) - startup) / steps
+    bare_step = float(np.median(seconds["bare"])) / steps
+    return {
+        "steps": steps, "batch_size": batch, "rounds": args.rounds, "items": corpus.num_items,
+        "seconds": {n: [round(v, 2) for v in vs] for n, vs in seconds.items()},
+        "ms_per_step": {n: round(1000 * float(np.median(vs)) / steps, 1) for n, vs in seconds.items()},
+        "examples_per_second": {n: round(rows / float(np.median(vs))) for n, vs in seconds.items()},
+        "ratio_to_bare_median": {n: round(float(np.median(r)), 3) for n, r in ratios.items()},
+        "ratio_to_bare_range": {n: [round(min(r), 3), round(max(r), 3)] for n, r in ratios.items()},
+        # CPU seconds per step: what a mode costs the machine whatever the other jobs take.
+        "cpu_ms_per_step": {n: round(1000 * float(np.median(vs)) / steps, 1) for n, vs in cpu.items()},
+        "cpu_ratio_to_bare_median": {n: round(float(np.median([c / b for c, b in zip(cpu[n], cpu["bare"])])), 3)
+                                     for n in modes if n != "bare"},
+        "eval_queries": metrics["num_test_positives"], "eval_seconds": round(evaluation, 1),
+        "epoch_batches": epoch_batches, "startup_seconds": round(startup, 2),
+        "fit_files_steady_ms_per_step": round(1000 * per_step, 1),
+        "epoch_ratio_projected": round((startup + epoch_batches * per_step) / (epoch_batches * bare_step), 3),
+    }
+
+
 def _row(results: dict, name: str) -> dict | None:
     return results.get(name)
 
@@ -430,6 +562,7 @@ def main() -> None:
     parser.add_argument("--item-block", type=int, default=65536)
     parser.add_argument("--query-block", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=200, help="single/ps1/ps2: batches to train")
+    parser.add_argument("--rounds", type=int, default=3, help="epoch: rounds of the interleaved measurements")
     parser.add_argument("--ps-timeout", type=float, default=3600)
     parser.add_argument("--format-rows", type=int, default=200_000, help="formats: rows written and read per format")
     parser.add_argument("--seed", type=int, default=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 _EXPERIMENT_MODULES: tuple[str, ...] = ("yt_bias.cli.experiment_table1", "yt_bias.cli.experiment_strategies",
-    "yt_bias.cli.experiment_estimand", "yt_bias.cli.experiment_drift",)
+    "yt_bias.cli.experiment_estimand", "yt_bias.cli.experiment_drift", "yt_bias.cli.experiment_scale",)
 
 
 def register(subparsers) -> None:

@@ -25,7 +25,7 @@ from yt_bias._keras import keras, tf
 from yt_bias.config import ExperimentConfig
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset
 from yt_bias.data.manifest import check_data_folder
-from yt_bias.data.shards import SHARD_SUFFIX, read_items, read_shards, shard_files, shard_summary
+from yt_bias.data.shards import SHARD_SUFFIX, count_rows, read_items, read_shards, shard_files, shard_summary
 from yt_bias.data.synthetic_shards import TEST_DIR
 from yt_bias.training.divergence import DivergenceGuard
 from yt_bias.evaluation.exact import check_ks, recall_at_k
@@ -46,6 +46,34 @@ def corpus_dataset(directory: str, name: str | None = None) -> RecDataset:
     empty = {spec.name: np.zeros((0, *spec.shape), np.float32 if spec.kind == "dense" else np.str_) for spec in features.query}
     empty.update({ITEM_INDEX: np.zeros(0, np.int64), REWARD: np.zeros(0, np.float32), QUERY_KEY: np.zeros(0, np.str_)})
     return RecDataset(name or f"shards:{directory}", features, items, dict(empty), dict(empty))
+
+
+def epoch_batches(pattern, batch_size: int, rows: int | None = None) -> int:
+    """The full batches of one pass over the shards of ``pattern``: ``rows // batch_size``.
+
+    ``rows`` (the shards' row count, e.g. from a data set's manifest) saves the count; without it
+    the rows are counted from the shards' records (:func:`~yt_bias.data.shards.count_rows`).
+
+    Raises:
+      ValueError: the shards hold fewer rows than one batch.
+    """
+    rows = count_rows(pattern) if rows is None else int(rows)
+    if rows < batch_size:
+        raise ValueError(f"train.batch_size={batch_size} is larger than the {rows} rows of the shards {pattern!r}.")
+    return rows // batch_size
+
+
+def sized_shards(pattern, features, batch_size: int, shuffle_buffer: int, seed: int, rows: int | None = None):
+    """:func:`~yt_bias.data.shards.read_shards` with its number of batches declared (``assert_cardinality``).
+
+    Keras then knows the epoch's length (the progress bar shows a total and time left), re-reads
+    the files each epoch, and stops after exactly :func:`epoch_batches` steps, so the optimizer's
+    ``iterations`` equals the batches trained; a pass that yields another number of batches
+    fails instead of passing silently.
+    """
+    batches = epoch_batches(pattern, batch_size, rows)
+    data = read_shards(pattern, features, batch_size, shuffle_buffer, seed=seed)
+    return data.apply(tf.data.experimental.assert_cardinality(batches)), batches
 
 
 def _check_config(config: ExperimentConfig) -> None:
@@ -186,19 +214,24 @@ def fit_on_files(
     if workdir:
         extra = {"data_files": {**shard_summary(pattern), **data_check}, "dense_ranges": data_check["dense_ranges"] or {}}
         with RunDirectory.start(workdir, config, corpus, mode=mode, extra=extra) as run:
-            metrics = _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, workdir, run, max_eval_queries)
+            metrics = _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, workdir, run, max_eval_queries,
+                           data_check["rows"])
             run.finish(metrics)
         return metrics
-    return _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, None, None, max_eval_queries)
+    return _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, None, None, max_eval_queries, data_check["rows"])
 
 
-def _fit(config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, workdir, run, max_eval_queries) -> dict[str, Any]:
+def _fit(
+    config, corpus, pattern, eval_pattern, shuffle_buffer, steps_per_epoch, workdir, run, max_eval_queries, rows=None
+) -> dict[str, Any]:
     keras.utils.set_random_seed(config.train.seed)
     with _strategy_scope(config):
         model = build_model(config, corpus)
-    data = read_shards(pattern, corpus.features, config.train.batch_size, shuffle_buffer, seed=config.train.seed)
     if steps_per_epoch is not None:
-        data = data.repeat()
+        data = read_shards(pattern, corpus.features, config.train.batch_size, shuffle_buffer, seed=config.train.seed).repeat()
+    else:
+        # The epoch's length from the manifest's row counts (counted from the shards without one).
+        data, _ = sized_shards(pattern, corpus.features, config.train.batch_size, shuffle_buffer, config.train.seed, rows)
     callbacks: list[keras.callbacks.Callback] = [
         DivergenceGuard(hint=f"Lower train.learning_rate (now {config.train.learning_rate:g}).")
     ]
