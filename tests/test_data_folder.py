@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from cli_errors import one_line_error
 from yt_bias import cli
 from yt_bias.data import manifest as manifest_lib
 from yt_bias.data import shards as shards_lib
@@ -36,15 +37,6 @@ def _hashes(folder) -> dict[str, str]:
             with open(path, "rb") as f:
                 found[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
     return found
-
-
-def _error(capsys, *needles):
-    err = capsys.readouterr().err
-    lines = [line for line in err.strip().splitlines() if line.startswith("yt-bias")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +69,11 @@ def test_a_non_empty_out_is_refused_before_anything_is_written(folders, tmp_path
     shutil.copytree(folders / "a", target)
     before = _hashes(target)
     assert _generate(target, 50, 3) == 2
-    _error(capsys, str(target), "not empty", "--overwrite")
+    one_line_error(capsys, str(target), "not empty", "--overwrite")
     assert _hashes(target) == before  # the items table is untouched
     code = cli.main(["data", "convert", "--preset", "smoke", "--out", str(target)])
     assert code == 2
-    _error(capsys, str(target), "not empty")
+    one_line_error(capsys, str(target), "not empty")
     assert _hashes(target) == before
     # --overwrite replaces the folder whole: no file of the old set is left.
     (target / "part-00009.tfrecord").write_bytes(b"an old shard")
@@ -92,7 +84,7 @@ def test_a_non_empty_out_is_refused_before_anything_is_written(folders, tmp_path
     # A folder holding other files is never replaced, not even with --overwrite.
     (target / "notes.txt").write_text("mine")
     assert _generate(target, 50, 3, "--overwrite") == 2
-    _error(capsys, "notes.txt", "not a data set")
+    one_line_error(capsys, "notes.txt", "not a data set")
     assert (target / "notes.txt").read_text() == "mine"
 
 
@@ -100,11 +92,11 @@ def test_a_run_workdir_is_never_written_into(folders, capsys):
     run = folders / "run"
     before = _hashes(run)
     assert _generate(run, 50) == 2
-    _error(capsys, str(run), "training run's workdir", "run.json")
+    one_line_error(capsys, str(run), "training run's workdir", "run.json")
     assert _generate(run, 50, 0, "--overwrite") == 2
-    _error(capsys, "training run's workdir")
+    one_line_error(capsys, "training run's workdir")
     assert cli.main(["data", "convert", "--preset", "smoke", "--out", str(run), "--overwrite"]) == 2
-    _error(capsys, "training run's workdir")
+    one_line_error(capsys, "training run's workdir")
     assert _hashes(run) == before
 
 
@@ -112,7 +104,7 @@ def test_out_that_is_a_file_names_it(tmp_path, capsys):
     path = tmp_path / "file"
     path.write_text("x")
     assert _generate(path, 50) == 2
-    _error(capsys, str(path), "is a file")
+    one_line_error(capsys, str(path), "is a file")
     assert path.read_text() == "x"
 
 
@@ -153,13 +145,13 @@ def test_an_items_table_of_another_data_set_is_refused(folders, tmp_path, capsys
     shutil.copytree(folders / "a", mixed)
     shutil.copy(folders / "b" / "items.npz", mixed / "items.npz")  # shards of 120 items, a table of 50
     assert _train_files(capsys, mixed, tmp_path / "run") == 2
-    _error(capsys, "has 50 items", "records 120 items", "manifest.json")
+    one_line_error(capsys, "has 50 items", "records 120 items", "manifest.json")
     assert not (tmp_path / "run" / "metrics.json").exists()
     # Without a manifest, the shards' first blocks still catch it.
     os.remove(mixed / "manifest.json")
     with pytest.warns(UserWarning, match="no manifest.json"):
         assert _train_files(capsys, mixed, tmp_path / "run") == 2
-    _error(capsys, "item_index", "50 items", "another data set")
+    one_line_error(capsys, "item_index", "50 items", "another data set")
 
 
 def test_a_changed_or_foreign_shard_is_refused(folders, tmp_path, capsys):
@@ -170,14 +162,14 @@ def test_a_changed_or_foreign_shard_is_refused(folders, tmp_path, capsys):
     data[-5] ^= 0xFF  # same size, other bytes
     shard.write_bytes(bytes(data))
     assert _train_files(capsys, changed, tmp_path / "run") == 2
-    _error(capsys, "part-00001.tfrecord", "SHA-256", "manifest")
+    one_line_error(capsys, "part-00001.tfrecord", "SHA-256", "manifest")
     shutil.copy(folders / "b" / "part-00000.tfrecord", changed / "part-00001.tfrecord")
     assert _train_files(capsys, changed, tmp_path / "run") == 2
-    _error(capsys, "part-00001.tfrecord", "bytes", "records")
+    one_line_error(capsys, "part-00001.tfrecord", "bytes", "records")
     shutil.copy(folders / "a" / "part-00001.tfrecord", changed / "part-00001.tfrecord")
     shutil.copy(folders / "b" / "part-00000.tfrecord", changed / "part-00007.tfrecord")
     assert _train_files(capsys, changed, tmp_path / "run") == 2
-    _error(capsys, "part-00007.tfrecord", "not listed in the manifest")
+    one_line_error(capsys, "part-00007.tfrecord", "not listed in the manifest")
 
 
 def test_a_run_records_the_manifest_and_export_tells_when_the_data_changed(folders, tmp_path):

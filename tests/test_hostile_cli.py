@@ -8,18 +8,11 @@ import sys
 
 import pytest
 
+from cli_errors import one_line_error
 from yt_bias import cli
 
 # TensorFlow's C++ start-up lines (CUDA stub, oneDNN note, CPU feature guard, cuInit).
 START_UP_LINES = ("cudart_stub", "cpu_feature_guard", "cuda_platform", "cuInit", "oneDNN custom operations")
-
-
-def _one_line_error(capsys, *needles):
-    err = capsys.readouterr().err
-    lines = [line for line in err.strip().splitlines() if line.startswith("yt-bias")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def test_commands_print_no_tensorflow_start_up_lines(tmp_path):
@@ -58,7 +51,7 @@ def test_quiet_only_when_the_user_did_not_ask(monkeypatch):
 def test_generate_sizes_and_seed_name_the_field(tmp_path, capsys, argv, needles):
     out = tmp_path / "d"
     assert cli.main(["data", "generate", "--out", str(out), *argv]) == 2
-    _one_line_error(capsys, *needles)
+    one_line_error(capsys, *needles)
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
@@ -70,4 +63,4 @@ def test_memory_error_is_one_line(capsys, monkeypatch):
 
     monkeypatch.setattr(data_cli, "run_generate", exhausted)
     assert cli.main(["data", "generate", "--out", "x", "--items", "50", "--interactions", "100"]) == 2
-    _one_line_error(capsys, "out of memory")
+    one_line_error(capsys, "out of memory")

@@ -8,35 +8,28 @@ import os
 
 import pytest
 
+from cli_errors import one_line_error
 from yt_bias import cli
 from yt_bias import config as config_lib
 from yt_bias.config import SyntheticConfig
 from yt_bias.data.synthetic import generate
 
 
-def _one_line_error(capsys, *needles):
-    err = capsys.readouterr().err
-    lines = [line for line in err.strip().splitlines() if line.startswith("yt-bias")]
-    assert len(lines) == 1 and "Traceback" not in err and ".tmp" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-
-
 def test_report_out_that_is_a_file(tmp_path, capsys):
     path = tmp_path / "file"
     path.write_text("x")
     assert cli.main(["report", "--out", str(path), "--quick", "--only", "serving"]) == 2
-    _one_line_error(capsys, str(path), "is a file")
+    assert ".tmp" not in one_line_error(capsys, str(path), "is a file")
     assert path.read_text() == "x"
 
 
 def test_report_merge_from_a_missing_or_empty_folder(tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["report", "--out", str(out), "--merge", str(tmp_path / "missing")]) == 2
-    _one_line_error(capsys, "--merge", "missing", "not a directory")
+    one_line_error(capsys, "--merge", "missing", "not a directory")
     (tmp_path / "empty").mkdir()
     assert cli.main(["report", "--out", str(out), "--merge", str(tmp_path / "empty")]) == 2
-    _one_line_error(capsys, "--merge", "without report.json")
+    one_line_error(capsys, "--merge", "without report.json")
     assert not out.exists()
 
 
@@ -54,12 +47,12 @@ def test_a_damaged_report_json_is_named(tmp_path, capsys):
     out.mkdir()
     (out / "report.json").write_text('{"sections": {"main": ')
     assert cli.main(["report", "--out", str(out), "--render-only"]) == 2
-    _one_line_error(capsys, os.path.join(str(out), "report.json"), "is damaged")
+    one_line_error(capsys, os.path.join(str(out), "report.json"), "is damaged")
     other = tmp_path / "other"
     other.mkdir()
     (other / "report.json").write_text("[1, 2]")
     assert cli.main(["report", "--out", str(tmp_path / "o2"), "--merge", str(other)]) == 2
-    _one_line_error(capsys, os.path.join(str(other), "report.json"), "not a yt-bias report")
+    one_line_error(capsys, os.path.join(str(other), "report.json"), "not a yt-bias report")
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,10 @@ import os
 
 import pytest
 
+from cli_errors import one_line_error
 from yt_bias import cli
 
 STREAM = ["train", "--stream", "--preset", "smoke", "--set", "train.verbose=0"]
-
-
-def _one_line_error(capsys, *needles):
-    err = capsys.readouterr().err
-    lines = [line for line in err.strip().splitlines() if line.startswith("yt-bias")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def test_more_days_on_a_finished_generator_stream_says_days_are_regenerated(tmp_path, capsys):
@@ -26,7 +19,7 @@ def test_more_days_on_a_finished_generator_stream_says_days_are_regenerated(tmp_
     assert cli.main([*STREAM, "--days", "2", "--workdir", workdir]) == 0
     capsys.readouterr()
     assert cli.main([*STREAM, "--days", "3", "--workdir", workdir]) == 2
-    _one_line_error(capsys, "generator draws every day again", "stream.days=3", "cannot be extended", "--overwrite")
+    one_line_error(capsys, "generator draws every day again", "stream.days=3", "cannot be extended", "--overwrite")
     # A missing committed checkpoint: the resume falls back to the day before, with a warning.
     (index,) = glob.glob(os.path.join(workdir, "checkpoint", "ckpt-2.index"))
     os.remove(index)
