@@ -1,4 +1,4 @@
-"""notebooks/03_negative_sampling.ipynb runs top to bottom with small settings (quick() data, three strategies, one seed)."""
+"""notebooks/03_negative_sampling.ipynb runs top to bottom with small settings (quick() data, three strategies, one seed, two rankers)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "03_negat
 def test_notebook_03_executes(tmp_path):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assert notebook.cells[1].source.startswith("# Parameters")
-    notebook.cells[1].source = 'SMALL = True\nSTRATEGY_NAMES = ("in-batch", "mixed", "impressions-hard-negative")\nSEEDS = (0,)'
+    notebook.cells[1].source = (
+        'SMALL = True\nSTRATEGY_NAMES = ("in-batch", "mixed", "impressions-hard-negative")\nSEEDS = (0,)\n'
+        'RANKERS = ("impressions-pointwise", "candidates-listwise")'
+    )
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     text = "\n".join(
@@ -22,7 +25,8 @@ def test_notebook_03_executes(tmp_path):
         for output in cell.get("outputs", [])
     )
     assert "| in-batch |" in text and "| impressions-hard-negative |" in text and "| mixed |" in text
-    assert "pCTR AUC" in text and "two_stage/ndcg@10" in text
+    assert "pCTR AUC" in text and "slate AUC" in text and "retrieval alone (absolute)" in text
+    assert "-> default two stages (candidates-listwise" in text
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     images = sum("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", []))

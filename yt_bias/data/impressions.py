@@ -93,8 +93,20 @@ class ImpressionsConfig:
 
 
 def _user_rows(dataset: RecDataset, split: str) -> np.ndarray:
-    keys = np.asarray({"train": dataset.train, "test": dataset.test}[split]["user_id"]).astype(str)
-    return np.char.replace(keys, "user_", "").astype(np.int64)
+    return user_rows(np.asarray({"train": dataset.train, "test": dataset.test}[split]["user_id"]))
+
+
+def user_rows(user_ids: np.ndarray) -> np.ndarray:
+    """The synthetic users' rows in the ground truth (``"user_17"`` -> 17)."""
+    return np.char.replace(np.asarray(user_ids).astype(str), "user_", "").astype(np.int64)
+
+
+def click_utility(truth: dict, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The slate click model's ground-truth utility ``w log pop_j + a <u, v_j>`` (before the position
+    cost) of user rows ``users`` [n] for items ``items`` [n, m] (or [m]): [n, m]."""
+    users_v, items_v = truth["user_vectors"], truth["item_vectors"]
+    affinity = np.einsum("nd,n...d->n...", users_v[users], items_v[items]) if np.ndim(items) == 2 else users_v[users] @ items_v[items].T
+    return truth.get("popularity_weight", 1.0) * np.log(truth["popularity"])[items] + float(truth.get("affinity_scale", 5.0)) * affinity
 
 
 def _slate_split(
@@ -192,9 +204,7 @@ def add_impressions(dataset: RecDataset, config: ImpressionsConfig | None = None
 
     slate_mode = config.click_model == "slate"
     if slate_mode:
-        utility = truth.get("popularity_weight", 1.0) * np.log(truth["popularity"])[None, :] + float(
-            truth.get("affinity_scale", 5.0)
-        ) * (users_v @ items_v.T)  # [num_users, num_items] ground truth
+        utility = click_utility(truth, np.arange(len(users_v)), np.arange(num_items))  # [num_users, num_items] ground truth
         consumed = np.zeros((len(users_v), num_items), bool)  # carried from train into test (test is later)
 
     def policy_logits(user_rows: np.ndarray) -> np.ndarray:

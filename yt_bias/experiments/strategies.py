@@ -3,11 +3,12 @@
 For every strategy and seed: train the two-tower model with that strategy's
 :class:`~yt_bias.config.NegativesConfig` on the default data with impressions, and measure exact
 Recall@K (overall and per popularity band: head / torso / tail by training frequency, from
-:func:`yt_bias.evaluation.exact.popularity_bands`) and the training time per epoch. For every seed: train
-the pCTR ranking model on the impressions, with the retriever's score as a feature (AUC, log loss,
-calibration; popularity-CTR baseline), and evaluate the two-stage pipeline (retrieval of the top N by
-the retriever, the in-batch corrected model of the same seed, then re-ranking) on the same queries.
-``yt-bias experiment strategies`` runs it; notebooks/03_negative_sampling.ipynb shows it.
+:func:`yt_bias.evaluation.exact.popularity_bands`) and the training time per epoch. For every seed:
+the two-stage ablations of :mod:`yt_bias.experiments.ranking_ablations` (one retriever, the
+``retriever`` strategy, trained on the training requests minus each user's last
+``validation_per_user``; every ranker variant on top of it; blend weight, depth and the default
+pipeline chosen on those validation requests; test clicks reported with paired differences to
+retrieval alone). ``yt-bias experiment strategies`` runs it; notebooks/03_negative_sampling.ipynb shows it.
 """
 
 from __future__ import annotations
@@ -35,8 +36,15 @@ from yt_bias.data.synthetic import SyntheticConfig
 from yt_bias.evaluation.exact import exclusion_lists, popularity_bands, retrieval_metrics
 from yt_bias.retrieval.embedding import embed
 from yt_bias.retrieval.exact import top_k
-from yt_bias.ranking.two_stage import evaluate_two_stage
-from yt_bias.ranking.model import RankingConfig, evaluate_ranking, train_ranking
+from yt_bias.experiments.ranking_ablations import (
+    BLEND_GRID,
+    RANKER_VARIANTS,
+    default_variant,
+    format_ablations,
+    format_rankers,
+    run_seed,
+)
+from yt_bias.ranking.model import RankingConfig, evaluate_ranking
 from yt_bias.training.train import fit
 
 STRATEGIES: dict[str, NegativesConfig] = {
@@ -77,6 +85,10 @@ class StrategiesConfig:
     pipeline_ks: tuple[int, ...] = (10, 50)
     pipeline_queries: int | None = 3000
     retriever: str = "in-batch"
+    rankers: tuple[str, ...] = tuple(RANKER_VARIANTS)
+    depths: tuple[int, ...] = (20, 50, 100, 300)
+    blends: tuple[float, ...] = BLEND_GRID
+    validation_per_user: int = 2
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.strategies if s not in STRATEGIES]
@@ -86,6 +98,16 @@ class StrategiesConfig:
             raise ValueError("seeds must name at least one seed; received ().")
         if self.retriever not in STRATEGIES:
             raise ValueError(f"retriever must be one of {sorted(STRATEGIES)}; received {self.retriever!r}.")
+        unknown = [r for r in self.rankers if r not in RANKER_VARIANTS]
+        if unknown:
+            raise ValueError(f"rankers must be among {sorted(RANKER_VARIANTS)}; received unknown {unknown}.")
+        if not self.depths or min(self.depths) < 1:
+            raise ValueError(f"depths must be re-ranking depths >= 1; received {self.depths}.")
+        if any(b < 0 for b in self.blends) or not self.blends:
+            raise ValueError(f"blends must be weights >= 0; received {self.blends}.")
+        if self.num_candidates not in self.depths:
+            raise ValueError(f"num_candidates ({self.num_candidates}) must be one of depths {self.depths}.")
+        default_variant(self.ranking)  # the default ranker is one of the variants
 
 
 def quick() -> StrategiesConfig:
@@ -102,13 +124,15 @@ def quick() -> StrategiesConfig:
         synthetic=SyntheticConfig(num_users=150, num_items=100, interactions_per_user=8, num_categories=5, history_length=4),
         impressions=ImpressionsConfig(slate_size=6, min_slate_size=4),
         base=base,
-        ranking=RankingConfig(epochs=1, hidden_units=(16,), batch_size=256),
+        ranking=RankingConfig(epochs=1, hidden_units=(16,), batch_size=256, candidate_depth=50, unshown_per_request=5),
         strategies=tuple(STRATEGIES),
         seeds=(0, 1),
         band_k=10,
         num_candidates=50,
-        pipeline_ks=(10,),
+        pipeline_ks=(10, 50),
         pipeline_queries=None,
+        depths=(10, 20, 50),
+        blends=(0.0, 0.1, 1.0),
     )
 
 
@@ -137,8 +161,10 @@ def run_strategies(
     workdir: str | None = None,
     dataset: RecDataset | None = None,
     progress: Callable[[str], None] | None = None,
+    command: str = "yt-bias experiment strategies",
 ) -> dict:
-    """Runs the grid; returns ``{"recall": {strategy: [run...]}, "ranking": [...], "pipeline": [...], ...}``."""
+    """Runs the grid; returns ``{"recall": {strategy: [run...]}, "ranking_baseline": {...}, "pipeline": [per seed...], ...}``
+    (``pipeline``: :func:`~yt_bias.experiments.ranking_ablations.run_seed` per seed)."""
     say = progress or (lambda message: None)
     start = time.perf_counter()
     if dataset is None:
@@ -147,7 +173,6 @@ def run_strategies(
     ks = tuple(sorted(set(config.base.eval.ks) | {config.band_k}))
     results: dict = {
         "recall": {},
-        "ranking": [],
         "ranking_baseline": None,
         "pipeline": [],
         "data": {
@@ -157,7 +182,6 @@ def run_strategies(
             "band_sizes": {b: int((bands == b).sum()) for b in ("head", "torso", "tail")},
         },
     }
-    retrievers = {}
     for name in config.strategies:
         negatives = _scaled(STRATEGIES[name], config.base.train.batch_size, dataset.num_items)
         runs = []
@@ -174,8 +198,6 @@ def run_strategies(
                 final_loss=info["loss_history"][-1],
             )
             runs.append(metrics)
-            if name == config.retriever:
-                retrievers[seed] = model
             say(
                 f"{name} seed={seed}: "
                 + ", ".join(f"R@{k}={metrics[f'recall@{k}']:.4f}" for k in ks)
@@ -183,33 +205,16 @@ def run_strategies(
             )
         results["recall"][name] = runs
     results["ranking_baseline"] = _strip(evaluate_ranking(None, dataset))
+    negatives = _scaled(STRATEGIES[config.retriever], config.base.train.batch_size, dataset.num_items)
     for seed in config.seeds:
-        retriever = retrievers.get(seed)  # the recall stage whose score the ranker reads (None: not in the grid)
-        ranker, info = train_ranking(dataset, dataclasses.replace(config.ranking, seed=seed), retriever=retriever)
-        metrics = evaluate_ranking(ranker, dataset, retriever)
-        metrics.update(
-            seed=seed, train_seconds=info["train_seconds"], seconds_per_epoch=info["train_seconds"] / config.ranking.epochs
-        )
-        results["ranking"].append(metrics)
-        say(
-            f"ranking seed={seed}: AUC={metrics['auc']:.4f}, log loss={metrics['log_loss']:.4f} "
-            f"(popularity CTR: AUC={results['ranking_baseline']['auc']:.4f})"
-        )
-        if retriever is not None:
-            pipe = evaluate_two_stage(
-                retriever,
-                ranker,
-                dataset,
-                config.num_candidates,
-                config.pipeline_ks,
-                config.base.eval.exclude_seen,
-                config.pipeline_queries,
-                seed,
+        results["pipeline"].append(
+            run_seed(
+                dataset, config.base, negatives, config.ranking, config.rankers, config.depths, config.blends,
+                config.pipeline_ks, seed, config.validation_per_user, config.pipeline_queries, say,
             )
-            pipe["seed"] = seed
-            results["pipeline"].append(pipe)
-            say(f"pipeline seed={seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in pipe.items() if "ndcg" in k))
+        )
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
+    results["command"] = command
     results["config"] = dataclasses.asdict(config)
     if workdir:
         os.makedirs(workdir, exist_ok=True)
@@ -232,7 +237,7 @@ def _cell(runs: Sequence[dict], key: str, digits: int = 4) -> str:
 
 
 def format_tables(results: dict, config: StrategiesConfig) -> str:
-    """The summary as Markdown: recall-stage table, ranking table, two-stage table (mean ± std over seeds)."""
+    """The summary as Markdown: recall-stage table, ranker variants, two-stage ablations (mean ± std over seeds)."""
     ks = tuple(sorted(set(config.base.eval.ks) | {config.band_k}))
     bk = config.band_k
     head = ["strategy"] + [f"R@{k}" for k in ks] + [f"R@{bk} head", f"R@{bk} torso", f"R@{bk} tail", "s/epoch"]
@@ -247,37 +252,14 @@ def format_tables(results: dict, config: StrategiesConfig) -> str:
         cells += [_cell(runs, f"recall@{bk}/{b}") for b in ("head", "torso", "tail")]
         cells.append(_cell(runs, "seconds_per_epoch", 1))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    if results["ranking"]:
-        base = results["ranking_baseline"]
-        lines += [
-            "",
-            "Ranking stage (test impressions):",
-            "",
-            "| model | AUC | log loss | predicted / observed CTR | ECE | s/epoch |",
-            "|---|---|---|---|---|---|",
-        ]
-        r = results["ranking"]
-        lines.append(
-            f"| pCTR (DCN) | {_cell(r, 'auc')} | {_cell(r, 'log_loss')} | {_cell(r, 'calibration_ratio', 3)} | "
-            f"{_cell(r, 'ece')} | {_cell(r, 'seconds_per_epoch', 1)} |"
-        )
-        lines.append(
-            f"| popularity CTR | {base['auc']:.4f} | {base['log_loss']:.4f} | {base['calibration_ratio']:.3f} | "
-            f"{base['ece']:.4f} | - |"
-        )
     if results["pipeline"]:
-        p = results["pipeline"]
-        lines += [
-            "",
-            f"Two stages (retriever: {config.retriever}, top {config.num_candidates} re-ranked; test clicks):",
-            "",
-            "| order | " + " | ".join(f"R@{k} | NDCG@{k}" for k in config.pipeline_ks) + " |",
-            "|---|" + "---|---|" * len(config.pipeline_ks),
-        ]
-        for stage in ("retrieval", "two_stage", "two_stage_blend"):
-            if f"{stage}/recall@{config.pipeline_ks[0]}" not in p[0]:
-                continue
-            cells = [f"{_cell(p, f'{stage}/recall@{k}')} | {_cell(p, f'{stage}/ndcg@{k}')}" for k in config.pipeline_ks]
-            lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+        default = default_variant(config.ranking)
+        lines += ["", format_rankers(results["pipeline"], results["ranking_baseline"]), ""]
+        lines.append(
+            format_ablations(
+                results["pipeline"], default, config.num_candidates, config.depths, config.pipeline_ks,
+                results.get("command", "yt-bias experiment strategies"),
+            )
+        )
     lines += ["", f"Wall time: {results['wall_seconds']:.0f} s."]
     return "\n".join(lines)
