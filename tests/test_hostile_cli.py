@@ -15,19 +15,18 @@ from yt_bias import cli
 START_UP_LINES = ("cudart_stub", "cpu_feature_guard", "cuda_platform", "cuInit", "oneDNN custom operations")
 
 
-def test_commands_print_no_tensorflow_start_up_lines(tmp_path):
-    """``yt-bias --help`` and a command that runs TensorFlow, in a fresh process with no TF_CPP_MIN_LOG_LEVEL."""
+def test_commands_print_no_tensorflow_start_up_lines():
+    """``yt-bias --help``, then TensorFlow running an op (as every command does), in a fresh process with no TF_CPP_MIN_LOG_LEVEL."""
     script = (
         "from yt_bias.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        f"main(['data', 'generate', '--out', {str(tmp_path / 'd')!r}, '--items', '40', '--interactions', '200'])\n"
         "import tensorflow as tf\n"
         "print(float(tf.reduce_sum(tf.ones(3))))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "usage: yt-bias" in done.stdout and "Wrote 40 items" in done.stdout and "3.0" in done.stdout
+    assert "usage: yt-bias" in done.stdout and "3.0" in done.stdout
     assert not [line for line in done.stderr.splitlines() if any(s in line for s in START_UP_LINES)], done.stderr
 
 

@@ -39,8 +39,8 @@ def register(subparsers) -> None:
         "--data-files",
         default=None,
         metavar="PATTERN",
-        help="train on TFRecord shards, e.g. 'DIR/*.tfrecord' (items.npz and features.json in DIR; "
-        "DIR/test/*.tfrecord, when present, is evaluated)",
+        help="train on TFRecord shards, e.g. 'DIR/*.tfrecord' (items.npz, features.json and manifest.json in DIR, "
+        "checked against each other before training; DIR/test/*.tfrecord, when present, is evaluated)",
     )
     parser.add_argument("--shuffle-buffer", type=int, default=10000, help="with --data-files: rows in the shuffle buffer")
     parser.add_argument(
