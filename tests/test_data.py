@@ -40,7 +40,7 @@ def test_popularity_is_skewed_and_ground_truth_is_kept():
 
 def test_step_probabilities_are_exact_inclusion_probabilities():
     data = generate(SMALL)
-    p = data.step_probabilities(32)
+    p = data.step_probabilities(32, "inclusion")
     counts = data.item_counts()
     assert np.all((p >= 0) & (p <= 1))
     assert p.sum() <= 32 + 1e-9  # at most B distinct items per batch

@@ -58,7 +58,7 @@ def _expected(counts: dict, ids=("a", "b", "c", "d", "new")):
     ],
 )
 def test_table_sources_match_hand_counts(cls, tables):
-    source = cls(B, initial_probability=0.01)
+    source = cls(B, estimand="inclusion", initial_probability=0.01)
     for day, table in zip(DAYS, tables):
         source.start_of_day(day)
         read = _read(source)
@@ -80,10 +80,10 @@ def test_expected_count_scale_and_fixed_table():
         source.end_of_day(day)
     # Pooled rows a,a,b,b,c (n = 5): B c / n, and a missing item reads one pseudo-row.
     np.testing.assert_allclose(source.probability(["a", "b", "c", "zzz"]).numpy(), [0.8, 0.8, 0.4, 0.4], rtol=1e-6)
-    oracle = FixedTableFrequency([i for day in DAYS for i in day], B)
+    oracle = FixedTableFrequency([i for day in DAYS for i in day], B, estimand="inclusion")
     assert oracle.uses_future and oracle.counts() == {"a": 2, "b": 2, "c": 4, "d": 1}
     np.testing.assert_allclose(oracle.probability(["c", "new"]).numpy(), [_inclusion(4, 9), _inclusion(1, 9)], rtol=1e-6)
-    integers = PreviousDayFrequency(B)
+    integers = PreviousDayFrequency(B, estimand="inclusion")
     integers.end_of_day(np.array([7, 7, 8]))  # integer IDs are compared in decimal
     np.testing.assert_allclose(integers.probability(np.array([7, 8])).numpy(), [_inclusion(2, 3), _inclusion(1, 3)])
     with pytest.raises(ValueError, match="estimand must be one of"):
@@ -215,7 +215,7 @@ def test_warmup_profile_and_next_day_metrics_edges(tiny):
     profile = warmup_profile(stream.days, tiny.num_items, 32, alpha=0.01, initial_interval=100.0)
     weights = [row["b0_weight_end"] for row in profile]
     assert 0.0 < weights[2] < weights[1] < weights[0] < 1.0  # B0 fades as steps accumulate
-    truth = batch_frequencies(np.bincount(stream.days[1][ITEM_INDEX], minlength=tiny.num_items), 32)
+    truth = batch_frequencies(np.bincount(stream.days[1][ITEM_INDEX], minlength=tiny.num_items), 32, "inclusion")
     np.testing.assert_allclose(profile[1]["tv_error_zero"], truth.sum() / 64)
     config = dataclasses.replace(smoke(), model=ModelConfig(embedding_dim=4, hidden_units=(8,)))
     model = build_model(config, tiny)

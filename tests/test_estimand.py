@@ -7,10 +7,10 @@ import pytest
 
 from yt_bias import config as config_lib
 from yt_bias._keras import keras, tf
-from yt_bias.data.dataset import REWARD, batch_frequencies
-from yt_bias.data.loading import load_dataset
 from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator
 from yt_bias.core.model import unique_columns
+from yt_bias.data.dataset import REWARD, batch_frequencies
+from yt_bias.data.loading import load_dataset
 from yt_bias.training.train import build_model
 
 SMOKE = config_lib.smoke()
@@ -129,7 +129,7 @@ def test_probability_is_clipped_at_one_only_for_inclusion():
         count.update(tf.constant([3, 3, 3, 3], tf.int64))
     assert count.probability(tf.constant([3], tf.int64)).numpy()[0] > 2.0
     with pytest.raises(ValueError, match="in \\(0, 1\\]"):
-        OracleFrequency(["a"], [2.0])
+        OracleFrequency(["a"], [2.0], estimand="inclusion")
     oracle = OracleFrequency(["a", "b"], [2.5, 0.1], estimand="expected_count")
     np.testing.assert_allclose(oracle.probability(tf.constant(["a", "b"])).numpy(), [2.5, 0.1], rtol=1e-6)
 
@@ -189,7 +189,7 @@ def test_train_step_loss_equals_hand_computation_with_log_p(dataset, estimand, c
         SMOKE,
         variant="correct-sfx",
         estimator=dataclasses.replace(SMOKE.estimator, estimand=estimand, hash_size=1 << 12, alpha=0.5, initial_interval=3.0),
-        model=dataclasses.replace(SMOKE.model, candidates=candidates),
+        model=dataclasses.replace(SMOKE.model, candidates=candidates, allow_unpaired_estimand=True),
     )
     model = build_model(config, dataset)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))
@@ -256,3 +256,53 @@ def test_synthetic_activity_uses_the_training_period_only():
     train_volume = {u: c for u, c in zip(*np.unique(data.train["user_id"], return_counts=True))}
     expected = np.log1p([train_volume.get(u, 0) for u in users]) - np.log1p(12 * small.train_fraction)
     np.testing.assert_allclose(activity, expected, rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- pairing and the one log-q read
+def test_config_refuses_an_unpaired_estimand_naming_both_fields():
+    with pytest.raises(ValueError, match=r"model.candidates='rows' does not pair with estimator.estimand='inclusion': "
+                                         r"expected model.candidates='unique'.*model.allow_unpaired_estimand=true"):
+        config_lib.override(SMOKE, "estimator.estimand=inclusion")
+    with pytest.raises(ValueError, match=r"model.candidates='unique' does not pair with estimator.estimand='expected_count'"):
+        config_lib.override(SMOKE, "model.candidates=unique")
+    # Applied together, a paired change passes; plain-sfx has no estimand to pair; the flag opts in.
+    assert config_lib.override(SMOKE, "model.candidates=unique", "estimator.estimand=inclusion").model.candidates == "unique"
+    assert config_lib.override(SMOKE, "variant=plain-sfx", "estimator.estimand=inclusion").variant == "plain-sfx"
+    unpaired = config_lib.override(SMOKE, "estimator.estimand=inclusion", "model.allow_unpaired_estimand=true")
+    assert (unpaired.estimator.estimand, unpaired.model.candidates) == ("inclusion", "rows")
+    with pytest.raises(ValueError, match="estimator.estimand must be one of"):
+        config_lib.override(SMOKE, "estimator.estimand=rate")
+
+
+def test_the_estimand_study_opts_in_to_its_unpaired_pairing_only():
+    from yt_bias.estimands import PAIRED_CANDIDATES
+    from yt_bias.experiments.estimand import method_config, method_names
+
+    for method in method_names()[1:]:
+        config = method_config(SMOKE, method)
+        paired = PAIRED_CANDIDATES[config.estimator.estimand] == config.model.candidates
+        assert config.model.allow_unpaired_estimand, method
+        assert paired == (not method.startswith("inclusion+rows")), method
+
+
+def test_model_and_corrected_retrieval_read_one_log_q(dataset):
+    from yt_bias.integrations.tfrs import CorrectedRetrieval
+
+    ids = tf.constant(dataset.item_ids[:6])
+    p = np.array([3.0, 0.5, 1.5, 1e-30, 2.0, 0.25], np.float32)
+    oracle = OracleFrequency(dataset.item_ids[:6], np.maximum(p, 1e-20), estimand="expected_count")
+    model = build_model(SMOKE, dataset, frequency=oracle)
+    expected = np.log(np.maximum(p, 1e-12))  # no upper clip for expected counts
+    np.testing.assert_allclose(model.sampling_log_q(ids, update=True).numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(oracle.log_q(ids, update=False).numpy(), expected, rtol=1e-5)
+    rng = np.random.default_rng(0)
+    q, c = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32)
+    task = CorrectedRetrieval(frequency=oracle, temperature=0.5)
+    given = CorrectedRetrieval(frequency=oracle, temperature=0.5)
+    # The task's read equals the loss given log q's probabilities explicitly, clipped the same way.
+    assert float(task(q, c, candidate_ids=ids, training=True)) == pytest.approx(
+        float(given(q, c, candidate_sampling_probability=np.exp(expected), candidate_ids=ids)), rel=1e-5)
+    with pytest.raises(TypeError, match="FrequencySource"):
+        build_model(SMOKE, dataset, frequency=keras.layers.Dense(1))
+    with pytest.raises(TypeError, match="FrequencySource"):
+        CorrectedRetrieval(frequency=keras.layers.Dense(1))

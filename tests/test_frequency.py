@@ -3,6 +3,7 @@ import pytest
 
 from yt_bias import OracleFrequency, StreamingFrequencyEstimator, total_variation_error
 from yt_bias._keras import keras, tf
+from yt_bias.core.frequency import DEFAULT_ESTIMAND, FrequencySource, log_p
 
 
 def test_item_seen_every_k_steps_converges_to_one_over_k():
@@ -133,7 +134,8 @@ def test_get_config_round_trip():
         assert getattr(clone, field) == getattr(estimator, field)
     ids = tf.constant(["a", "b", "c"])
     np.testing.assert_array_equal(clone.buckets(ids).numpy(), estimator.buckets(ids).numpy())
-    oracle = OracleFrequency(["a", "b"], [0.5, 0.25])
+    oracle = OracleFrequency(["a", "b"], [0.5, 0.25], estimand="inclusion")
+    assert OracleFrequency.from_config(oracle.get_config()).estimand == "inclusion"
     np.testing.assert_allclose(OracleFrequency.from_config(oracle.get_config()).probability(tf.constant(["b", "zz"])), [0.25, 1e-6])
 
 
@@ -177,7 +179,9 @@ def test_bad_batches_raise_clear_errors():
 
 
 def test_oracle_rejects_bad_tables():
-    with pytest.raises(ValueError, match="in \\(0, 1\\]"):
+    with pytest.raises(ValueError, match="in \\(0, 1\\] for estimand='inclusion'"):
+        OracleFrequency(["a"], [1.5], estimand="inclusion")
+    with pytest.raises(ValueError, match="in \\(0, inf\\) for estimand='expected_count'"):
         OracleFrequency(["a"], [0.0])
     with pytest.raises(ValueError, match="one length"):
         OracleFrequency(["a", "b"], [0.5])
@@ -226,3 +230,113 @@ def test_sharded_estimator_config_and_checkpoint(tmp_path):
         StreamingFrequencyEstimator(hash_size=10, num_shards=0)
     with pytest.raises(ValueError, match="num_shards must be <= hash_size"):
         StreamingFrequencyEstimator(hash_size=10, num_shards=11)
+
+
+# ----------------------------------------------------------------------------- the one contract
+def _all_sources():
+    from yt_bias.core.frequency_baselines import (
+        CumulativeFrequency,
+        CurrentDayOracle,
+        FixedTableFrequency,
+        FrozenFrequency,
+        PreviousDayFrequency,
+    )
+    from yt_bias.integrations.tfrs import CallableFrequency
+
+    return [
+        StreamingFrequencyEstimator(64),
+        OracleFrequency(["a", "b"], [2.0, 0.5]),
+        FrozenFrequency(8),
+        CumulativeFrequency(8),
+        PreviousDayFrequency(8),
+        CurrentDayOracle(8),
+        FixedTableFrequency(["a", "a", "b"], 8),
+        CallableFrequency(lambda ids: tf.fill(tf.shape(ids), 0.5)),
+    ]
+
+
+def test_every_source_follows_one_contract_with_one_default_estimand():
+    for source in _all_sources():
+        assert isinstance(source, FrequencySource), type(source).__name__
+        assert source.estimand == DEFAULT_ESTIMAND == "expected_count", type(source).__name__
+        ids = tf.constant(["a", "b"])
+        log_q = source.log_q(ids, update=True)
+        assert log_q.shape == (2,) and np.all(np.isfinite(log_q.numpy())), type(source).__name__
+        source.start_of_day(["a"])  # the day hooks exist on every source (no-ops unless a table keeps days)
+        source.end_of_day(["a"])
+    with pytest.raises(TypeError, match="abstract"):
+        FrequencySource()
+
+
+def test_log_q_clips_on_the_estimands_scale():
+    ids = tf.constant(["big", "zero"])
+    counts = OracleFrequency(["big", "zero"], [3.0, 1e-30], estimand="expected_count")
+    np.testing.assert_allclose(counts.log_q(ids).numpy(), [np.log(3.0), np.log(1e-12)], rtol=1e-6)
+    inclusion = OracleFrequency(["big", "zero"], [1.0, 1e-30], estimand="inclusion")
+    np.testing.assert_allclose(inclusion.log_of(tf.constant([3.0, 0.0])).numpy(), [0.0, np.log(1e-12)], rtol=1e-6)
+    np.testing.assert_allclose(log_p(tf.constant([3.0]), "expected_count").numpy(), [np.log(3.0)], rtol=1e-6)
+    with pytest.raises(ValueError, match="estimand must be one of"):
+        log_p(tf.constant([1.0]), "rate")
+
+
+@pytest.mark.parametrize("read_after_update", [True, False])
+def test_log_q_with_update_is_one_step_read_after_or_before(read_after_update):
+    source = StreamingFrequencyEstimator(128, alpha=0.5, initial_interval=4.0)
+    ids = tf.constant(["a", "b", "a"])
+    before = source.probability(ids).numpy()
+    log_q = source.log_q(ids, update=True, read_after_update=read_after_update).numpy()
+    assert int(source.step.numpy()) == 1
+    after = source.probability(ids).numpy()
+    np.testing.assert_allclose(np.exp(log_q), after if read_after_update else before, rtol=1e-6)
+    assert not np.allclose(before, after)
+    source.log_q(ids, update=False)
+    graph = tf.function(lambda ids, update: source.log_q(ids, update=update))
+    graph(ids, tf.constant(False))
+    assert int(source.step.numpy()) == 1  # reads never update, eager or traced
+    graph(ids, tf.constant(True))
+    assert int(source.step.numpy()) == 2
+
+
+class _CountingSource(FrequencySource):
+    """A source of the test's own: p = 1 / (1 + steps so far); only update and probability are its own."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.steps = tf.Variable(0.0, trainable=False)
+
+    def update(self, item_ids):
+        return self.steps.assign_add(1.0)
+
+    def probability(self, item_ids):
+        return tf.fill(tf.shape(item_ids), 1.0 / (1.0 + self.steps))
+
+
+def test_the_base_class_orders_a_sources_own_update_against_the_read():
+    source = _CountingSource(estimand="inclusion")
+    ids = tf.constant(["a", "b"])
+    np.testing.assert_allclose(source.update_and_probability(ids).numpy(), [0.5, 0.5])  # read after the update
+    np.testing.assert_allclose(source.update_and_probability(ids, read_after_update=False).numpy(), [0.5, 0.5])
+    assert float(source.steps.numpy()) == 2.0
+    np.testing.assert_allclose(source(ids, training=False).numpy(), [1 / 3, 1 / 3], rtol=1e-6)
+    assert float(source.steps.numpy()) == 2.0
+
+
+def test_no_capability_probes_on_frequency_sources():
+    """Every caller uses the contract: no hasattr/getattr on a frequency source anywhere in the package."""
+    import pathlib
+    import re
+
+    import yt_bias
+
+    probe = re.compile(r"\b(?:hasattr|getattr)\(\s*[\w.]*(?:frequency|source|estimator)\b|getattr\([^)]*\"estimand\"")
+    root = pathlib.Path(yt_bias.__file__).parent
+    found = [
+        f"{path.relative_to(root).as_posix()}:{n}"
+        for path in root.rglob("*.py")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if probe.search(line)
+    ]
+    # The Keras 3 path cannot subclass the tf-keras FrequencySource; its task still probes its sources
+    # (a Keras 3 base class is its own piece of work). Nothing else may.
+    known = ("keras3/retrieval.py:",)
+    assert [where for where in found if not where.startswith(known)] == []

@@ -10,7 +10,7 @@ from yt_bias import config as config_lib
 from yt_bias._keras import keras, tf
 from yt_bias.config import NegativesConfig
 from yt_bias.core.corpus import array_digest
-from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator
+from yt_bias.core.frequency import FrequencySource, OracleFrequency, StreamingFrequencyEstimator
 from yt_bias.core.model import TwoTowerModel
 from yt_bias.core.negatives import NegativeStrategy
 from yt_bias.data.dataset import make_tf_dataset
@@ -86,7 +86,7 @@ def test_clone_from_config_trains_to_the_same_weights(dataset, variant, negative
         assert int(clone.negatives.memory.filled.numpy()) == 32  # 4 steps of 64 rows went through the memory
 
 
-class ConstantFrequency(keras.layers.Layer):
+class ConstantFrequency(FrequencySource):
     """A frequency source of the test's own: one probability for every item."""
 
     def __init__(self, value: float = 0.01, **kwargs):
@@ -95,9 +95,6 @@ class ConstantFrequency(keras.layers.Layer):
 
     def probability(self, item_ids):
         return tf.fill(tf.shape(item_ids), self.value)
-
-    def update_and_probability(self, item_ids, read_after_update=True):
-        return self.probability(item_ids)
 
     def get_config(self):
         return dict(super().get_config(), value=self.value)
@@ -137,6 +134,7 @@ def test_a_strategy_config_refers_to_its_corpus_and_names_a_bad_one(dataset, tmp
 def test_unique_candidates_refuse_negative_strategies(dataset):
     config = dataclasses.replace(
         SMOKE, model=dataclasses.replace(SMOKE.model, candidates="unique"),
+        estimator=dataclasses.replace(SMOKE.estimator, estimand="inclusion"),
         negatives=dataclasses.replace(SMOKE.negatives, uniform_per_query=4),
     )
     with pytest.raises(ValueError, match="candidates='unique'"):
@@ -151,6 +149,7 @@ def test_blockwise_loss_trains_like_the_dense_loss(dataset, candidates):
         config = dataclasses.replace(
             SMOKE, model=dataclasses.replace(SMOKE.model, candidates=candidates, loss_implementation=implementation,
                                              loss_block_size=16),
+            estimator=dataclasses.replace(SMOKE.estimator, estimand="inclusion" if candidates == "unique" else "expected_count"),
         )
         keras.utils.set_random_seed(5)
         models[implementation] = build_model(config, dataset)

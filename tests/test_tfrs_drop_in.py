@@ -16,7 +16,7 @@ import tensorflow_recommenders as tfrs
 # isort: on
 
 from yt_bias._keras import keras, tf
-from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator
+from yt_bias.core.frequency import FrequencySource, OracleFrequency, StreamingFrequencyEstimator
 from yt_bias.integrations.tfrs import CorrectedRetrieval
 
 USERS = [f"u{i}" for i in range(20)]
@@ -128,8 +128,8 @@ def test_accidental_hits_oracle_estimand_and_callable_sources():
         fixed.get_config()
 
 
-class _UpdateProbabilityLayer(keras.layers.Layer):
-    """A user frequency layer with only ``update(ids)`` and ``probability(ids)`` (no training-aware call)."""
+class _UpdateProbabilityLayer(FrequencySource):
+    """A user frequency source with only ``update(ids)`` and ``probability(ids)`` of its own."""
 
     def __init__(self):
         super().__init__()
@@ -139,9 +139,6 @@ class _UpdateProbabilityLayer(keras.layers.Layer):
         return self.inner.update(ids)
 
     def probability(self, ids):
-        return self.inner.probability(ids)
-
-    def call(self, ids):
         return self.inner.probability(ids)
 
 

@@ -10,6 +10,8 @@ import dataclasses
 import json
 from typing import Any
 
+from yt_bias.estimands import DEFAULT_ESTIMAND, ESTIMANDS, PAIRED_CANDIDATES, check_estimand
+
 VARIANTS = ("plain-sfx", "correct-sfx", "correct-sfx-oracle")
 LOSS_IMPLEMENTATIONS = ("auto", "dense", "blockwise")  # the in-batch softmax loss (yt_bias.core.losses.softmax_loss)
 
@@ -106,6 +108,9 @@ class ModelConfig:
     share_embeddings: bool = True
     remove_accidental_hits: bool = False
     candidates: str = "rows"  # in-batch candidate columns: 'rows' (one per row) or 'unique' (one per distinct item)
+    # Train a candidates/estimand pairing other than yt_bias.estimands.PAIRED_CANDIDATES (rows with expected_count,
+    # unique with inclusion): off, so a mismatch is a config error; `yt-bias experiment estimand` sets it to compare them.
+    allow_unpaired_estimand: bool = False
     # The softmax loss: 'dense' ([B, N] logits), 'blockwise' (candidate blocks, memory linear in B) or 'auto'
     # (blockwise from yt_bias.core.losses.BLOCKWISE_FROM_CANDIDATES candidates on; docs/performance.md).
     loss_implementation: str = "auto"
@@ -132,9 +137,10 @@ class EstimatorConfig:
     read_after_update: bool = True
     bias_correction: bool = False
     seed: int = 0
-    # What p estimates: 'expected_count' (rows of the item per batch; matches one candidate column per row, the
-    # default, chosen by `yt-bias experiment estimand`) or 'inclusion' (P(item in batch); pair with model.candidates=unique).
-    estimand: str = "expected_count"
+    # What p estimates (yt_bias.estimands): 'expected_count' (rows of the item per batch; matches one candidate column
+    # per row, the default, chosen by `yt-bias experiment estimand`) or 'inclusion' (P(item in batch); pairs with
+    # model.candidates=unique).
+    estimand: str = DEFAULT_ESTIMAND
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,7 +208,6 @@ class StreamConfig:
     # a frequency source by name (yt_bias.training.day_by_day.build_frequency_source: 'stream-a0.01', the past-only
     # 'frozen-day0', 'cumulative', 'previous-day', the oracles, 'none'); "" = the one config.variant names
     frequency_source: str = ""
-
 
     def __post_init__(self) -> None:
         if self.days < 1 or self.epochs_per_day < 1:
@@ -308,14 +313,19 @@ class ExperimentConfig:
             raise ValueError(f"train.learning_rate must be finite and > 0; received {self.train.learning_rate}.")
         if not 0 < self.model.temperature < float("inf"):
             raise ValueError(f"model.temperature must be finite and > 0; received {self.model.temperature}.")
-        if self.estimator.estimand not in ("inclusion", "expected_count"):
-            raise ValueError(
-                f"estimator.estimand must be 'inclusion' or 'expected_count'; received {self.estimator.estimand!r}."
-            )
+        check_estimand(self.estimator.estimand, "estimator.estimand")
         if self.eval.exclude not in ("train", "known"):
             raise ValueError(f"eval.exclude must be 'train' or 'known'; received {self.eval.exclude!r}.")
         if self.model.candidates not in ("rows", "unique"):
             raise ValueError(f"model.candidates must be 'rows' or 'unique'; received {self.model.candidates!r}.")
+        paired = PAIRED_CANDIDATES[self.estimator.estimand]
+        if self.variant != "plain-sfx" and self.model.candidates != paired and not self.model.allow_unpaired_estimand:
+            pairs = ", ".join(f"estimator.estimand={e} with model.candidates={PAIRED_CANDIDATES[e]}" for e in ESTIMANDS)
+            raise ValueError(
+                f"model.candidates={self.model.candidates!r} does not pair with estimator.estimand="
+                f"{self.estimator.estimand!r}: expected model.candidates={paired!r} ({pairs}). Set "
+                "model.allow_unpaired_estimand=true to train the unpaired combination on purpose."
+            )
         if not self.eval.ks or min(self.eval.ks) < 1:
             raise ValueError(f"eval.ks must be positive integers; received {self.eval.ks}.")
         for field, value, low in (("train.seed", self.train.seed, 0), ("model.embedding_dim", self.model.embedding_dim, 1)):
@@ -382,28 +392,33 @@ def _parse_value(text: str, current: Any, path: str) -> Any:
     raise ValueError(f"{path} cannot be set from the command line (type {type(current).__name__}).")
 
 
-def override(config: Any, assignment: str) -> Any:
-    """Returns ``config`` with one ``section.field=value`` assignment applied (nested paths allowed)."""
-    if "=" not in assignment:
-        raise ValueError(f"An override must look like section.field=value; received {assignment!r}.")
-    path, text = assignment.split("=", 1)
-    keys = path.strip().split(".")
+def override(config: Any, *assignments: str) -> Any:
+    """Returns ``config`` with ``section.field=value`` assignments applied (nested paths allowed).
 
-    def apply(obj: Any, keys: list[str], prefix: str) -> Any:
-        name = keys[0]
-        fields = {f.name for f in dataclasses.fields(obj)}
-        if name not in fields:
-            raise ValueError(f"Unknown config field '{prefix}{name}'; known: {sorted(fields)}.")
-        current = getattr(obj, name)
-        if len(keys) == 1:
-            if dataclasses.is_dataclass(current):
-                raise ValueError(f"'{prefix}{name}' is a section; set one of its fields, e.g. {prefix}{name}.<field>=...")
-            return dataclasses.replace(obj, **{name: _parse_value(text.strip(), current, prefix + name)})
-        if not dataclasses.is_dataclass(current):
-            raise ValueError(f"'{prefix}{name}' is not a section; received the path {path!r}.")
-        return dataclasses.replace(obj, **{name: apply(current, keys[1:], f"{prefix}{name}.")})
-
-    return apply(config, keys, "")
+    The assignments are applied together and the result is validated once, so that fields that
+    must agree (``model.candidates`` and ``estimator.estimand``) can be changed in one call.
+    """
+    values = dataclasses.asdict(config)
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ValueError(f"An override must look like section.field=value; received {assignment!r}.")
+        path, text = assignment.split("=", 1)
+        keys = path.strip().split(".")
+        obj, node, prefix = config, values, ""
+        for depth, name in enumerate(keys):
+            fields = {f.name for f in dataclasses.fields(obj)}
+            if name not in fields:
+                raise ValueError(f"Unknown config field '{prefix}{name}'; known: {sorted(fields)}.")
+            current = getattr(obj, name)
+            if depth == len(keys) - 1:
+                if dataclasses.is_dataclass(current):
+                    raise ValueError(f"'{prefix}{name}' is a section; set one of its fields, e.g. {prefix}{name}.<field>=...")
+                node[name] = _parse_value(text.strip(), current, prefix + name)
+            elif not dataclasses.is_dataclass(current):
+                raise ValueError(f"'{prefix}{name}' is not a section; received the path {path!r}.")
+            else:
+                obj, node, prefix = current, node[name], f"{prefix}{name}."
+    return _from_dict(type(config), values, "")
 
 
 INDEX_KINDS = ("scann", "brute_force")

@@ -28,6 +28,4 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> config_lib.ExperimentConfig:
     config = config_lib.preset(args.preset)
-    for assignment in args.overrides:
-        config = config_lib.override(config, assignment)
-    return config
+    return config_lib.override(config, *args.overrides)

@@ -50,8 +50,7 @@ def _grid(args: argparse.Namespace):
             base = dataclasses.replace(base, train=dataclasses.replace(base.train, epochs=1))
     else:
         base = config_lib.smoke() if args.quick else config_lib.default()
-    for assignment in args.overrides:
-        base = config_lib.override(base, assignment)
+    base = config_lib.override(base, *args.overrides)
     if args.data:
         return [
             (f"tau={t:g}", dataclasses.replace(base, model=dataclasses.replace(base.model, temperature=float(t))))

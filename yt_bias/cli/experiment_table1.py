@@ -44,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, source=source, path=args.data))
     else:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, source="synthetic", path=None))
-    for assignment in args.overrides:
-        config = override(config, assignment)
+    config = override(config, *args.overrides)
     start = time.perf_counter()
     dataset = load_dataset(config.data, config.model.embedding_dim)
     print(

@@ -18,6 +18,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from yt_bias._keras import tf
+from yt_bias.core.frequency import FrequencySource
 from yt_bias.core.losses import log_probability
 
 MIN_COUNT = 1e-12
@@ -48,8 +49,14 @@ class Proposal:
         """``unigram * p_j + uniform_draws / N`` of items with sampling log-probabilities ``log_p`` [n]: [n] float32."""
         return self.unigram * tf.exp(log_p) + self.uniform
 
-    def count_of(self, frequency, ids: tf.Tensor) -> tf.Tensor | None:
-        """The expected count [n] of items ``ids`` [n] under ``frequency``; None without a frequency source."""
+    def count_of(self, frequency: FrequencySource | None, ids: tf.Tensor) -> tf.Tensor | None:
+        """The expected count [n] of items ``ids`` [n] under ``frequency``; None without a frequency source.
+
+        ``p`` is read without an update and clipped to [1e-12, 1] whatever the source's estimand
+        (the sampled blocks' rule since they were introduced; the positives' block reads the
+        source's own :meth:`~yt_bias.core.frequency.FrequencySource.log_q`, not clipped at 1 for
+        expected counts).
+        """
         if frequency is None:
             return None
         return self.expected_count(log_probability(frequency.probability(ids)))

@@ -1,9 +1,8 @@
 """Exact-count frequency sources for day-by-day training, beside the streaming estimator.
 
-Each source has the streaming estimator's interface (``update(ids)`` per training step,
-``probability(ids)``, an ``estimand``) plus two per-day hooks that the day-by-day driver calls:
-``start_of_day(ids)`` before a day's training and ``end_of_day(ids)`` after it, each with the item
-IDs of all that day's rows. Their probabilities are constant within a day (``update`` is a
+Each source is a :class:`~yt_bias.core.frequency.FrequencySource` whose per-day hooks matter:
+the day-by-day driver calls ``start_of_day(ids)`` before a day's training and ``end_of_day(ids)``
+after it, each with the item IDs of all that day's rows. Their probabilities are constant within a day (``update`` is a
 no-op), read from a table of exact counts turned into per-batch probabilities by
 :func:`yt_bias.data.dataset.batch_frequencies` on the scale the ``estimand`` names
 (``inclusion``: P(item in a batch); ``expected_count``: rows of the item per batch):
@@ -29,9 +28,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from yt_bias._keras import keras, tf
+from yt_bias._keras import tf
+from yt_bias.core.frequency import FrequencySource
+from yt_bias.core.frequency.source import as_string_ids
 from yt_bias.data.dataset import batch_frequencies
-from yt_bias.core.frequency import check_estimand
+from yt_bias.estimands import DEFAULT_ESTIMAND
 
 __all__ = [
     "CumulativeFrequency",
@@ -52,16 +53,7 @@ def count_ids(item_ids: Sequence) -> tuple[np.ndarray, np.ndarray]:
     return unique, counts.astype(np.int64)
 
 
-def _string_ids(item_ids: tf.Tensor) -> tf.Tensor:
-    item_ids = tf.convert_to_tensor(item_ids)
-    if item_ids.dtype == tf.string:
-        return item_ids
-    if item_ids.dtype.is_integer:
-        return tf.strings.as_string(item_ids)
-    raise TypeError(f"item_ids must be strings or integers; received dtype {item_ids.dtype.name}.")
-
-
-class TableFrequency(keras.layers.Layer):
+class TableFrequency(FrequencySource):
     """A frequency source read from a table of exact counts, replaced by the per-day hooks.
 
     Subclasses decide which rows the table counts (:meth:`start_of_day`, :meth:`end_of_day`).
@@ -70,23 +62,20 @@ class TableFrequency(keras.layers.Layer):
 
     Args:
       batch_size: B, the rows per training step (the scale of the probabilities).
-      estimand: ``"inclusion"`` or ``"expected_count"`` (see :func:`~yt_bias.data.dataset.batch_frequencies`).
+      estimand: ``"expected_count"`` (default) or ``"inclusion"`` (see :func:`~yt_bias.data.dataset.batch_frequencies`).
       initial_probability: what every item reads before the first table, in (0, 1].
       min_count: the pseudo-count of an item missing from the table, > 0.
     """
 
-    #: True for a source that reads rows before the model trains on them.
-    uses_future = False
-
     def __init__(
         self,
         batch_size: int,
-        estimand: str = "inclusion",
+        estimand: str = DEFAULT_ESTIMAND,
         initial_probability: float = 0.01,
         min_count: float = 1.0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(estimand=estimand, **kwargs)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1; received {batch_size!r}.")
         if not 0.0 < float(initial_probability) <= 1.0:
@@ -94,7 +83,6 @@ class TableFrequency(keras.layers.Layer):
         if not float(min_count) > 0.0:
             raise ValueError(f"min_count must be > 0; received {min_count!r}.")
         self.batch_size = int(batch_size)
-        self.estimand = check_estimand(estimand)
         self.initial_probability = float(initial_probability)
         self.min_count = float(min_count)
         self._probabilities = tf.lookup.experimental.MutableHashTable(tf.string, tf.float32, default_value=-1.0)
@@ -103,35 +91,19 @@ class TableFrequency(keras.layers.Layer):
         self.default_probability = tf.Variable(self.initial_probability, dtype=tf.float32, trainable=False,
                                                name="default_probability")
 
-    # ------------------------------------------------------------------ the estimator's interface
-    def update(self, item_ids: tf.Tensor) -> tf.Tensor:
-        """A training step: exact tables change only between days, so nothing happens (returns 0)."""
-        return tf.constant(0, tf.int64)
-
+    # ------------------------------------------------------------------ the source's read
     def probability(self, item_ids: tf.Tensor) -> tf.Tensor:
         """The table's per-batch probability of each item; the default for items not in it.
+
+        The table does not move within a day (``update`` is the base class's no-op).
 
         Args:
           item_ids: [batch_size] strings or integers.
         Returns:
           [batch_size] float32.
         """
-        found = self._probabilities.lookup(_string_ids(item_ids))
+        found = self._probabilities.lookup(as_string_ids(item_ids))
         return tf.where(found < 0.0, self.default_probability, found)
-
-    def update_and_probability(self, item_ids: tf.Tensor, read_after_update: bool = True) -> tf.Tensor:
-        """The model's fused training read: the table does not move within a day, so a plain read."""
-        return self.probability(item_ids)
-
-    def call(self, item_ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        return self.probability(item_ids)
-
-    # ------------------------------------------------------------------ per-day hooks
-    def start_of_day(self, item_ids: Sequence) -> None:
-        """Called with the IDs of the day's rows before the model trains on them (default: nothing)."""
-
-    def end_of_day(self, item_ids: Sequence) -> None:
-        """Called with the IDs of the day's rows after the model trained on them (default: nothing)."""
 
     # ------------------------------------------------------------------ the table
     def counts(self) -> dict[str, int]:
@@ -166,8 +138,7 @@ class TableFrequency(keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(batch_size=self.batch_size, estimand=self.estimand,
-                      initial_probability=self.initial_probability, min_count=self.min_count)
+        config.update(batch_size=self.batch_size, initial_probability=self.initial_probability, min_count=self.min_count)
         return config
 
 
@@ -218,7 +189,7 @@ class FixedTableFrequency(TableFrequency):
       uses_future: whether the rows include days not yet trained on.
     """
 
-    def __init__(self, item_ids: Sequence, batch_size: int, estimand: str = "inclusion", min_count: float = 1.0,
+    def __init__(self, item_ids: Sequence, batch_size: int, estimand: str = DEFAULT_ESTIMAND, min_count: float = 1.0,
                  uses_future: bool = True, **kwargs):
         super().__init__(batch_size, estimand=estimand, min_count=min_count, **kwargs)
         self.uses_future = bool(uses_future)

@@ -19,8 +19,7 @@ from yt_bias._keras import tf
 from yt_bias.config import LOSS_IMPLEMENTATIONS
 from yt_bias.core.blockwise_softmax import DEFAULT_BLOCK_SIZE, blockwise_softmax_loss
 from yt_bias.core.loss_inputs import MASKED_LOGIT, checked_positive_index, prepare_inputs, reward_weighted
-
-MIN_PROBABILITY = 1e-12
+from yt_bias.estimands import MIN_PROBABILITY
 
 
 def log_probability(probabilities: tf.Tensor, max_probability: float | None = 1.0) -> tf.Tensor:
@@ -28,6 +27,8 @@ def log_probability(probabilities: tf.Tensor, max_probability: float | None = 1.
 
     ``max_probability=1.0`` (default) suits an inclusion probability (rounding above 1 is
     clipped); ``None`` clips from below only, for an expected count per batch that may exceed 1.
+    A frequency source picks the bound from its estimand
+    (:meth:`yt_bias.core.frequency.FrequencySource.log_q`).
     """
     p = tf.cast(probabilities, tf.float32)
     if max_probability is None:

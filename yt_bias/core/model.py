@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from yt_bias._keras import keras, tf
 from yt_bias.core.candidates import BatchView, concat_blocks
-from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator, update_once_per_global_step
+from yt_bias.core.frequency import FrequencySource, OracleFrequency, StreamingFrequencyEstimator
 from yt_bias.core.frequency_baselines import (
     CumulativeFrequency,
     CurrentDayOracle,
@@ -23,7 +23,6 @@ from yt_bias.core.losses import (
     BLOCKWISE_FROM_CANDIDATES,
     LOSS_IMPLEMENTATIONS,
     corrected_logq_loss,
-    log_probability,
     softmax_loss,
 )
 from yt_bias.core.negatives import NegativeStrategy
@@ -112,17 +111,8 @@ def gathered_batch_loss(model, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor 
     all_ids = replica.all_gather(_id_fingerprints(ids), axis=0)
     all_log_q = replica.all_gather(log_q, axis=0) if log_q is not None else None
     offset = tf.cast(replica.replica_id_in_sync_group, tf.int32) * local
-    return softmax_loss(
-        query,
-        all_items,
-        temperature=model.temperature,
-        log_q=all_log_q,
-        rewards=batch.get(REWARD),
-        positive_index=offset + tf.range(local),
-        candidate_ids=all_ids,
-        remove_accidental_hits=model.remove_accidental_hits,
-        implementation=model.loss_implementation,
-        block_size=model.loss_block_size,
+    return model.in_batch_loss(
+        query, all_items, all_log_q, batch.get(REWARD), offset + tf.range(local), all_ids, model.loss_implementation
     )
 
 
@@ -134,8 +124,10 @@ class TwoTowerModel(keras.Model):
       hidden_units: MLP widths of both towers (the paper: [512, 128] or [1024, 512, 128]).
       normalize: L2-normalise both towers' outputs.
       temperature: tau.
-      frequency: a :class:`~yt_bias.core.frequency.StreamingFrequencyEstimator` (correct-sfx), an
-        :class:`~yt_bias.core.frequency.OracleFrequency` (exact counts), or None (plain-sfx).
+      frequency: a :class:`~yt_bias.core.frequency.FrequencySource`: a
+        :class:`~yt_bias.core.frequency.StreamingFrequencyEstimator` (correct-sfx), an
+        :class:`~yt_bias.core.frequency.OracleFrequency` (exact counts), a past-only table of
+        :mod:`yt_bias.core.frequency_baselines`; or None (plain-sfx).
       read_after_update: update the estimator with the batch before reading p (default) or after.
       remove_accidental_hits: mask in-batch negatives that are the positive's own item.
       share_embeddings: one set of embedding tables for both towers (tables are matched by name).
@@ -143,9 +135,11 @@ class TwoTowerModel(keras.Model):
         uniform, mixed, cross-batch, impressions, mined; or the 2025 loss), or None for the paper's
         in-batch softmax.
       candidates: the in-batch candidate columns: ``"rows"`` (one column per row of the batch, so
-        an item with c rows has c columns; pair with the ``expected_count`` estimand) or
+        an item with c rows has c columns; pairs with the ``expected_count`` estimand) or
         ``"unique"`` (one column per distinct item of the batch, a row's positive is its item's
-        column; pair with the ``inclusion`` estimand).
+        column; pairs with the ``inclusion`` estimand). The model trains any pairing (the
+        estimand study compares them); the experiment config refuses an unpaired one unless
+        ``model.allow_unpaired_estimand`` is set (``yt_bias.estimands.PAIRED_CANDIDATES``).
       gather_negatives_across_replicas: under a MirroredStrategy, score each replica's queries
         against the items of every replica (the global batch), not only its own.
       loss_implementation: the in-batch softmax loss: ``"dense"`` ([B, N] logits), ``"blockwise"``
@@ -153,6 +147,23 @@ class TwoTowerModel(keras.Model):
         from ``yt_bias.core.losses.BLOCKWISE_FROM_CANDIDATES`` candidates on); same value and gradients.
         With a negative-sampling strategy "auto" keeps the dense loss.
       loss_block_size: candidates per block of the blockwise loss (None: its default).
+
+    Example:
+
+    >>> from yt_bias.core.frequency import StreamingFrequencyEstimator
+    >>> from yt_bias.core.model import TwoTowerModel
+    >>> from yt_bias.features import FeatureConfig, FeatureSpec
+    >>> import tensorflow as tf
+    >>> features = FeatureConfig(query=[FeatureSpec("user_id", "id", dim=8, buckets=100)],
+    ...                          item=[FeatureSpec("item_id", "id", dim=8, buckets=100)])
+    >>> model = TwoTowerModel(features, hidden_units=(16, 8), frequency=StreamingFrequencyEstimator(1024))
+    >>> model.compile(optimizer="adagrad")
+    >>> batch = {"user_id": tf.constant(["u1", "u2", "u3"]), "item_id": tf.constant(["a", "b", "a"])}
+    >>> history = model.fit(tf.data.Dataset.from_tensors(batch).repeat(3), verbose=0)
+    >>> int(model.frequency.step.numpy())  # one estimator step per training batch
+    3
+    >>> [tuple(t.shape) for t in model(batch)]  # query and item embeddings
+    [(3, 8), (3, 8)]
     """
 
     def __init__(
@@ -161,7 +172,7 @@ class TwoTowerModel(keras.Model):
         hidden_units=(128, 64),
         normalize: bool = True,
         temperature: float = 0.05,
-        frequency: keras.layers.Layer | None = None,
+        frequency: FrequencySource | None = None,
         read_after_update: bool = True,
         remove_accidental_hits: bool = False,
         share_embeddings: bool = True,
@@ -175,6 +186,11 @@ class TwoTowerModel(keras.Model):
         super().__init__(**kwargs)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0; received {temperature!r}.")
+        if frequency is not None and not isinstance(frequency, FrequencySource):
+            raise TypeError(
+                "frequency must be a yt_bias.core.frequency.FrequencySource (or None for plain-sfx); "
+                f"received {type(frequency).__name__}."
+            )
         self.features = features
         self.temperature = float(temperature)
         self.frequency = frequency
@@ -204,32 +220,14 @@ class TwoTowerModel(keras.Model):
         return self.query_tower(inputs, training=training), self.item_tower(inputs, training=training)
 
     def sampling_log_q(self, item_ids: tf.Tensor, update: bool) -> tf.Tensor | None:
-        """log p of the batch's items; with ``update`` the estimator also consumes the batch.
+        """log p of the batch's items (:meth:`FrequencySource.log_q`); None without a frequency source.
 
-        The update is one global step under any tf.distribute strategy (the estimator's own
-        cross-replica update). p is clipped at 1 only when the estimand is an inclusion probability.
+        With ``update`` the source first consumes the batch as one global step (read after or
+        before it, as ``read_after_update`` says); p is clipped on the source's estimand scale.
         """
         if self.frequency is None:
             return None
-        if update and hasattr(self.frequency, "update_and_probability"):
-            probability = self.frequency.update_and_probability(item_ids, read_after_update=self.read_after_update)
-        elif update:
-            probability = self._update_then_read(item_ids)
-        else:
-            probability = self.frequency.probability(item_ids)
-        estimand = getattr(self.frequency, "estimand", "inclusion")
-        return log_probability(probability, max_probability=1.0 if estimand == "inclusion" else None)
-
-    def _update_then_read(self, item_ids: tf.Tensor) -> tf.Tensor:
-        """For frequency sources without a fused update-and-read (``update`` and ``probability`` only)."""
-        if self.read_after_update:
-            with tf.control_dependencies([update_once_per_global_step(self.frequency, item_ids)]):
-                return self.frequency.probability(item_ids)
-        probability = self.frequency.probability(item_ids)
-        with tf.control_dependencies([probability]):
-            step = update_once_per_global_step(self.frequency, item_ids)
-        with tf.control_dependencies([step]):
-            return tf.identity(probability)
+        return self.frequency.log_q(item_ids, update=update, read_after_update=self.read_after_update)
 
     def batch_loss(self, batch: Mapping[str, tf.Tensor], log_q: tf.Tensor | None, training: bool) -> tf.Tensor:
         """The corrected in-batch softmax loss of one batch (the positives are the diagonal, or the
@@ -243,16 +241,42 @@ class TwoTowerModel(keras.Model):
             item_ids, positive_index, first_row = unique_columns(item_ids)
             items = tf.gather(items, first_row)
             log_q = None if log_q is None else tf.gather(log_q, first_row)
+        return self.in_batch_loss(
+            query, items, log_q, batch.get(REWARD), positive_index, item_ids, self._implementation_for(query)
+        )
+
+    def in_batch_loss(
+        self,
+        query: tf.Tensor,
+        candidates: tf.Tensor,
+        log_q: tf.Tensor | None,
+        rewards: tf.Tensor | None,
+        positive_index: tf.Tensor | None,
+        candidate_ids: tf.Tensor,
+        implementation: str,
+    ) -> tf.Tensor:
+        """The softmax loss with the model's temperature, accidental-hit removal and block size.
+
+        Args:
+          query: [B, d] query embeddings; candidates: [N, d] candidate embeddings.
+          log_q: [N] log p of the candidates, or None (no correction).
+          rewards: [B] rewards, or None (all 1).
+          positive_index: [B] each query's positive column, or None (the diagonal).
+          candidate_ids: [N] the candidates' IDs (accidental hits).
+          implementation: ``"dense"``, ``"blockwise"`` or ``"auto"`` (:func:`~yt_bias.core.losses.softmax_loss`).
+        Returns:
+          Scalar float32, the mean loss.
+        """
         return softmax_loss(
             query,
-            items,
+            candidates,
             temperature=self.temperature,
             log_q=log_q,
-            rewards=batch.get(REWARD),
+            rewards=rewards,
             positive_index=positive_index,
-            candidate_ids=item_ids,
+            candidate_ids=candidate_ids,
             remove_accidental_hits=self.remove_accidental_hits,
-            implementation=self._implementation_for(query),
+            implementation=implementation,
             block_size=self.loss_block_size,
         )
 

@@ -52,6 +52,7 @@ from yt_bias.config import NEGATIVE_LOSSES
 from yt_bias.core.candidates import BatchView, CandidateBlock, Proposal
 from yt_bias.core.corpus import corpus_reference, is_corpus_reference, load_corpus
 from yt_bias.core.cross_batch import CrossBatchMemory, CrossBatchSampler
+from yt_bias.core.frequency import FrequencySource
 from yt_bias.core.samplers import (
     HARD_NEGATIVES,
     ImpressionSampler,
@@ -63,6 +64,7 @@ from yt_bias.core.samplers import (
     UniformPerQuerySampler,
 )
 from yt_bias.data.dataset import ITEM_INDEX, REWARD, RecDataset
+from yt_bias.data.impressions import IMPRESSION_CLICKS, impression_indices
 
 __all__ = ["HARD_NEGATIVES", "NegativeStrategy", "build_strategy", "training_examples"]
 
@@ -172,7 +174,9 @@ class NegativeStrategy(keras.layers.Layer):
         uniform = sum(sampler.uniform_draws for sampler in self._samplers)
         return Proposal(unigram=unigram, uniform_draws=uniform, num_items=self.num_items)
 
-    def sample(self, view: BatchView, item_tower, frequency, training: bool) -> tuple[CandidateBlock, ...]:
+    def sample(
+        self, view: BatchView, item_tower, frequency: FrequencySource | None, training: bool
+    ) -> tuple[CandidateBlock, ...]:
         """Every sampler's block for the batch ``view``, the positives' block first.
 
         Args:
@@ -283,8 +287,6 @@ def training_examples(config, dataset: RecDataset) -> dict[str, np.ndarray]:
       items and 1 for extra clicks (impressions as weak positives).
     Without impressions the rows are exactly ``dataset.examples('train')``.
     """
-    from yt_bias.data.impressions import IMPRESSION_CLICKS, impression_indices
-
     examples = dataset.examples("train")
     if config.impressions == "none":
         return examples

@@ -23,6 +23,7 @@ import numpy as np
 
 from yt_bias._keras import tf
 from yt_bias.core.candidates import BatchView, CandidateBlock, Proposal
+from yt_bias.core.frequency import FrequencySource
 
 HARD_NEGATIVES = "hard_negative_index"
 
@@ -77,13 +78,15 @@ class Sampler:
         """Expected unigram draws per batch position that this sampler adds (0.0: none)."""
         return 0.0
 
-    def sample(self, view: BatchView, item_tower: ItemTower, frequency, proposal: Proposal, training: bool) -> CandidateBlock:
+    def sample(
+        self, view: BatchView, item_tower: ItemTower, frequency: FrequencySource | None, proposal: Proposal, training: bool
+    ) -> CandidateBlock:
         """One block of candidates for the batch ``view``.
 
         Args:
           view: the batch: features, query [B, d] and positive [B, d] embeddings, IDs [B], log p [B].
           item_tower: ``item_tower(rows, training=...) -> [n, d]`` for rows of item features.
-          frequency: the frequency source (``probability(ids) -> [n]``), or None (no correction).
+          frequency: the model's frequency source, or None (no correction).
           proposal: the mixture of all samplers (:class:`~yt_bias.core.candidates.Proposal`).
           training: whether the towers run in training mode.
         Returns:

@@ -15,6 +15,8 @@ from math import lgamma
 
 import numpy as np
 
+from yt_bias._keras import tf
+from yt_bias.estimands import DEFAULT_ESTIMAND, check_estimand
 from yt_bias.features import FeatureConfig, validate_examples
 
 ITEM_INDEX = "item_index"
@@ -45,17 +47,18 @@ def _check_interactions(name: str, data: Mapping[str, np.ndarray], features: Fea
     return count
 
 
-def batch_frequencies(counts: np.ndarray, batch_size: int, estimand: str = "inclusion") -> np.ndarray:
+def batch_frequencies(counts: np.ndarray, batch_size: int, estimand: str = DEFAULT_ESTIMAND) -> np.ndarray:
     """Exact per-batch frequencies of items with ``counts`` rows among ``sum(counts)`` shuffled rows.
 
     Args:
       counts: [num_items] rows per item.
       batch_size: B (capped at the number of rows).
-      estimand: ``"inclusion"``: ``1 - C(n - c, B) / C(n, B)``, the probability of being in a batch
-        of B rows drawn without replacement; ``"expected_count"``: ``B c / n``.
+      estimand: ``"expected_count"`` (default): ``B c / n``; ``"inclusion"``: ``1 - C(n - c, B) / C(n, B)``,
+        the probability of being in a batch of B rows drawn without replacement.
     Returns:
       [num_items] float64.
     """
+    check_estimand(estimand)
     counts = np.asarray(counts, dtype=np.float64)
     n = float(counts.sum())
     if n <= 0:
@@ -63,8 +66,6 @@ def batch_frequencies(counts: np.ndarray, batch_size: int, estimand: str = "incl
     b = min(int(batch_size), int(n))
     if estimand == "expected_count":
         return b * counts / n
-    if estimand != "inclusion":
-        raise ValueError(f"estimand must be 'inclusion' or 'expected_count'; received {estimand!r}.")
 
     def log_comb_ratio(c: float) -> float:
         # log C(n - c, B) - log C(n, B), in closed form via lgamma.
@@ -128,15 +129,15 @@ class RecDataset:
         data = {"train": self.train, "test": self.test}[split]
         return np.bincount(np.asarray(data[ITEM_INDEX]), minlength=self.num_items)
 
-    def step_probabilities(self, batch_size: int, estimand: str = "inclusion") -> np.ndarray:
+    def step_probabilities(self, batch_size: int, estimand: str = DEFAULT_ESTIMAND) -> np.ndarray:
         """Exact per-batch frequency of each item in a uniformly shuffled training batch.
 
         With n training rows of which c_j show item j and batches of B rows drawn without
         replacement:
 
+        * ``estimand="expected_count"`` (default): its expected number of rows in the batch, ``B c_j / n``;
         * ``estimand="inclusion"``: the probability that item j is in the batch,
-          ``1 - C(n - c_j, B) / C(n, B)``;
-        * ``estimand="expected_count"``: its expected number of rows in the batch, ``B c_j / n``.
+          ``1 - C(n - c_j, B) / C(n, B)``.
         """
         counts = self.item_counts("train").astype(np.float64)
         return batch_frequencies(counts, batch_size, estimand)
@@ -167,8 +168,6 @@ def make_tf_dataset(
     iterated, deterministic given ``seed``), then one gather per column and batch, so an epoch
     starts at once instead of first passing every row through a shuffle buffer.
     """
-    from yt_bias._keras import tf
-
     count = len(next(iter(examples.values())))
     if count == 0:
         raise ValueError("make_tf_dataset: no examples; expected at least one row.")

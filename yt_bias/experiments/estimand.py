@@ -59,7 +59,8 @@ def method_config(base: ExperimentConfig, method: str) -> ExperimentConfig:
         base,
         variant="correct-sfx" if source == "streaming" else "correct-sfx-oracle",
         estimator=dataclasses.replace(base.estimator, estimand=estimand),
-        model=dataclasses.replace(base.model, candidates=candidates),
+        # The study compares pairings on purpose, the unpaired inclusion+rows among them.
+        model=dataclasses.replace(base.model, candidates=candidates, allow_unpaired_estimand=True),
     )
 
 

@@ -28,28 +28,44 @@ outside any Keras call context, so the task cannot infer it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import tensorflow_recommenders as tfrs
 
 from yt_bias._keras import keras, tf
-from yt_bias.core.frequency import OracleFrequency, StreamingFrequencyEstimator, update_once_per_global_step
-from yt_bias.core.losses import LOSS_IMPLEMENTATIONS, corrected_softmax_logits, log_probability, softmax_loss
+from yt_bias.core.frequency import FrequencySource, OracleFrequency, StreamingFrequencyEstimator
+from yt_bias.core.losses import LOSS_IMPLEMENTATIONS, corrected_softmax_logits, softmax_loss
 
-__all__ = ["CorrectedRetrieval"]
+__all__ = ["CallableFrequency", "CorrectedRetrieval"]
 
 DEFAULT_HASH_SIZE = 1 << 16
-_CUSTOM_OBJECTS = {"StreamingFrequencyEstimator": StreamingFrequencyEstimator, "OracleFrequency": OracleFrequency}
+_CUSTOM_OBJECTS = {cls.__name__: cls for cls in (StreamingFrequencyEstimator, OracleFrequency)}
 
 
-def _has_training_call(source) -> bool:
-    """Whether ``source(ids, training=...)`` is the estimator's own update-and-read entry point."""
-    if not isinstance(source, keras.layers.Layer):
-        return False
-    return "training" in inspect.signature(source.call).parameters
+class CallableFrequency(FrequencySource):
+    """A read-only frequency source around a callable ``ids -> p`` (on the scale of ``estimand``).
+
+    Args:
+      read: ``read(ids [n]) -> [n]`` probabilities; never updated by training.
+      estimand: the scale of what ``read`` returns (default: the default estimand).
+    """
+
+    def __init__(self, read: Callable[[tf.Tensor], tf.Tensor], **kwargs):
+        super().__init__(**kwargs)
+        self.read = read
+
+    def probability(self, item_ids: tf.Tensor) -> tf.Tensor:
+        return tf.convert_to_tensor(self.read(item_ids), tf.float32)
+
+    def get_config(self) -> dict:
+        raise NotImplementedError(
+            "CorrectedRetrieval.get_config: a plain callable frequency source cannot be serialised; "
+            "use a FrequencySource layer (StreamingFrequencyEstimator, OracleFrequency or your own subclass)."
+        )
 
 
-def _build_frequency(frequency):
+def _build_frequency(frequency) -> FrequencySource:
     """The frequency source of the ``frequency`` argument (see :class:`CorrectedRetrieval`)."""
     if frequency is None:
         return StreamingFrequencyEstimator(DEFAULT_HASH_SIZE, name="frequency")
@@ -57,15 +73,51 @@ def _build_frequency(frequency):
         if "class_name" in frequency:  # a Keras-serialised layer (get_config of this task)
             return keras.layers.deserialize(frequency, custom_objects=_CUSTOM_OBJECTS)
         config = dict(frequency)
+        accepted = set(inspect.signature(StreamingFrequencyEstimator.__init__).parameters) - {"self", "kwargs"}
+        accepted |= {"name", "dtype", "trainable"}  # the base Layer's arguments
+        unknown = sorted(set(config) - accepted)
+        if unknown:
+            raise ValueError(
+                f"frequency: unknown StreamingFrequencyEstimator argument(s) {unknown}; expected some of {sorted(accepted)}."
+            )
         config.setdefault("hash_size", DEFAULT_HASH_SIZE)
         config.setdefault("name", "frequency")
         return StreamingFrequencyEstimator(**config)
-    if isinstance(frequency, keras.layers.Layer) or callable(frequency):
+    if isinstance(frequency, FrequencySource):
         return frequency
+    if callable(frequency) and not isinstance(frequency, keras.layers.Layer):
+        return CallableFrequency(frequency, name="frequency")
     raise TypeError(
-        "frequency must be None, a dict of StreamingFrequencyEstimator arguments, a frequency layer "
-        f"(StreamingFrequencyEstimator, OracleFrequency) or a callable ids -> p; received {type(frequency).__name__}."
+        "frequency must be None, a dict of StreamingFrequencyEstimator arguments, a FrequencySource layer "
+        "(StreamingFrequencyEstimator, OracleFrequency, a subclass of yt_bias.core.frequency.FrequencySource) "
+        f"or a plain callable ids -> p; received {type(frequency).__name__}."
     )
+
+
+def _check_training(training):
+    """``training`` as given when it is a bool, 0/1 or a boolean tensor; ValueError (naming it) otherwise."""
+    if isinstance(training, tf.Tensor) or isinstance(training, (bool, np.bool_)):
+        return training
+    if isinstance(training, (int, np.integer)) and training in (0, 1):
+        return bool(training)
+    raise ValueError(
+        f"CorrectedRetrieval: training must be True or False (or a boolean tensor); received {training!r}. Pass the "
+        "training flag of compute_loss (tfrs.Model.train_step passes training=True); omit it for inference."
+    )
+
+
+def _check_probability(probability: tf.Tensor) -> tf.Tensor:
+    """Caller-given sampling probabilities, checked finite and >= 0 (a negative p would be clipped silently)."""
+    message = "candidate_sampling_probability must be finite and >= 0"
+    if tf.executing_eagerly():
+        values = probability.numpy()
+        bad = values[~(np.isfinite(values) & (values >= 0))]
+        if bad.size:
+            raise ValueError(f"{message}; received {float(bad.flat[0])!r} ({bad.size} such value(s)).")
+        return probability
+    checks = [tf.debugging.assert_all_finite(probability, message), tf.debugging.assert_non_negative(probability, message)]
+    with tf.control_dependencies(checks[1:]):
+        return tf.identity(checks[0])
 
 
 class CorrectedRetrieval(tfrs.tasks.Retrieval):
@@ -77,10 +129,11 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
         ``hash_size=2**16`` and the estimator's defaults, owned by the task;
         a dict: the arguments of a StreamingFrequencyEstimator (``hash_size``, ``num_hashes``,
         ``alpha``, ``initial_interval``, ``bias_correction``, any other argument the estimator takes);
-        a frequency layer (a StreamingFrequencyEstimator, an
-        :class:`~yt_bias.core.frequency.OracleFrequency` of exact probabilities, or any layer with
-        ``update(ids)`` and ``probability(ids)``), updated by the task when training;
-        a callable ``ids -> p`` ([num_candidates] float), read only.
+        a :class:`~yt_bias.core.frequency.FrequencySource` (a StreamingFrequencyEstimator, an
+        :class:`~yt_bias.core.frequency.OracleFrequency` of exact probabilities, or a subclass of
+        your own), updated by the task when training;
+        a plain callable ``ids -> p`` ([num_candidates] float, on the default estimand's scale),
+        read only (wrapped in a :class:`CallableFrequency`).
       temperature: tau; the dot products are divided by it (None: 1, as TFRS).
       remove_accidental_hits: mask in-batch negatives that carry the positive's ID.
       metrics: ``tfrs.metrics.FactorizedTopK`` metrics (or any ``tfrs.metrics.Factorized``), as TFRS.
@@ -97,6 +150,16 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
     Raises:
       TypeError: a ``frequency`` of an unsupported type.
       ValueError: a temperature <= 0.
+
+    Example:
+
+    >>> from yt_bias.integrations.tfrs import CorrectedRetrieval
+    >>> import tensorflow as tf
+    >>> task = CorrectedRetrieval(temperature=0.1)  # owns a streaming estimator (H = 2^16)
+    >>> query = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    >>> loss = task(query, query, candidate_ids=tf.constant(["a", "b"]), training=True)
+    >>> int(task.frequency.step.numpy()), loss.shape  # one estimator step; a scalar batch mean
+    (1, TensorShape([]))
     """
 
     def __init__(
@@ -112,8 +175,10 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
         name: str | None = None,
         **kwargs,
     ):
-        if temperature is not None and not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ValueError(f"temperature must be > 0 (or None for 1); received {temperature!r}.")
+        if temperature is not None and not (
+            isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and 0 < temperature < float("inf")
+        ):
+            raise ValueError(f"temperature must be finite and > 0 (or None for 1); received {temperature!r}.")
         if loss_implementation not in LOSS_IMPLEMENTATIONS:
             raise ValueError(f"loss_implementation must be one of {LOSS_IMPLEMENTATIONS}; received {loss_implementation!r}.")
         unknown = set(kwargs) - {"trainable", "dtype"}  # the base Layer config keys are accepted and ignored
@@ -131,37 +196,21 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
         self.scale_by_replicas = bool(scale_by_replicas)
         self.loss_implementation = loss_implementation
 
+    def __call__(self, *args, **kwargs):
+        """Checks ``training`` before Keras resolves it: True/False (or 0/1, or a boolean tensor) only.
+
+        An explicit ``training=None`` is refused: Keras would resolve it to the call signature's
+        default (False) outside ``fit``'s own call context, and the estimator would silently never
+        be updated. Omitting ``training`` means inference (no update), as documented.
+        """
+        if "training" in kwargs:
+            kwargs["training"] = _check_training(kwargs["training"])
+        return super().__call__(*args, **kwargs)
+
     @property
     def estimand(self) -> str:
-        """What p means: ``"inclusion"`` (probability of being in a batch, at most 1) or ``"expected_count"``."""
-        return str(getattr(self.frequency, "estimand", "inclusion"))
-
-    def sampling_probability(self, candidate_ids: tf.Tensor, training: bool | tf.Tensor = False) -> tf.Tensor:
-        """p of each candidate; with ``training`` the estimator first consumes the IDs (one global step).
-
-        Args:
-          candidate_ids: [num_candidates] strings or integers.
-          training: update the estimator before reading (a Python bool or a scalar bool tensor).
-        Returns:
-          [num_candidates] float32 probabilities.
-        """
-        source = self.frequency
-        if _has_training_call(source):
-            if isinstance(training, tf.Tensor):
-                return tf.cond(
-                    training, lambda: source(candidate_ids, training=True), lambda: source(candidate_ids, training=False)
-                )
-            return source(candidate_ids, training=bool(training))
-        if not (hasattr(source, "update") and hasattr(source, "probability")):
-            return tf.convert_to_tensor(source(candidate_ids), tf.float32)
-
-        def update_then_read():
-            with tf.control_dependencies([update_once_per_global_step(source, candidate_ids)]):
-                return tf.identity(source.probability(candidate_ids))
-
-        if isinstance(training, tf.Tensor):
-            return tf.cond(training, update_then_read, lambda: source.probability(candidate_ids))
-        return update_then_read() if training else source.probability(candidate_ids)
+        """What p means: the frequency source's estimand (``"expected_count"`` or ``"inclusion"``)."""
+        return self.frequency.estimand
 
     # Python control flow on Python values only (a tensor ``training`` goes through tf.cond): no AutoGraph.
     @tf.autograph.experimental.do_not_convert
@@ -206,16 +255,16 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
                 f"(multi-head) tensor of shape {query_embeddings.shape}."
             )
         if candidate_sampling_probability is not None:
-            probability = tf.convert_to_tensor(candidate_sampling_probability, tf.float32)
+            probability = _check_probability(tf.convert_to_tensor(candidate_sampling_probability, tf.float32))
+            log_q = self.frequency.log_of(probability)
         elif candidate_ids is not None:
             candidate_ids = tf.convert_to_tensor(candidate_ids)
-            probability = self.sampling_probability(candidate_ids, training)
+            log_q = self.frequency.log_q(candidate_ids, update=training if isinstance(training, tf.Tensor) else bool(training))
         else:
             raise ValueError(
                 "CorrectedRetrieval needs candidate_ids [num_candidates] (the estimator's input) or "
                 "candidate_sampling_probability [num_candidates]; received neither."
             )
-        log_q = log_probability(probability, None if self.estimand == "expected_count" else 1.0)
         options = dict(
             temperature=1.0 if self._temperature is None else float(self._temperature),
             log_q=log_q,
@@ -257,11 +306,6 @@ class CorrectedRetrieval(tfrs.tasks.Retrieval):
         Metrics are not part of the config (a FactorizedTopK holds a candidate index): pass them
         again to ``from_config``'s result. Raises NotImplementedError for a plain-callable source.
         """
-        if not isinstance(self.frequency, keras.layers.Layer):
-            raise NotImplementedError(
-                "CorrectedRetrieval.get_config: a plain callable frequency source cannot be serialised; "
-                "use a StreamingFrequencyEstimator or OracleFrequency layer."
-            )
         return {
             "name": self.name,
             "frequency": keras.layers.serialize(self.frequency),

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from yt_bias._keras import keras, tf
-from yt_bias.core.frequency.source import as_string_ids, check_estimand, is_real
+from yt_bias._keras import tf
+from yt_bias.core.frequency.source import FrequencySource, as_string_ids, is_real
+from yt_bias.estimands import DEFAULT_ESTIMAND, max_probability
 
 
-class OracleFrequency(keras.layers.Layer):
+class OracleFrequency(FrequencySource):
     """Exact per-step sampling probabilities from a table (the paper's "oracle" baseline).
 
     Args:
@@ -18,7 +19,17 @@ class OracleFrequency(keras.layers.Layer):
       probabilities: [num_items] their exact values on the scale of ``estimand``: inclusion
         probabilities in (0, 1], or expected counts per batch (> 0, may exceed 1).
       default_probability: returned for IDs not in the table.
-      estimand: ``"inclusion"`` (default) or ``"expected_count"``.
+      estimand: ``"expected_count"`` (default) or ``"inclusion"``.
+
+    Example:
+
+    >>> from yt_bias.core.frequency import OracleFrequency
+    >>> import tensorflow as tf
+    >>> oracle = OracleFrequency(["a", "b"], [2.0, 0.5], estimand="expected_count")
+    >>> oracle(tf.constant(["b", "a", "z"])).numpy().tolist()  # "z" is not in the table
+    [0.5, 2.0, 9.999999974752427e-07]
+    >>> OracleFrequency.from_config(oracle.get_config()).probability(tf.constant(["a"])).numpy().tolist()
+    [2.0]
     """
 
     def __init__(
@@ -26,11 +37,10 @@ class OracleFrequency(keras.layers.Layer):
         item_ids: Sequence,
         probabilities: Sequence[float],
         default_probability: float = 1e-6,
-        estimand: str = "inclusion",
+        estimand: str = DEFAULT_ESTIMAND,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.estimand = check_estimand(estimand)
+        super().__init__(estimand=estimand, **kwargs)
         ids = np.asarray(item_ids)
         probs = np.asarray(probabilities, dtype=np.float32)
         if ids.ndim != 1 or probs.shape != ids.shape:
@@ -39,7 +49,7 @@ class OracleFrequency(keras.layers.Layer):
             )
         if ids.size == 0:
             raise ValueError("item_ids is empty: the oracle needs at least one item.")
-        upper = 1.0 if self.estimand == "inclusion" else np.inf
+        upper = max_probability(self.estimand) or np.inf
         bad = ~np.isfinite(probs) | (probs <= 0) | (probs > upper)
         if np.any(bad):
             expected = "(0, 1]" if self.estimand == "inclusion" else "(0, inf)"
@@ -63,18 +73,9 @@ class OracleFrequency(keras.layers.Layer):
             default_value=self.default_probability,
         )
 
-    def update(self, item_ids: tf.Tensor) -> tf.Tensor:
-        """Exact probabilities do not change with the stream: a no-op kept for a common interface."""
-        return tf.constant(0, tf.int64)
-
     def probability(self, item_ids: tf.Tensor) -> tf.Tensor:
+        """The table's exact ``p`` of each item ([n] float32); exact tables do not move with the stream."""
         return self._table.lookup(as_string_ids(item_ids))
-
-    def update_and_probability(self, item_ids: tf.Tensor, read_after_update: bool = True) -> tf.Tensor:
-        return self.probability(item_ids)
-
-    def call(self, item_ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        return self.probability(item_ids)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -82,6 +83,5 @@ class OracleFrequency(keras.layers.Layer):
             item_ids=self._ids,
             probabilities=self._probs,
             default_probability=self.default_probability,
-            estimand=self.estimand,
         )
         return config

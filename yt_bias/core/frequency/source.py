@@ -1,17 +1,42 @@
-"""What every frequency source shares: the estimands, the protocol, ID handling and the TV error.
+"""The frequency-source contract: the estimands, :class:`FrequencySource`, ID handling and the TV error.
 
 A frequency source gives the per-step sampling probability ``p_j`` that the logQ correction
-subtracts (``s - log p_j``); :class:`FrequencySource` is the protocol that the streaming estimator
-and the exact oracle both follow.
+subtracts (``s - log p_j``). Every source (the streaming estimator, the exact oracle, the
+past-only tables of day-by-day training) subclasses :class:`FrequencySource`, and everything
+that takes a source (the model, the negative samplers, ``CorrectedRetrieval``, the training
+drivers) is typed with it and calls its methods, never probes for them:
+
+* ``estimand``: the scale of ``p`` (:data:`ESTIMANDS`, default :data:`DEFAULT_ESTIMAND`; the
+  vocabulary lives in :mod:`yt_bias.estimands`);
+* :meth:`FrequencySource.update_and_probability`: one global step with the batch (once per global
+  step under any tf.distribute strategy), then the batch's ``p`` (or ``p`` read before the step);
+* :meth:`FrequencySource.log_q`: ``log p`` with the estimand's clip, the one read the losses use;
+* :meth:`FrequencySource.start_of_day` / :meth:`FrequencySource.end_of_day`: the day-by-day
+  hooks (no-ops unless a source keeps per-day tables).
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import abc
 
 import numpy as np
 
-from yt_bias._keras import tf
+from yt_bias._keras import keras, tf
+from yt_bias.core.losses import log_probability
+from yt_bias.estimands import DEFAULT_ESTIMAND, ESTIMANDS, check_estimand, max_probability
+
+__all__ = [
+    "DEFAULT_ESTIMAND",
+    "ESTIMANDS",
+    "FrequencySource",
+    "as_string_ids",
+    "check_estimand",
+    "check_int",
+    "check_not_empty",
+    "is_real",
+    "log_p",
+    "total_variation_error",
+]
 
 
 def is_real(value) -> bool:
@@ -61,30 +86,149 @@ def check_not_empty(item_ids: tf.Tensor, name: str = "item_ids") -> list:
     ]
 
 
-ESTIMANDS = ("inclusion", "expected_count")
+def log_p(probability: tf.Tensor, estimand: str) -> tf.Tensor:
+    """``log p`` of probabilities on the scale of ``estimand``, clipped so that it stays finite.
+
+    ``p`` is floored at :data:`yt_bias.estimands.MIN_PROBABILITY` and, for an inclusion
+    probability, capped at 1 (an expected count may exceed 1): the bounds of
+    :func:`yt_bias.estimands.log_q_bounds`, applied by :func:`yt_bias.core.losses.log_probability`.
+
+    Args:
+      probability: [n] probabilities (any float dtype).
+      estimand: one of :data:`ESTIMANDS`.
+    Returns:
+      [n] float32.
+    """
+    return log_probability(probability, max_probability(estimand))
 
 
-def check_estimand(estimand: str) -> str:
-    """Returns ``estimand`` if it is one of :data:`ESTIMANDS`; raises ValueError otherwise."""
-    if estimand not in ESTIMANDS:
-        raise ValueError(f"estimand must be one of {list(ESTIMANDS)}; received {estimand!r}.")
-    return estimand
+class FrequencySource(keras.layers.Layer, metaclass=abc.ABCMeta):
+    """Base of every source of per-step sampling probabilities (the one contract the model uses).
 
+    A subclass implements :meth:`probability` and, when its state moves with the stream,
+    :meth:`update` (the streaming estimator also overrides :meth:`update_and_probability` for its
+    cross-replica update). Everything else is shared: the estimand, the update-then-read order,
+    the clipped ``log p``, the per-day hooks and the Keras call.
 
-@runtime_checkable
-class FrequencySource(Protocol):
-    """What the model and the losses need from a source of sampling probabilities.
+    Args:
+      estimand: the scale of ``p``: ``"expected_count"`` (default; rows of the item per batch,
+        pairs with one candidate column per row) or ``"inclusion"`` (P(item in batch) <= 1, pairs
+        with one column per distinct item); see :mod:`yt_bias.estimands`.
+      **kwargs: ``keras.layers.Layer`` arguments (``name``, ...).
 
-    ``estimand`` says what ``probability`` returns: ``"inclusion"``, the probability that an item
-    is in a batch (at most 1), or ``"expected_count"``, its expected number of rows in a batch
-    (may exceed 1). ``update(ids)`` consumes one global step (a no-op for exact tables).
+    Attributes:
+      estimand: as given.
+      uses_future: True for a source that reads rows before the model trains on them (an oracle).
+      step: the global step variable of a source that counts steps (the streaming estimator);
+        None for exact tables.
+      num_shards: how many variables each array of the source's state is split into (1 unless a
+        streaming estimator is sharded over parameter servers).
+
+    Example:
+
+    >>> from yt_bias.core.frequency import FrequencySource
+    >>> import tensorflow as tf
+    >>> class Uniform(FrequencySource):
+    ...     def probability(self, item_ids):
+    ...         return tf.fill(tf.shape(item_ids), 0.25)
+    >>> source = Uniform(estimand="inclusion")
+    >>> [round(float(x), 4) for x in source.log_q(tf.constant(["a", "b"]), update=True)]  # log 0.25
+    [-1.3863, -1.3863]
     """
 
-    estimand: str
+    uses_future: bool = False
+    step: tf.Variable | None = None
+    num_shards: int = 1
 
-    def update(self, item_ids: tf.Tensor) -> tf.Tensor: ...
+    def __init__(self, estimand: str = DEFAULT_ESTIMAND, **kwargs):
+        super().__init__(**kwargs)
+        self.estimand = check_estimand(estimand)
 
-    def probability(self, item_ids: tf.Tensor) -> tf.Tensor: ...
+    @abc.abstractmethod
+    def probability(self, item_ids: tf.Tensor) -> tf.Tensor:
+        """The current ``p`` of each item, without updating.
+
+        Args:
+          item_ids: [n] strings or integers.
+        Returns:
+          [n] float32 on the scale of ``estimand``.
+        """
+
+    def update(self, item_ids: tf.Tensor) -> tf.Tensor:
+        """Consumes one batch as one step; the base class keeps no state (exact tables): returns 0.
+
+        Args:
+          item_ids: [batch_size] the items of this step.
+        Returns:
+          The new global step (int64 scalar; 0 for a source without one).
+        """
+        return tf.constant(0, tf.int64)
+
+    def update_and_probability(self, item_ids: tf.Tensor, read_after_update: bool = True) -> tf.Tensor:
+        """One global step with the batch and the batch's ``p``, read after the update (default) or before it.
+
+        The base class runs :meth:`update` once per call, ordered against the read; a source
+        whose state is mirrored over replicas (the streaming estimator) overrides this with its
+        once-per-global-step update.
+
+        Args:
+          item_ids: [batch_size] strings or integers.
+          read_after_update: read ``p`` after the update (it includes this batch) or before.
+        Returns:
+          [batch_size] float32.
+        """
+        if read_after_update:
+            with tf.control_dependencies([self.update(item_ids)]):
+                return self.probability(item_ids)
+        probability = self.probability(item_ids)
+        with tf.control_dependencies([probability]):
+            step = self.update(item_ids)
+        with tf.control_dependencies([step]):
+            return tf.identity(probability)
+
+    def log_q(self, item_ids: tf.Tensor, update: bool = False, read_after_update: bool = True) -> tf.Tensor:
+        """``log p`` of the items, clipped on the estimand's scale; with ``update`` the batch is one step first.
+
+        The one read of the correction: the model's ``sampling_log_q`` and ``CorrectedRetrieval``
+        both call it. ``update`` may be a scalar bool tensor (then both branches are traced).
+
+        Args:
+          item_ids: [batch_size] strings or integers.
+          update: consume the batch as one global step (training) before (or after, see
+            ``read_after_update``) reading.
+          read_after_update: with ``update``, read after the step (default) or before it.
+        Returns:
+          [batch_size] float32, finite.
+        """
+        if isinstance(update, tf.Tensor):
+            return tf.cond(
+                update,
+                lambda: self.log_q(item_ids, True, read_after_update),
+                lambda: self.log_q(item_ids, False, read_after_update),
+            )
+        probability = self.update_and_probability(item_ids, read_after_update) if update else self.probability(item_ids)
+        return self.log_of(probability)
+
+    def log_of(self, probability: tf.Tensor) -> tf.Tensor:
+        """``log p`` of probabilities given on this source's scale, with its clip (:func:`log_p`)."""
+        return log_p(probability, self.estimand)
+
+    def start_of_day(self, item_ids) -> None:
+        """Day-by-day training calls this with the IDs of the day's rows before training on them (default: nothing)."""
+
+    def end_of_day(self, item_ids) -> None:
+        """Day-by-day training calls this with the IDs of the day's rows after training on them (default: nothing)."""
+
+    def call(self, item_ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        """``training=True``: one global step with the batch, then its ``p``; otherwise a read."""
+        if training:
+            return self.update_and_probability(item_ids)
+        return self.probability(item_ids)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["estimand"] = self.estimand
+        return config
 
 
 def total_variation_error(estimated: np.ndarray, true: np.ndarray, batch_size: int) -> float:

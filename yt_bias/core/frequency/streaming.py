@@ -46,8 +46,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from yt_bias._keras import keras, tf
-from yt_bias.core.frequency.replicas import update_once_per_global_step
-from yt_bias.core.frequency.source import as_string_ids, check_estimand, check_int, check_not_empty, is_real
+from yt_bias.core.frequency.source import FrequencySource, as_string_ids, check_int, check_not_empty, is_real
+from yt_bias.estimands import DEFAULT_ESTIMAND
 
 _MIN_INTERVAL = 1e-6
 
@@ -57,7 +57,7 @@ MAX_STEP = 1 << 62
 MAX_SEED = (1 << 63) // 1_000_003 - 1024
 
 
-class StreamingFrequencyEstimator(keras.layers.Layer):
+class StreamingFrequencyEstimator(FrequencySource):
     """Streaming estimate of each item's per-step sampling probability (Algorithms 2 and 3).
 
     The state (``A_i``, ``B_i`` for each hash and the global step) lives in non-trainable
@@ -109,6 +109,18 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
       estimand: ``"expected_count"`` (default: it matches the in-batch softmax's one candidate
         column per row, and measured best where items repeat within batches) or
         ``"inclusion"`` (pair it with deduplicated candidate columns), see above.
+
+    Example:
+
+    >>> from yt_bias.core.frequency import StreamingFrequencyEstimator
+    >>> import tensorflow as tf
+    >>> estimator = StreamingFrequencyEstimator(hash_size=1024, alpha=0.5, initial_interval=4.0)
+    >>> for batch in (["a", "b"], ["a", "c"], ["a", "b"]):  # "a" in every batch
+    ...     p = estimator(tf.constant(batch), training=True)  # one step, then the batch's p
+    >>> [round(float(x), 3) for x in estimator.probability(tf.constant(["a", "c", "never"]))]
+    [0.727, 0.333, 0.25]
+    >>> int(estimator.step.numpy())
+    3
     """
 
     def __init__(
@@ -120,10 +132,10 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         seed: int = 0,
         bias_correction: bool = False,
         num_shards: int = 1,
-        estimand: str = "expected_count",
+        estimand: str = DEFAULT_ESTIMAND,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(estimand=estimand, **kwargs)
         check_int("hash_size", hash_size, 1)
         check_int("num_hashes", num_hashes, 1)
         check_int("num_shards", num_shards, 1)
@@ -143,7 +155,6 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         self.seed = int(seed)
         self.bias_correction = bool(bias_correction)
         self.num_shards = int(num_shards)
-        self.estimand = check_estimand(estimand)
         self._keys = [[self.seed * 1_000_003 + 2 * i + 1, 0x9E3779B97F4A7C15 >> 1 ^ i] for i in range(self.num_hashes)]
         if self.bias_correction:
             # Counts saturate once (1 - alpha)^n is negligible, so int32 never overflows.
@@ -164,21 +175,19 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
                 )
                 for s, r in enumerate(rows)
             ]
+        hits = created.get("hits")  # None without bias correction
         if self.num_shards == 1:
             self.last_step, self.interval = created["A"][0], created["B"][0]
-            if self.bias_correction:
-                self.hits = created["hits"][0]
+            self.hits = None if hits is None else hits[0]
         else:
-            self.last_step_shards, self.interval_shards = created["A"], created["B"]
-            if self.bias_correction:
-                self.hits_shards = created["hits"]
+            self.last_step_shards, self.interval_shards, self.hits_shards = created["A"], created["B"], hits
 
     # ------------------------------------------------------------------ state
     def _arrays(self, name: str) -> list:
         """The shard variables of array ``name`` (A, B or hits): one per shard."""
         if self.num_shards == 1:
-            return [{"A": self.last_step, "B": self.interval, "hits": getattr(self, "hits", None)}[name]]
-        return {"A": self.last_step_shards, "B": self.interval_shards, "hits": getattr(self, "hits_shards", None)}[name]
+            return [{"A": self.last_step, "B": self.interval, "hits": self.hits}[name]]
+        return {"A": self.last_step_shards, "B": self.interval_shards, "hits": self.hits_shards}[name]
 
     def state_variables(self) -> tuple:
         """The variables :meth:`update_buckets` updates, flat: ``(step, A_0..A_{S-1}, B_0..B_{S-1}[, hits_0..])``
@@ -233,7 +242,7 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         """Consumes one batch as one step: advances the global step, then updates A and B.
 
         Not distribution-aware: under a MirroredStrategy call the layer with ``training=True`` (or
-        :func:`update_once_per_global_step`) instead, which updates once per global step.
+        :meth:`update_once_per_global_step`) instead, which updates once per global step.
 
         Args:
           item_ids: [batch_size] strings or integers, the items of this step.
@@ -306,6 +315,46 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         for s in range(num):
             yield s, rows[s], parts[s]
 
+    # ------------------------------------------------------------------ one update per global step
+    def update_once_per_global_step(self, item_ids: tf.Tensor | None = None, buckets: tf.Tensor | None = None) -> tf.Tensor:
+        """One global step, whatever the tf.distribute context.
+
+        * no strategy, one replica, or ParameterServerStrategy: :meth:`update` (under PS the reads
+          and scatter writes go to the parameter servers' variables);
+        * replica context with several replicas (MirroredStrategy, MultiWorkerMirroredStrategy):
+          all-gather the hashed buckets (strings cannot be all-gathered), then one ``merge_call``
+          updates every device copy of the mirrored variables with the union, so the step counter
+          advances once per global step;
+        * cross-replica context: ``item_ids`` must already be the union (or a PerReplica value).
+
+        Args:
+          item_ids: [local_batch_size] this replica's item IDs (or give ``buckets``).
+          buckets: [num_hashes, local_batch_size] the buckets of those IDs (:meth:`buckets`).
+        Returns:
+          The new global step (int64 scalar).
+        """
+        strategy = tf.distribute.get_strategy()
+        if not tf.distribute.has_strategy() or strategy.num_replicas_in_sync == 1:
+            return self.update_buckets(buckets) if buckets is not None else self.update(item_ids)
+        replica = tf.distribute.get_replica_context()
+        if replica is not None:
+            if buckets is None:
+                buckets = self.buckets(item_ids)
+            gathered = replica.all_gather(buckets, axis=1)
+            return replica.merge_call(lambda strategy, union: self._update_mirrored(strategy, union, True), args=(gathered,))
+        return self._update_mirrored(strategy, item_ids if buckets is None else buckets, buckets is not None)
+
+    def _update_mirrored(self, strategy, values, hashed: bool) -> tf.Tensor:
+        """Cross-replica context: the same update on every local device copy of the mirrored variables."""
+        local = strategy.experimental_local_results(values)
+        steps = []
+        for d, device_vars in enumerate(zip(*(_device_copies(var) for var in self.state_variables()))):
+            value = local[d] if len(local) > d else local[0]
+            with tf.device(device_vars[0].device):
+                steps.append(self.update_buckets(value if hashed else self.buckets(value), variables=device_vars))
+        with tf.control_dependencies(steps):
+            return tf.identity(steps[0])
+
     # ------------------------------------------------------------------ read
     def _gather(self, name: str, buckets: tf.Tensor) -> tf.Tensor:
         """``array[i, buckets[i, j]]`` for the [num_hashes, n] ``buckets`` of array ``name`` (A, B or hits)."""
@@ -344,16 +393,16 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
     def update_and_probability(self, item_ids: tf.Tensor, read_after_update: bool = True) -> tf.Tensor:
         """One global step and the batch's probabilities, hashing the IDs once.
 
-        Distribution-aware (see :func:`update_once_per_global_step`). ``read_after_update``: the
+        Distribution-aware (see :meth:`update_once_per_global_step`). ``read_after_update``: the
         probabilities include this batch's gaps (default) or are read before the update.
         """
         buckets = self._checked_buckets(item_ids)
         if read_after_update:
-            with tf.control_dependencies([update_once_per_global_step(self, buckets=buckets)]):
+            with tf.control_dependencies([self.update_once_per_global_step(buckets=buckets)]):
                 return self.probability_of_buckets(buckets)
         probability = self.probability_of_buckets(buckets)
         with tf.control_dependencies([probability]):
-            step = update_once_per_global_step(self, buckets=buckets)
+            step = self.update_once_per_global_step(buckets=buckets)
         with tf.control_dependencies([step]):
             return tf.identity(probability)
 
@@ -367,12 +416,6 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         debiased = (intervals - (1.0 - weight) * self.initial_interval) / weight
         return tf.where(seen, debiased, intervals)
 
-    def call(self, item_ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        """``training=True``: one global step with the batch, then its probabilities; else a read."""
-        if training:
-            return self.update_and_probability(item_ids)
-        return self.probability(item_ids)
-
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
@@ -383,9 +426,18 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
             seed=self.seed,
             bias_correction=self.bias_correction,
             num_shards=self.num_shards,
-            estimand=self.estimand,
         )
         return config
+
+
+def _device_copies(variable) -> tuple:
+    """The per-device copies of a mirrored variable (the variable itself when it is not mirrored)."""
+    values = getattr(variable, "values", None)
+    return tuple(values) if isinstance(values, (tuple, list)) else (variable,)
+
+
+# The estimator's one-update-per-global-step as a function of the estimator (its name in earlier releases).
+update_once_per_global_step = StreamingFrequencyEstimator.update_once_per_global_step
 
 
 def estimator_from_settings(settings, num_shards: int = 1, name: str = "frequency") -> StreamingFrequencyEstimator:
