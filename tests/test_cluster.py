@@ -348,3 +348,39 @@ def test_parameter_server_workers_read_their_own_shards(tmp_path):
     assert metrics["estimator_tv_error"] is None  # the exact frequencies are not known from shards
     # The held-out shards (DIR/test) are evaluated over the whole corpus.
     assert 0.0 <= metrics["recall@10"] <= metrics["recall@50"] <= 1.0 and metrics["num_test_positives"] > 0
+
+
+def test_vocabulary_tables_are_named_by_their_content():
+    """A table's shared name on the workers is its content's hash, not a per-process counter: the same
+    vocabulary gets the same name however many tables were built before it, another one never does."""
+    from yt_bias.training.cluster import content_named_tables
+
+    def table(tokens):
+        keys = tf.constant(tokens)
+        values = tf.range(len(tokens), dtype=tf.int64)
+        return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), -1)
+
+    plain = table(["a", "b"])
+    with content_named_tables():
+        first = table(["a", "b"])
+        for _ in range(3):  # other tables in between advance TensorFlow's counter
+            table(["x"])
+        again = table(["a", "b"])
+        other, split = table(["b", "a"]), table(["ab"])
+    assert plain._shared_name.isdigit()  # TensorFlow's own name: ops.uid() of this process
+    assert first._shared_name == again._shared_name and first._shared_name.startswith("yt_bias_table_")
+    assert len({first._shared_name, other._shared_name, split._shared_name}) == 3
+    assert int(again.lookup(tf.constant("b")).numpy()) == 1
+
+
+def test_fault_matrix_results_are_checked(tmp_path):
+    from yt_bias.report.fault_matrix import read_results
+
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text("{not json")
+    with pytest.raises(ValueError, match="damaged.json: not valid JSON"):
+        read_results(str(damaged))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"cells": {}}))
+    with pytest.raises(ValueError, match="expected the output of scripts/fault_matrix.py"):
+        read_results(str(other))

@@ -89,7 +89,7 @@ def _lost(cell: str, n: dict) -> str:
         return (f"no checkpoint needed; at most {n.get(f'{cell}/requeued_closures_max', 0)} closure(s) re-run, "
                 f"estimator step at most {n.get(f'{cell}/extra_estimator_steps_max', 0)} above the closures")
     return (f"the closures after the committed checkpoint (at most {n.get(f'{cell}/closures_redone_max', '-')}) are redone; "
-            f"{n.get(f'{cell}/values_compared_min', '-')} restored values equal the checkpoint's")
+            f"{n.get(f'{cell}/values_compared_min', '-')} restored tensors equal the checkpoint's")
 
 
 def _table(n: dict, settings: dict) -> str:
