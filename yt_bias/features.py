@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 KINDS = ("id", "bag", "categorical", "dense")
 
 
@@ -171,8 +173,6 @@ def validate_examples(examples: dict, specs: Sequence[FeatureSpec], where: str =
     Raises:
       ValueError: a missing feature, a wrong shape, a row count mismatch or a non-finite dense value.
     """
-    import numpy as np
-
     count = None
     for spec in specs:
         if spec.name not in examples:

@@ -26,6 +26,16 @@ class CrossBatchMemory(keras.layers.Layer):
       warmup_steps: pushes before the memory is used.
     Raises:
       ValueError: size < 1.
+
+    Example:
+
+    >>> from yt_bias.core.cross_batch import CrossBatchMemory
+    >>> import tensorflow as tf
+    >>> memory = CrossBatchMemory(size=3, dim=2)
+    >>> _ = memory.push(tf.ones([2, 2]), tf.constant([4, 7]))
+    >>> _ = memory.push(tf.zeros([2, 2]), tf.constant([9, 1]))  # item 1 replaces the oldest slot
+    >>> memory.item_index.numpy().tolist(), memory.valid().numpy().tolist()
+    ([1, 7, 9], [True, True, True])
     """
 
     def __init__(self, size: int, dim: int, warmup_steps: int = 0, **kwargs):

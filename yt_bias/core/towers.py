@@ -15,7 +15,18 @@ from yt_bias._keras import keras, tf
 from yt_bias.features import FeatureSpec, shared_tables
 
 
-class SharedEmbeddings(keras.layers.Layer):
+class _SpecsLayer(keras.layers.Layer):
+    """A layer built from feature specs: the specs travel in its config as dicts."""
+
+    def get_config(self) -> dict:
+        return dict(super().get_config(), specs=[s.to_dict() for s in self.specs])
+
+    @classmethod
+    def from_config(cls, config: dict) -> keras.layers.Layer:
+        return cls(**dict(config, specs=[FeatureSpec.from_dict(s) for s in config["specs"]]))
+
+
+class SharedEmbeddings(_SpecsLayer):
     """Embedding tables by name, each with its own ID-to-row mapping.
 
     A table with a vocabulary maps known IDs to their own rows and unseen IDs to ``buckets``
@@ -57,19 +68,8 @@ class SharedEmbeddings(keras.layers.Layer):
         """Embeds ``{table name: IDs}`` into ``{table name: embeddings}``."""
         return {table: self.lookup(table, ids) for table, ids in inputs.items()}
 
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config["specs"] = [s.to_dict() for s in self.specs]
-        return config
 
-    @classmethod
-    def from_config(cls, config: dict) -> SharedEmbeddings:
-        config = dict(config)
-        config["specs"] = [FeatureSpec.from_dict(s) for s in config["specs"]]
-        return cls(**config)
-
-
-class Tower(keras.layers.Layer):
+class Tower(_SpecsLayer):
     """One tower: features -> concatenated embeddings -> ReLU MLP -> (L2-normalised) vector.
 
     Args:
@@ -77,6 +77,16 @@ class Tower(keras.layers.Layer):
       hidden_units: MLP widths; ReLU on all but the last, which is linear and is the output width.
       normalize: L2-normalise the output (the paper does, before dividing by the temperature).
       embeddings: tables to use, possibly shared with the other tower; built from ``specs`` if None.
+
+    Example:
+
+    >>> from yt_bias.core.towers import Tower
+    >>> from yt_bias.features import FeatureSpec
+    >>> import tensorflow as tf
+    >>> tower = Tower([FeatureSpec("user_id", "id", dim=8, buckets=100)], hidden_units=(16, 4))
+    >>> vectors = tower({"user_id": tf.constant(["u1", "u2"])})
+    >>> vectors.shape, [round(float(n), 3) for n in tf.norm(vectors, axis=1)]  # L2-normalised
+    (TensorShape([2, 4]), [1.0, 1.0])
     """
 
     def __init__(
@@ -136,15 +146,7 @@ class Tower(keras.layers.Layer):
         return x
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(specs=[s.to_dict() for s in self.specs], hidden_units=list(self.hidden_units), normalize=self.normalize)
-        return config
-
-    @classmethod
-    def from_config(cls, config: dict) -> Tower:
-        config = dict(config)
-        config["specs"] = [FeatureSpec.from_dict(s) for s in config["specs"]]
-        return cls(**config)
+        return dict(super().get_config(), hidden_units=list(self.hidden_units), normalize=self.normalize)
 
 
 def build_towers(

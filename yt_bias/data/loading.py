@@ -9,6 +9,9 @@ history length of the DataConfig (see :mod:`yt_bias.data.splits`).
 
 from __future__ import annotations
 
+import glob
+import os
+
 from yt_bias.data.dataset import RecDataset
 from yt_bias.data.impressions import generate_with_impressions
 from yt_bias.data.interactions import load_interactions
@@ -66,9 +69,6 @@ def _check_synthetic(data_config) -> None:
 
 def detect_source(path: str) -> str:
     """Guesses ``data.source`` from a directory's files (for ``--data PATH`` without ``--format``)."""
-    import glob
-    import os
-
     if os.path.isfile(path) and os.path.splitext(path)[1].lower() in (".csv", ".tsv", ".tab", ".parquet", ".pq"):
         return "interactions"
     if not os.path.isdir(path):

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from yt_bias._keras import tf
 from yt_bias.data.dataset import ITEM_INDEX, REWARD
 from yt_bias.features import FeatureConfig, validate_examples
 
@@ -69,8 +70,6 @@ def _column(name: str, values: np.ndarray) -> np.ndarray:
 
 def _record(block: Mapping[str, np.ndarray]) -> bytes:
     """One row block as a serialized ``tf.train.Example`` (one serialized tensor per column)."""
-    from yt_bias._keras import tf
-
     feature = {
         name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[tf.io.serialize_tensor(values).numpy()]))
         for name, values in block.items()
@@ -118,8 +117,6 @@ class ShardWriter:
         self._rows_in_file = 0
 
     def _next_file(self):
-        from yt_bias._keras import tf
-
         if self._writer is not None:
             self._writer.close()
         path = os.path.join(self.directory, f"{self.prefix}-{len(self.paths):05d}{SHARD_SUFFIX}")
@@ -275,8 +272,6 @@ def shard_files(pattern) -> list[str]:
 
 def _columns(features: FeatureConfig) -> dict:
     """Column name -> (stored dtype, shape of one row) for every column of a shard."""
-    from yt_bias._keras import tf
-
     columns = {f.name: (tf.float32 if f.kind == "dense" else tf.string, tuple(f.shape)) for f in features.all}
     columns[ITEM_INDEX] = (tf.int64, ())
     columns[REWARD] = (tf.float32, ())
@@ -285,8 +280,6 @@ def _columns(features: FeatureConfig) -> dict:
 
 def _block_parser(features: FeatureConfig):
     """A function: one serialized row block -> column name -> [rows, ...] tensor (static row shapes)."""
-    from yt_bias._keras import tf
-
     columns = _columns(features)
     spec = {name: tf.io.FixedLenFeature([], tf.string) for name in columns}
 
@@ -310,8 +303,6 @@ def check_shard(path: str, features: FeatureConfig, records: int | None = 1) -> 
         ``tf.train.Example`` or lacks a column, or a column has the wrong dtype, row shape or row
         count; the message names the file, the column, the expected and the received value.
     """
-    from yt_bias._keras import tf
-
     if not os.path.isfile(path):
         raise ShardError(f"shard {path!r} does not exist.")
     columns = _columns(features)
@@ -370,8 +361,6 @@ def check_shard_items(path: str, num_items: int) -> None:
     Raises:
       ShardError: an ``item_index`` of the first block is negative or >= ``num_items``.
     """
-    from yt_bias._keras import tf
-
     for record in tf.data.TFRecordDataset(path).take(1):
         spec = {ITEM_INDEX: tf.io.FixedLenFeature([], tf.string)}
         index = tf.io.parse_tensor(tf.io.parse_single_example(record, spec)[ITEM_INDEX], tf.int64).numpy()
@@ -423,8 +412,6 @@ def read_shards(
       ShardError: no file matches, a worker gets no file, or a file is damaged (``check``).
       ValueError: a bad ``batch_size``, ``shuffle_buffer``, ``num_workers`` or ``worker_index``.
     """
-    from yt_bias._keras import tf
-
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; received {batch_size!r}.")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
@@ -471,8 +458,6 @@ def count_rows(pattern) -> int:
     Raises:
       ShardError: no file matches, or a file is damaged (the message names it).
     """
-    from yt_bias._keras import tf
-
     spec = {REWARD: tf.io.FixedLenFeature([], tf.string)}
 
     def rows(record):

@@ -29,7 +29,14 @@ import numpy as np
 from yt_bias._keras import keras
 from yt_bias.config import ExperimentConfig
 from yt_bias.data.dataset import ITEM_INDEX, RecDataset
-from yt_bias.evaluation.exact import BANDS, exclusions_for, popularity_bands, retrieval_metrics
+from yt_bias.evaluation.exact import (
+    BANDS,
+    evaluate_most_popular,
+    exclusions_for,
+    popularity_bands,
+    recall_at_k,
+    retrieval_metrics,
+)
 from yt_bias.retrieval.embedding import embed
 from yt_bias.retrieval.exact import top_k
 from yt_bias.training.train import estimator_error, fit
@@ -116,8 +123,6 @@ def reference_rankings(dataset: RecDataset, ks: Sequence[int], exclude: str = "t
     term (``generator affinity only``): how much of a model's recall the data's popularity term
     alone can explain.
     """
-    from yt_bias.evaluation.exact import evaluate_most_popular, recall_at_k
-
     out = {"most-popular": evaluate_most_popular(dataset, ks, exclude=exclude)}
     truth = dataset.truth
     if not {"user_vectors", "item_vectors", "popularity"} <= set(truth):

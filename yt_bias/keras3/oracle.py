@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from yt_bias.estimands import check_estimand, max_probability
+from yt_bias.estimands import DEFAULT_ESTIMAND, check_estimand, max_probability
 from yt_bias.keras3.frequency import log_p
 from yt_bias.keras3.ids import integer_ids
 
@@ -25,7 +25,7 @@ class OracleFrequency(keras.layers.Layer):
       probabilities: [num_items] their values on the scale of ``estimand``: inclusion
         probabilities in (0, 1], or expected counts per batch (> 0).
       default_probability: returned for IDs not in the table.
-      estimand: ``"inclusion"`` (default, as the tf-keras oracle) or ``"expected_count"``.
+      estimand: ``"expected_count"`` (default, as every source) or ``"inclusion"``.
     Raises:
       ValueError: mismatched or empty arrays, repeated IDs, probabilities out of range.
     """
@@ -35,7 +35,7 @@ class OracleFrequency(keras.layers.Layer):
         item_ids: Sequence[int],
         probabilities: Sequence[float],
         default_probability: float = 1e-6,
-        estimand: str = "inclusion",
+        estimand: str = DEFAULT_ESTIMAND,
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -13,12 +13,25 @@ May import: everything below the entry points.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from yt_bias.report.base import REPORT_FILE, SectionResult, Settings, cpu_seconds, machine, read_report, stamp, write_report
+from yt_bias.report.base import (
+    REPORT_FILE,
+    SectionResult,
+    Settings,
+    _load,
+    cpu_seconds,
+    git_commit,
+    machine,
+    read_report,
+    stamp,
+    write_report,
+)
+from yt_bias.report.readme import write_index
 from yt_bias.report.registry import SECTIONS, section_module
 
 __all__ = ["REPORT_FILE", "SECTIONS", "SectionResult", "Settings", "merge_report", "run_report", "section_module"]
@@ -63,8 +76,6 @@ def run_report(
         write_report(out_dir, report)
         say(f"[{name}] {entry['status']} in {entry['wall_seconds']:.0f} s" + (f": {entry['reason']}" if entry["reason"] else ""))
     if not only:
-        from yt_bias.report.base import _load, git_commit
-
         report["full_run"] = {
             "command": f"yt-bias report --out {out_dir}" + (" --quick" if settings.quick else "")
             + (" --movielens ML100K_DIR" if settings.movielens else "")
@@ -76,8 +87,6 @@ def run_report(
             "machine": dict(machine_all, load_average_end=_load()),
         }
     write_report(out_dir, report)
-    from yt_bias.report.readme import write_index
-
     write_index(out_dir, report)
     return report
 
@@ -91,8 +100,6 @@ def merge_report(out_dir: str, other_dir: str, only: Sequence[str] | None = None
     Returns:
       The merged report.
     """
-    import shutil
-
     other = read_report(other_dir)
     names = list(only) if only else [n for n in SECTIONS if n in other["sections"]]
     missing = [n for n in names if n not in other["sections"]]
@@ -108,7 +115,5 @@ def merge_report(out_dir: str, other_dir: str, only: Sequence[str] | None = None
         report["sections"][name] = entry
     report["sections"] = {n: report["sections"][n] for n in SECTIONS if n in report["sections"]}
     write_report(out_dir, report)
-    from yt_bias.report.readme import write_index
-
     write_index(out_dir, report)
     return report

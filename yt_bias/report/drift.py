@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 
+from yt_bias.experiments.drift import default, format_table, quick, run_drift
 from yt_bias.report.base import FIGURES, SectionResult, Settings, fmt, provenance, write_table
 
 NAME = "drift"
@@ -20,8 +21,6 @@ SOURCES = ("stream-a0.01", "frozen-day0", "previous-day", "oracle-current-day")
 
 
 def run(settings: Settings, out_dir: str) -> SectionResult:
-    from yt_bias.experiments.drift import default, format_table, quick, run_drift
-
     if settings.quick:
         config = dataclasses.replace(quick(), kinds=("gradual",), sources=("stream-a0.1", "cumulative"), seeds=(0,))
     else:

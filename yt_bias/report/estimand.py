@@ -12,6 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 
+from yt_bias import config as config_lib
+from yt_bias.data.loading import load_dataset
+from yt_bias.experiments.estimand import (
+    duplicate_statistics,
+    format_table,
+    paired_difference,
+    reference_rankings,
+    run_estimand_study,
+)
 from yt_bias.report.base import SectionResult, Settings, fmt, fmt_pm, provenance, put_stats, save_png, write_table
 
 NAME = "estimand"
@@ -26,8 +35,6 @@ KS_SHOWN = (50, 100)
 
 
 def _settings(settings: Settings):
-    from yt_bias import config as config_lib
-
     if settings.quick:
         base = config_lib.smoke()
         return dataclasses.replace(base, train=dataclasses.replace(base.train, epochs=1)), (1.0,), (0,)
@@ -36,15 +43,6 @@ def _settings(settings: Settings):
 
 
 def run(settings: Settings, out_dir: str) -> SectionResult:
-    from yt_bias.data.loading import load_dataset
-    from yt_bias.experiments.estimand import (
-        duplicate_statistics,
-        format_table,
-        paired_difference,
-        reference_rankings,
-        run_estimand_study,
-    )
-
     base, weights, seeds = _settings(settings)
     ks = tuple(base.eval.ks)
     shown = [k for k in KS_SHOWN if k in ks] or [max(ks)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from yt_bias import studies
 from yt_bias.report.base import SectionResult, Settings, fmt, provenance, save_png, write_table
 
 NAME = "frequency"
@@ -20,7 +21,6 @@ TOLERANCE = 0.25
 
 
 def run(settings: Settings, out_dir: str) -> SectionResult:
-    from yt_bias import studies
     from yt_bias.studies import plots
 
     if settings.quick:

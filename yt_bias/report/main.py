@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from yt_bias import config as config_lib
+from yt_bias.data.loading import load_dataset
+from yt_bias.experiments.table1 import VARIANTS, format_table1, run_table1
 from yt_bias.report.base import SectionResult, Settings, fmt_pm, provenance, put_stats, save_png, write_table
 
 NAME = "main"
@@ -54,8 +57,6 @@ def band_figure(numbers: dict, methods, title: str, band_k: int = BAND_K):
 
 
 def base_config(settings: Settings):
-    from yt_bias import config as config_lib
-
     if settings.quick:
         cfg = config_lib.smoke()
         return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1)), (0,)
@@ -63,9 +64,6 @@ def base_config(settings: Settings):
 
 
 def run(settings: Settings, out_dir: str) -> SectionResult:
-    from yt_bias.data.loading import load_dataset
-    from yt_bias.experiments.table1 import VARIANTS, format_table1, run_table1
-
     config, seeds = base_config(settings)
     ks = tuple(config.eval.ks)
     band_k = BAND_K if BAND_K in ks else max(ks)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from yt_bias.data.loading import detect_source, load_dataset
+from yt_bias.experiments.table1 import TFRS_METHOD, VARIANTS, format_table1, movielens_config, run_table1
 from yt_bias.report.base import SectionResult, Settings, fmt_pm, provenance, save_png, skipped, write_table
-from yt_bias.report.main import BANDS, band_figure, table1_numbers
+from yt_bias.report.main import BANDS, band_figure, method_rows, settings_line, table1_numbers
 
 NAME = "movielens"
 TITLE = "MovieLens-100K"
@@ -23,9 +25,6 @@ BAND_K = 100
 def run(settings: Settings, out_dir: str) -> SectionResult:
     if not settings.movielens:
         return skipped("needs --movielens DIR (MovieLens-100K is not shipped)")
-    from yt_bias.data.loading import detect_source, load_dataset
-    from yt_bias.experiments.table1 import TFRS_METHOD, VARIANTS, format_table1, movielens_config, run_table1
-
     config = movielens_config()
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, source=detect_source(settings.movielens),
                                                                    path=settings.movielens))
@@ -53,14 +52,10 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
 def readme_blocks(entry: dict) -> dict[str, str]:
     if entry.get("status") != "ok":
         return {NAME: f"(not in this report: {entry.get('reason', entry.get('status'))})"}
-    from yt_bias.report.main import method_rows
-
     n = entry["numbers"]
     ks = n["ks"]
     methods = [("most-popular", "most-popular"), ("plain-sfx", "plain-sfx"), ("correct-sfx", "correct-sfx (streaming)"),
                ("correct-sfx-oracle", "correct-sfx-oracle"), ("tfrs-retrieval", "TFRS `tasks.Retrieval` (oracle probabilities)")]
-    from yt_bias.report.main import settings_line
-
     lines = [settings_line(entry["config"]["experiment"]), ""] + method_rows(n, methods, ks)
     lines += ["", f"Recall@{BAND_K} by popularity band:", "",
               "| method | " + " | ".join(f"{b} ({n.get(f'share/{b}', 0):.0%})" for b in BANDS) + " |", "|---|---|---|---|"]

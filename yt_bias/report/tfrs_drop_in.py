@@ -8,6 +8,8 @@ with ``tfrs.tasks.Retrieval()``, with the same task given a mean loss, and with
 
 from __future__ import annotations
 
+from yt_bias._keras import keras
+from yt_bias.experiments import tfrs_drop_in
 from yt_bias.report.base import SectionResult, Settings, fmt_pm, provenance, put_stats, skipped, write_table
 
 NAME = "tfrs_drop_in"
@@ -24,7 +26,6 @@ EMBEDDING_DIMENSION = 32
 def _builder(users, movies):
     import tensorflow_recommenders as tfrs
 
-    from yt_bias._keras import keras
     from yt_bias.integrations.tfrs import CorrectedRetrieval
 
     def make_task(variant):
@@ -55,8 +56,6 @@ def _builder(users, movies):
 def run(settings: Settings, out_dir: str) -> SectionResult:
     if not settings.movielens:
         return skipped("needs --movielens DIR (MovieLens-100K is not shipped)")
-    from yt_bias.experiments import tfrs_drop_in
-
     seeds, epochs = ((0,), 1) if settings.quick else (SEEDS, EPOCHS)
     ks = tfrs_drop_in.DEFAULT_KS
     ratings = tfrs_drop_in.load_ratings(settings.movielens)

@@ -19,10 +19,12 @@ import numpy as np
 from yt_bias._keras import keras, tf
 from yt_bias.config import ExperimentConfig
 from yt_bias.core.model import TwoTowerModel
+from yt_bias.core.negatives import training_examples
 from yt_bias.data.dataset import RecDataset, make_tf_dataset
 from yt_bias.data.loading import load_dataset
 from yt_bias.evaluation.exact import check_ks, evaluate_model
 from yt_bias.runs.model import build_model
+from yt_bias.training.distribute import make_strategy
 from yt_bias.training.divergence import DivergenceGuard
 from yt_bias.training.run_directory import RunDirectory, estimator_tv_error, model_checkpoint
 
@@ -32,8 +34,6 @@ def _train_examples(config: ExperimentConfig, dataset: RecDataset) -> dict:
     negatives = getattr(config, "negatives", None)
     if negatives is None or negatives.impressions == "none":
         return dataset.examples("train")
-    from yt_bias.core.negatives import training_examples
-
     return training_examples(negatives, dataset)
 
 
@@ -73,8 +73,6 @@ class EstimatorErrorLogger(keras.callbacks.Callback):
 def _strategy_scope(config: ExperimentConfig):
     """The scope of ``config.distribute.strategy`` for model.fit (mirrored kinds); a no-op by default."""
     if config.distribute.strategy in ("mirrored", "multi_worker_mirrored"):
-        from yt_bias.training.distribute import make_strategy
-
         return make_strategy(config.distribute).scope()
     if config.distribute.strategy == "parameter_server":
         raise ValueError(
