@@ -199,7 +199,8 @@ def run_one(path: str, batch_size: int, implementation: str, args, large: bool =
     out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=args.timeout)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
-        return {"path": path, "batch_size": batch_size, "implementation": implementation, "error": (out.stderr or out.stdout)[-1500:]}
+        return {"path": path, "batch_size": batch_size, "implementation": implementation, "returncode": out.returncode,
+                "error": f"exit {out.returncode} (negative: killed by that signal): " + (out.stderr or out.stdout)[-1500:]}
     result = json.loads(lines[-1][len("RESULT "):])
     result["wall_s"] = time.time() - started
     return result

@@ -147,6 +147,28 @@ def test_duplicates_in_a_batch_are_exact_whatever_their_order():
     np.testing.assert_allclose(p[0][0], 1 / (0.125 * 4 + 0.875 / 3), rtol=1e-6)
 
 
+if BACKEND == "jax":
+
+    def test_a_jitted_step_updates_the_arrays_in_place():
+        """The compiled step (state donated, as Keras 3's JAX trainer does) copies no hash-sized array."""
+        import jax
+
+        est = StreamingFrequencyEstimator(1 << 16, num_hashes=2, bias_correction=True)
+        variables = est.non_trainable_variables
+
+        def step(values, ids):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))) as scope:
+                p = est(ids, training=True)
+            return [scope.get_current_value(v) for v in variables], p
+
+        ids = np.arange(64, dtype=np.int32) % 50
+        compiled = jax.jit(step, donate_argnums=0).lower([v.value for v in variables], ids).compile().as_text()
+        size = f"[{2 << 16}]"
+        assert size in compiled  # the arrays are in the step
+        copies = [line for line in compiled.splitlines() if " copy(" in line and size in line]
+        assert not copies, copies
+
+
 def test_estimator_errors_name_the_field():
     with pytest.raises(ValueError, match="alpha must be in"):
         StreamingFrequencyEstimator(8, alpha=0.0)

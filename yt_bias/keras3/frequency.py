@@ -178,7 +178,9 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
                 scatter(self.hits, rows, n)
                 hits.append(n)
             scatter(self.interval, rows, new)
-            scatter(self.last_step, rows, ops.broadcast_to(step, ops.shape(rows)))
+            # max(A, t) is t (t is the newest step); reading A makes the write depend on the read, so XLA
+            # can update A in place (a write with no data dependence on the read makes it copy the array).
+            scatter(self.last_step, rows, ops.maximum(last, step))
             intervals.append(new)
         return step, self._probability_of(ops.stack(intervals), ops.stack(hits) if hits else None)
 
