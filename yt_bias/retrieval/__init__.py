@@ -6,8 +6,6 @@
 * :mod:`~yt_bias.retrieval.blocks`: exact top-K over item blocks in bounded memory.
 * :mod:`~yt_bias.retrieval.scann`: ScaNN: the one settings resolver, the one install hint, the
   searcher over numpy embeddings.
-* :mod:`~yt_bias.retrieval.runs`: reading a trained run directory (record, config, corpus
-  snapshot, checkpoint restore); training writes it.
 
 May import: base modules, :mod:`yt_bias.data`, :mod:`yt_bias.core`.
 """

@@ -16,6 +16,11 @@ import time
 import numpy as np
 
 SCANN_HINT = "pip install scann==1.4.2 (it needs tensorflow 2.20.*; wheels exist for Linux x86-64 and aarch64 only)"
+# The settings scann_settings resolves (its keyword arguments and the keys of what it returns).
+SETTING_NAMES = (
+    "num_leaves", "num_leaves_to_search", "reorder", "training_sample_size", "dimensions_per_block",
+    "anisotropic_quantization_threshold",
+)
 
 
 def scann_settings(

@@ -27,7 +27,7 @@ from yt_bias._keras import tf
 from yt_bias.config import IndexConfig, from_dict
 from yt_bias.features import validate_examples
 from yt_bias.retrieval.embedding import embed
-from yt_bias.retrieval.scann import SCANN_HINT, configure_builder, import_scann_ops, scann_settings
+from yt_bias.retrieval.scann import SCANN_HINT, SETTING_NAMES, configure_builder, import_scann_ops, scann_settings
 from yt_bias.runs.reader import read_npz, tower_fingerprint
 
 EXCLUDE = "exclude_item_ids"
@@ -139,15 +139,7 @@ def scann_parameters(num_items: int, config: IndexConfig) -> dict:
     if num_items < config.brute_force_below:
         return {"mode": "brute_force", "num_items": num_items, "reorder": 0}
     try:
-        settings = scann_settings(
-            num_items,
-            num_leaves=config.num_leaves,
-            num_leaves_to_search=config.num_leaves_to_search,
-            reorder=config.reorder,
-            training_sample_size=config.training_sample_size,
-            dimensions_per_block=config.dimensions_per_block,
-            anisotropic_quantization_threshold=config.anisotropic_quantization_threshold,
-        )
+        settings = scann_settings(num_items, **{name: getattr(config, name) for name in SETTING_NAMES})
     except ValueError as error:
         raise ValueError(f"IndexConfig.{error}") from None
     return {"mode": "tree_ah", "num_items": num_items, **settings}

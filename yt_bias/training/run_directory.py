@@ -33,7 +33,7 @@ import socket
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -71,13 +71,13 @@ class RunConflict(ValueError):
 
 
 # ----------------------------------------------------------------------------- atomic files
-def write_json_atomic(path: str, data: Any) -> None:
-    """Writes ``data`` as JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
+def _write_atomic(path: str, binary: bool, write: Callable[[Any], None]) -> None:
+    """Calls ``write(file)`` on a temporary file in ``path``'s folder, syncs it, then renames it to ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=json_default)
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -85,22 +85,16 @@ def write_json_atomic(path: str, data: Any) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Writes ``data`` as JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    _write_atomic(path, False, lambda f: json.dump(data, f, indent=2, sort_keys=True, default=json_default))
 
 
 def write_npz_atomic(path: str, arrays: Mapping[str, np.ndarray]) -> None:
     """Writes arrays to an ``.npz`` at ``path`` through a temporary file in the same folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{name: np.asarray(value) for name, value in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    _write_atomic(path, True, lambda f: np.savez(f, **{name: np.asarray(value) for name, value in arrays.items()}))
 
 
 def ensure_directory(path: str, what: str) -> str:
