@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 REPORT_FILE = "report.json"
-MOVIELENS_SECTIONS = ("movielens", "tfrs_drop_in")
+MOVIELENS_SECTIONS = ("movielens", "tfrs_drop_in", "keras3")
 # Sections recorded as skipped when their input is not given: name -> the option that gives it.
 INPUT_SECTIONS = {"movielens": "--movielens", "tfrs_drop_in": "--movielens", "scale": "--scale-results"}
 FIGURES = "figures"

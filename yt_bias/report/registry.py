@@ -14,6 +14,7 @@ SECTIONS: dict[str, str] = {
     "serving": "yt_bias.report.serving",
     "movielens": "yt_bias.report.movielens",
     "tfrs_drop_in": "yt_bias.report.tfrs_drop_in",
+    "keras3": "yt_bias.report.keras3",
     "scale": "yt_bias.report.scale",
 }
 
