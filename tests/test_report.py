@@ -23,7 +23,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 REPORT_DIR = ROOT / "docs" / "report"
 README = ROOT / "README.md"
 MOVIELENS_SECTIONS = ("movielens", "tfrs_drop_in")
-INPUT_SECTIONS = {"movielens": "--movielens", "tfrs_drop_in": "--movielens", "scale": "--scale-results"}
+INPUT_SECTIONS = {"movielens": "--movielens", "tfrs_drop_in": "--movielens", "scale": "--scale-results",
+                  "scale_study": "--scale-results"}
 
 
 def committed_report() -> dict:

@@ -63,7 +63,7 @@ def test_row_config_and_settings_are_checked(shards):
 
 def test_rows_train_on_the_same_rows_and_queries(shards, tmp_path):
     settings = StudySettings(data=shards, train_rows=3000, epochs=2, batch_size=256, eval_queries=150, ks=(10, 50))
-    out = str(tmp_path / "results")
+    out = str(tmp_path / "results" / "study" / "seed0")
     for name in ("H12m16", "exact", "popular"):
         run_row(name, settings, out, command=f"test {name}", log=lambda line: None)
     rows = load_rows(out)
@@ -82,7 +82,26 @@ def test_rows_train_on_the_same_rows_and_queries(shards, tmp_path):
         assert json.load(f)["settings"]["epochs"] == 2
     # A results folder made for other training rows is refused, naming both.
     with pytest.raises(ValueError, match="Use another results folder"):
-        run_row("popular", StudySettings(data=shards, train_rows=1500, eval_queries=300, ks=(10,)), out)
+        run_row("popular", StudySettings(data=shards, train_rows=1500, eval_queries=150, ks=(10,)), out)
+    # The report section renders the rows (table, figure, README block) from the row files alone.
+    from yt_bias.report.base import Settings
+    from yt_bias.report.scale_study import read_study, readme_blocks
+    from yt_bias.report.scale_study import run as run_section
+
+    report = tmp_path / "report"
+    report.mkdir()
+    section = run_section(Settings(scale_results=str(tmp_path / "results")), str(report))
+    table = (report / section.tables[0]).read_text()
+    assert "H = 2^12, m = 16" in table and "exact counts" in table and "test H12m16" in table
+    assert section.numbers["H12m16/recall@10/mean"] == hashed["recall@10"]
+    assert (report / section.figures[0]).stat().st_size > 1000
+    entry = {"numbers": section.numbers, "config": section.config, "figures": section.figures, "command": "yt-bias report"}
+    assert "scale_study" in readme_blocks(entry)
+    # Rows trained with different settings are not put in one table.
+    other = str(tmp_path / "results" / "study" / "seed1")
+    run_row("popular", StudySettings(data=shards, train_rows=1500, eval_queries=150, ks=(10, 50), seed=1), other)
+    with pytest.raises(ValueError, match="train_rows"):
+        read_study(str(tmp_path / "results"))
 
 
 def test_fit_on_files_knows_its_epoch_length(shards, capsys):
@@ -103,3 +122,12 @@ def test_fit_on_files_knows_its_epoch_length(shards, capsys):
 
 def test_every_row_has_a_variant():
     assert {v for v, _, _ in ROWS.values()} == {"plain-sfx", "correct-sfx", "correct-sfx-oracle"}
+
+
+def test_the_command_refuses_unknown_rows_and_bad_sizes(shards, capsys):
+    from yt_bias.cli import main
+
+    assert main(["experiment", "scale", "--data", shards, "--rows", "H99m1"]) == 2
+    assert "unknown rows ['H99m1']" in capsys.readouterr().err
+    assert main(["experiment", "scale", "--data", shards, "--epochs", "0"]) == 2
+    assert "epochs must be an integer >= 1" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from typing import Any
 REPORT_FILE = "report.json"
 MOVIELENS_SECTIONS = ("movielens", "tfrs_drop_in", "keras3")
 # Sections recorded as skipped when their input is not given: name -> the option that gives it.
-INPUT_SECTIONS = {"movielens": "--movielens", "tfrs_drop_in": "--movielens", "scale": "--scale-results"}
+INPUT_SECTIONS = {"movielens": "--movielens", "tfrs_drop_in": "--movielens", "scale": "--scale-results", "scale_study": "--scale-results"}
 FIGURES = "figures"
 
 
@@ -139,7 +139,7 @@ def command_for(name: str, settings: Settings, out_dir: str = "OUT") -> str:
         parts.append("--quick")
     if settings.movielens and name in MOVIELENS_SECTIONS:
         parts += ["--movielens", "ML100K_DIR"]
-    if settings.scale_results and name == "scale":
+    if settings.scale_results and name in ("scale", "scale_study"):
         parts += ["--scale-results", "BENCH_SCALE_DIR"]
     return " ".join(parts)
 

@@ -16,6 +16,8 @@ SECTIONS: dict[str, str] = {
     "tfrs_drop_in": "yt_bias.report.tfrs_drop_in",
     "keras3": "yt_bias.report.keras3",
     "scale": "yt_bias.report.scale",
+    "scale_study": "yt_bias.report.scale_study",
+    "fault_matrix": "yt_bias.report.fault_matrix",
 }
 
 
