@@ -61,6 +61,7 @@ def _tfrs_numbers(out_dir: str) -> tuple[dict | None, str | None]:
 
 
 def _movielens(settings: Settings, out_dir: str, numbers: dict) -> list[str]:
+    """Runs the comparison into ``numbers``; returns its Markdown tables (warm queries, all queries)."""
     seeds, epochs = ((0,), 1) if settings.quick else (SEEDS, EPOCHS)
     record = _run_experiment(settings.movielens, seeds, epochs)
     results, ks = record["results"], [10, 50, 100]
@@ -83,8 +84,8 @@ def _movielens(settings: Settings, out_dir: str, numbers: dict) -> list[str]:
                 if f"{key}/mean" in tfrs and f"{key}/mean" in numbers:
                     spread = max(numbers.get(f"{key}/sd", 0.0), tfrs.get(f"{key}/sd", 0.0))
                     numbers[f"within_one_sd/{prefix}recall@{k}"] = abs(numbers[f"{key}/mean"] - tfrs[f"{key}/mean"]) <= spread
-    text = "\n\n".join(_movielens_table(numbers, prefix) for prefix in ("warm/", ""))
-    return [write_table(out_dir, NAME, text)]
+    return ["Queries of users with training ratings:\n\n" + _movielens_table(numbers, "warm/"),
+            "All held-out positives:\n\n" + _movielens_table(numbers, "")]
 
 
 def _bench(numbers: dict) -> dict | None:
@@ -101,12 +102,13 @@ def _bench(numbers: dict) -> dict | None:
 
 def run(settings: Settings, out_dir: str) -> SectionResult:
     numbers: dict = {}
-    tables = []
-    if settings.movielens:
-        tables = _movielens(settings, out_dir, numbers)
+    parts = _movielens(settings, out_dir, numbers) if settings.movielens else []
     record = _bench(numbers)
-    if not numbers.get("ks") and record is None:
+    if not parts and record is None:
         return skipped("needs --movielens DIR (MovieLens-100K is not shipped), and docs/keras3_bench.json is absent")
+    if record is not None:
+        parts.append(f"Train step (`{record['command']}`):\n\n" + _bench_table(record["summary"]))
+    tables = [write_table(out_dir, NAME, "\n\n".join(parts))]
     seeds, epochs = ((0,), 1) if settings.quick else (SEEDS, EPOCHS)
     return SectionResult(
         numbers=numbers, tables=tables,
