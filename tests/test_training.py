@@ -138,7 +138,7 @@ def test_cli_train_and_reproduce_smoke_end_to_end(tmp_path):
 
 def test_importing_tensorflow_with_keras_3_first_is_refused():
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    code = "import tensorflow\nimport yt_bias.core"
+    code = "import tensorflow\nimport yt_bias.core.model"  # a tf-keras part
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode != 0
     assert "Call yt_bias.use_tf_keras() (or import those parts) before tensorflow, or set TF_USE_LEGACY_KERAS=1" in result.stderr

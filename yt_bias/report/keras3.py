@@ -94,6 +94,9 @@ def _bench(numbers: dict) -> dict | None:
     with open(BENCH_RECORD, encoding="utf-8") as f:
         record = json.load(f)
     numbers["bench_rows"] = record["summary"]
+    for row in record["summary"]:  # flat numbers too, so the section's step times are plain values
+        if isinstance(row.get("ms_per_step"), (int, float)):
+            numbers[f"step_ms/{row['path']}/{row['implementation']}/{row['batch_size']}"] = row["ms_per_step"]
     numbers["bench_command"] = record["command"]
     numbers["bench_machine"] = record["machine"]
     numbers["bench_gpu"] = record["gpu"]
