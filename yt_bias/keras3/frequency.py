@@ -34,6 +34,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from yt_bias.arguments import check_int, is_real
 from yt_bias.estimands import DEFAULT_ESTIMAND, check_estimand, log_q_bounds
 from yt_bias.keras3.hashing import bucket_ids, hash_keys
 from yt_bias.keras3.ids import integer_ids
@@ -41,20 +42,6 @@ from yt_bias.keras3.variables import gather, scatter
 
 _MIN_INTERVAL = 1e-6
 MAX_SEED = (1 << 31) - 1
-
-
-def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
-    if ok and maximum is not None:
-        ok = value <= maximum
-    if not ok:
-        bound = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-        raise ValueError(f"{name} must be {bound}; received {value!r}.")
-    return int(value)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def sharing_counts(buckets):
@@ -109,12 +96,12 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.hash_size = _check_int("hash_size", hash_size, 1, (1 << 31) - 1)
-        self.num_hashes = _check_int("num_hashes", num_hashes, 1)
-        self.seed = _check_int("seed", seed, 0, MAX_SEED)
-        if not (_is_real(alpha) and 0.0 < float(alpha) <= 1.0):
+        self.hash_size = check_int("hash_size", hash_size, 1, (1 << 31) - 1)
+        self.num_hashes = check_int("num_hashes", num_hashes, 1)
+        self.seed = check_int("seed", seed, 0, MAX_SEED)
+        if not (is_real(alpha) and 0.0 < float(alpha) <= 1.0):
             raise ValueError(f"alpha must be in (0, 1]; received {alpha!r}.")
-        if not (_is_real(initial_interval) and math.isfinite(float(initial_interval)) and float(initial_interval) > 0.0):
+        if not (is_real(initial_interval) and math.isfinite(float(initial_interval)) and float(initial_interval) > 0.0):
             raise ValueError(f"initial_interval must be finite and > 0; received {initial_interval!r}.")
         if not isinstance(bias_correction, (bool, np.bool_)):
             raise TypeError(f"bias_correction must be a bool; received {bias_correction!r}.")

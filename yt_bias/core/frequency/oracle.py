@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from yt_bias._keras import tf
-from yt_bias.core.frequency.source import FrequencySource, as_string_ids, is_real
+from yt_bias.arguments import is_real
+from yt_bias.core.frequency.source import FrequencySource, as_string_ids
 from yt_bias.estimands import DEFAULT_ESTIMAND, max_probability
 
 

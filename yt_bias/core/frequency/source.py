@@ -31,27 +31,10 @@ __all__ = [
     "FrequencySource",
     "as_string_ids",
     "check_estimand",
-    "check_int",
     "check_not_empty",
-    "is_real",
     "log_p",
     "total_variation_error",
 ]
-
-
-def is_real(value) -> bool:
-    """A real number (int or float, numpy included), not a bool."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def check_int(name: str, value, minimum: int, maximum: int | None = None) -> None:
-    """Raises ValueError naming ``name`` unless ``value`` is an integer in [minimum, maximum]."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
-    if ok and maximum is not None:
-        ok = value <= maximum
-    if not ok:
-        bound = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-        raise ValueError(f"{name} must be {bound}; received {value!r}.")
 
 
 def as_string_ids(item_ids: tf.Tensor, name: str = "item_ids") -> tf.Tensor:

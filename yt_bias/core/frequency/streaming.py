@@ -46,7 +46,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from yt_bias._keras import keras, tf
-from yt_bias.core.frequency.source import FrequencySource, as_string_ids, check_int, check_not_empty, is_real
+from yt_bias.arguments import check_int, is_real
+from yt_bias.core.frequency.source import FrequencySource, as_string_ids, check_not_empty
 from yt_bias.estimands import DEFAULT_ESTIMAND
 
 _MIN_INTERVAL = 1e-6
