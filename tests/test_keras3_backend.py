@@ -19,6 +19,7 @@ from keras import ops  # noqa: E402
 
 from yt_bias.keras3 import CorrectedRetrieval, OracleFrequency, StreamingFrequencyEstimator, softmax_loss  # noqa: E402
 from yt_bias.keras3.hashing import hash_keys  # noqa: E402
+from yt_bias.keras3.source import CallableFrequency, FrequencySource  # noqa: E402
 
 BACKEND = keras.backend.backend()
 MASK32 = (1 << 32) - 1
@@ -274,6 +275,75 @@ def test_corrected_retrieval_equals_the_tf_keras_task_and_reads_its_source():
         ours(query, candidates)
     with pytest.raises(ValueError, match="sample_weight must be finite and >= 0"):
         ours(query, candidates, sample_weight=-weights, candidate_ids=ids)
+
+
+class _CountingSource(FrequencySource):
+    """A source of the test's own: p = 1 / (1 + steps so far); only update and probability are its own."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.steps = self.add_weight(name="steps", shape=(), dtype="float32", initializer="zeros", trainable=False)
+
+    def update(self, item_ids):
+        self.steps.assign(self.steps.value + 1.0)
+        return self.steps.value
+
+    def probability(self, item_ids):
+        return ops.full((ops.shape(item_ids)[0],), 1.0) / (1.0 + self.steps.value)
+
+
+def test_a_custom_frequency_source_subclass_is_updated_then_read_by_the_task():
+    rng = np.random.default_rng(5)
+    query, candidates = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 3)).astype(np.float32)
+    ids = np.array([3, 1, 4, 1], np.int32)
+    source = _CountingSource(estimand="inclusion")
+    task = CorrectedRetrieval(frequency=source, temperature=0.5)
+    assert task.frequency is source and task.estimand == "inclusion"
+    trained = float(task(query, candidates, candidate_ids=ids, training=True))  # one step, then p = 1/2
+    assert float(ops.convert_to_numpy(source.steps.value)) == 1.0
+    reference = CorrectedRetrieval(temperature=0.5)
+    want = float(reference(query, candidates, candidate_sampling_probability=np.full(4, 0.5, np.float32)))
+    np.testing.assert_allclose(trained, want, rtol=1e-6)
+    task(query, candidates, candidate_ids=ids, training=False)  # a read: no step
+    assert float(ops.convert_to_numpy(source.steps.value)) == 1.0
+    # the base orders the update against the read both ways, and clips log p on the estimand's scale
+    np.testing.assert_allclose(ops.convert_to_numpy(source.update_and_probability(ids, read_after_update=False)), [0.5] * 4)
+    np.testing.assert_allclose(ops.convert_to_numpy(source.log_q(ids, update=True)), [math.log(1 / 4)] * 4, rtol=1e-6)
+    assert source.get_config()["estimand"] == "inclusion"
+    clip = _CountingSource(estimand="inclusion")
+    np.testing.assert_allclose(ops.convert_to_numpy(clip.log_of(np.array([4.0, 1e-30], np.float32))), [0.0, math.log(1e-12)], rtol=1e-6)
+    count = _CountingSource()  # the default estimand, expected_count: no upper clip
+    assert count.estimand == "expected_count"
+    np.testing.assert_allclose(ops.convert_to_numpy(count.log_of(np.array([4.0], np.float32))), [math.log(4.0)], rtol=1e-6)
+
+
+def test_a_wrong_estimand_or_a_source_outside_the_contract_is_refused():
+    with pytest.raises(ValueError, match=r"estimand must be one of \['expected_count', 'inclusion'\]; received 'counts'"):
+        _CountingSource(estimand="counts")
+    with pytest.raises(ValueError, match="estimand must be one of .*received 'counts'"):
+        CorrectedRetrieval(frequency={"hash_size": 8, "estimand": "counts"})
+    with pytest.raises(ValueError, match="estimand must be one of"):
+        OracleFrequency([1, 2], [0.5, 0.5], estimand="probability")
+    with pytest.raises(TypeError, match="FrequencySource layer .*received Dense"):
+        CorrectedRetrieval(frequency=keras.layers.Dense(1))  # a layer that is not a source
+    with pytest.raises(TypeError, match="FrequencySource layer .*received int"):
+        CorrectedRetrieval(frequency=3)
+
+
+def test_a_plain_callable_is_wrapped_once_as_a_read_only_source():
+    calls = []
+
+    def read(ids):
+        calls.append(1)
+        return np.full(4, 2.0, np.float32)
+
+    task = CorrectedRetrieval(frequency=read)
+    assert isinstance(task.frequency, CallableFrequency) and task.estimand == "expected_count"
+    ids = np.array([3, 1, 4, 1], np.int32)
+    np.testing.assert_allclose(ops.convert_to_numpy(task.frequency.log_q(ids, update=True)), [math.log(2.0)] * 4, rtol=1e-6)
+    assert len(calls) == 1
+    with pytest.raises(NotImplementedError, match="plain callable frequency source cannot be serialised"):
+        task.get_config()
 
 
 # ---------------------------------------------------------------- training, saving, config

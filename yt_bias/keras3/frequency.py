@@ -35,9 +35,10 @@ import numpy as np
 from keras import ops
 
 from yt_bias.arguments import check_int, is_real
-from yt_bias.estimands import DEFAULT_ESTIMAND, check_estimand, log_q_bounds
+from yt_bias.estimands import DEFAULT_ESTIMAND
 from yt_bias.keras3.hashing import bucket_ids, hash_keys
 from yt_bias.keras3.ids import integer_ids
+from yt_bias.keras3.source import FrequencySource
 from yt_bias.keras3.variables import gather, scatter
 
 _MIN_INTERVAL = 1e-6
@@ -53,7 +54,7 @@ def sharing_counts(buckets):
 
 
 @keras.saving.register_keras_serializable(package="yt_bias")
-class StreamingFrequencyEstimator(keras.layers.Layer):
+class StreamingFrequencyEstimator(FrequencySource):
     """Streaming estimate of each item's per-step sampling probability (Algorithms 2 and 3).
 
     ``p = estimator(ids, training=True)`` consumes the batch as one global step and returns the
@@ -62,9 +63,9 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
     (on JAX inside the jitted, stateless train step). Call the layer from the model's ``call`` or
     ``compute_loss``; both carry variable updates in Keras 3's trainers.
 
-    The frequency-source contract (as the tf-keras sources): ``estimand``, ``update(ids)``,
-    ``probability(ids)``, ``update_and_probability(ids)`` and ``log_q(ids, update=False)``, the clipped ``log p`` that the
-    correction subtracts (clip from :func:`yt_bias.estimands.log_q_bounds`).
+    A :class:`yt_bias.keras3.source.FrequencySource`: ``estimand``, ``update(ids)``,
+    ``probability(ids)``, ``update_and_probability(ids)`` and ``log_q(ids, update=False)``, the
+    clipped ``log p`` that the correction subtracts.
 
     Example::
 
@@ -95,7 +96,7 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         estimand: str = DEFAULT_ESTIMAND,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(estimand=estimand, **kwargs)
         self.hash_size = check_int("hash_size", hash_size, 1, (1 << 31) - 1)
         self.num_hashes = check_int("num_hashes", num_hashes, 1)
         self.seed = check_int("seed", seed, 0, MAX_SEED)
@@ -108,7 +109,6 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         self.alpha = float(alpha)
         self.initial_interval = float(initial_interval)
         self.bias_correction = bool(bias_correction)
-        self.estimand = check_estimand(estimand)
         self._keys = hash_keys(self.seed, self.num_hashes)
         self._log_keep = math.log1p(-self.alpha) if self.alpha < 1.0 else -1e30
         # Counts saturate once (1 - alpha)^n is negligible, so int32 never overflows (as the tf-keras estimator).
@@ -206,18 +206,6 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         """
         return self.probability_of_buckets(self.buckets(item_ids))
 
-    def log_q(self, item_ids, update: bool = False):
-        """``log p`` clipped to :func:`yt_bias.estimands.log_q_bounds` of the estimand: what the correction subtracts.
-
-        Args:
-          item_ids: [n] or [n, 1] integer IDs.
-          update: consume the batch as one step first (then read).
-        Returns:
-          [n] float32, finite.
-        """
-        p = self(item_ids, training=True) if update else self.probability(item_ids)
-        return log_p(p, self.estimand)
-
     def update_and_probability(self, item_ids, read_after_update: bool = True):
         """One global step and the batch's probabilities, hashing the IDs once.
 
@@ -230,12 +218,6 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
         probability = self.probability_of_buckets(buckets)
         self.update_buckets(buckets)
         return probability
-
-    def call(self, item_ids, training=None):
-        """``training=True``: one global step with the batch, then its probabilities; else a read."""
-        if training:
-            return self.update_and_probability(item_ids)
-        return self.probability(item_ids)
 
     def logical_arrays(self) -> dict[str, np.ndarray]:
         """``{"step", "A", "B"[, "hits"]}`` as numpy arrays ([num_hashes, hash_size] for the arrays)."""
@@ -254,13 +236,6 @@ class StreamingFrequencyEstimator(keras.layers.Layer):
             initial_interval=self.initial_interval,
             seed=self.seed,
             bias_correction=self.bias_correction,
-            estimand=self.estimand,
         )
         return config
 
-
-def log_p(probability, estimand: str):
-    """``log p`` with p clipped to :func:`yt_bias.estimands.log_q_bounds` of ``estimand`` (float32)."""
-    lower, upper = log_q_bounds(estimand)
-    p = ops.cast(probability, "float32")
-    return ops.log(ops.maximum(p, lower) if upper is None else ops.clip(p, lower, upper))

@@ -8,17 +8,16 @@ import keras
 import numpy as np
 from keras import ops
 
-from yt_bias.estimands import DEFAULT_ESTIMAND, check_estimand, max_probability
-from yt_bias.keras3.frequency import log_p
+from yt_bias.estimands import DEFAULT_ESTIMAND, max_probability
 from yt_bias.keras3.ids import integer_ids
+from yt_bias.keras3.source import FrequencySource
 
 
 @keras.saving.register_keras_serializable(package="yt_bias")
-class OracleFrequency(keras.layers.Layer):
+class OracleFrequency(FrequencySource):
     """Known per-step sampling probabilities of integer item IDs; the stream does not change them.
 
-    Implements the frequency-source contract of :class:`~yt_bias.keras3.StreamingFrequencyEstimator`
-    (``estimand``, ``update``, ``probability``, ``update_and_probability``, ``log_q``); ``update`` is a no-op.
+    A :class:`yt_bias.keras3.source.FrequencySource` whose ``update`` is the base's no-op.
 
     Args:
       item_ids: [num_items] distinct integer IDs (int32 range).
@@ -38,8 +37,7 @@ class OracleFrequency(keras.layers.Layer):
         estimand: str = DEFAULT_ESTIMAND,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.estimand = check_estimand(estimand)
+        super().__init__(estimand=estimand, **kwargs)
         ids = np.asarray(item_ids)
         probs = np.asarray(probabilities, dtype=np.float32)
         if ids.ndim != 1 or probs.shape != ids.shape:
@@ -65,10 +63,6 @@ class OracleFrequency(keras.layers.Layer):
         self.default_probability = float(default_probability)
         self.built = True
 
-    def update(self, item_ids):
-        """Exact probabilities do not change with the stream: a no-op kept for the common contract."""
-        return ops.convert_to_tensor(0, "int32")
-
     def probability(self, item_ids):
         """[n] float32 probabilities of [n] (or [n, 1]) integer IDs."""
         ids = integer_ids(item_ids)
@@ -77,18 +71,8 @@ class OracleFrequency(keras.layers.Layer):
         found = ops.equal(ops.take(table, position), ids)
         return ops.where(found, ops.take(ops.convert_to_tensor(self._probs), position), np.float32(self.default_probability))
 
-    def update_and_probability(self, item_ids, read_after_update: bool = True):
-        return self.probability(item_ids)
-
-    def log_q(self, item_ids, update: bool = False):
-        """Clipped ``log p`` (:func:`yt_bias.estimands.log_q_bounds`); ``update`` changes nothing."""
-        return log_p(self.probability(item_ids), self.estimand)
-
-    def call(self, item_ids, training=None):
-        return self.probability(item_ids)
-
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(item_ids=self._ids.tolist(), probabilities=self._probs.tolist(),
-                      default_probability=self.default_probability, estimand=self.estimand)
+                      default_probability=self.default_probability)
         return config

@@ -19,20 +19,17 @@ over the batch.
 
 from __future__ import annotations
 
-import inspect
-
 import keras
-from keras import ops
 
 from yt_bias.config import LOSS_IMPLEMENTATIONS
-from yt_bias.estimands import DEFAULT_ESTIMAND
-from yt_bias.keras3.frequency import StreamingFrequencyEstimator, log_p
+from yt_bias.keras3.frequency import StreamingFrequencyEstimator
 from yt_bias.keras3.losses import DEFAULT_BLOCK_SIZE, softmax_loss
+from yt_bias.keras3.source import CallableFrequency, FrequencySource
 
 DEFAULT_HASH_SIZE = 1 << 16
 
 
-def _build_frequency(frequency):
+def _build_frequency(frequency) -> FrequencySource:
     """The frequency source of the ``frequency`` argument (see :class:`CorrectedRetrieval`)."""
     if frequency is None:
         return StreamingFrequencyEstimator(DEFAULT_HASH_SIZE, name="frequency")
@@ -41,16 +38,15 @@ def _build_frequency(frequency):
             return keras.saving.deserialize_keras_object(frequency)
         config = {"hash_size": DEFAULT_HASH_SIZE, "name": "frequency", **frequency}
         return StreamingFrequencyEstimator(**config)
-    if isinstance(frequency, keras.layers.Layer) or callable(frequency):
+    if isinstance(frequency, FrequencySource):
         return frequency
+    if callable(frequency) and not isinstance(frequency, keras.layers.Layer):
+        return CallableFrequency(frequency, name="frequency")
     raise TypeError(
-        "frequency must be None, a dict of StreamingFrequencyEstimator arguments, a frequency layer "
-        f"(StreamingFrequencyEstimator, OracleFrequency) or a callable ids -> p; received {type(frequency).__name__}."
+        "frequency must be None, a dict of StreamingFrequencyEstimator arguments, a FrequencySource layer "
+        "(StreamingFrequencyEstimator, OracleFrequency, a subclass of yt_bias.keras3.source.FrequencySource) "
+        f"or a plain callable ids -> p; received {type(frequency).__name__}."
     )
-
-
-def _has_training_call(source) -> bool:
-    return isinstance(source, keras.layers.Layer) and "training" in inspect.signature(source.call).parameters
 
 
 @keras.saving.register_keras_serializable(package="yt_bias")
@@ -65,16 +61,17 @@ class CorrectedRetrieval(keras.layers.Layer):
     Args:
       frequency: where p comes from: ``None`` (a :class:`StreamingFrequencyEstimator` with
         ``hash_size=2**16``, owned by the task); a dict of StreamingFrequencyEstimator arguments;
-        a frequency layer (StreamingFrequencyEstimator, :class:`OracleFrequency`, or any layer with
-        ``update(ids)`` and ``probability(ids)``), updated by the task when training; or a
-        callable ``ids -> p`` ([num_candidates] float), read only.
+        a :class:`yt_bias.keras3.source.FrequencySource` layer (StreamingFrequencyEstimator,
+        :class:`OracleFrequency` or a subclass of your own), updated by the task when training; or
+        a plain callable ``ids -> p`` ([num_candidates] float), read only (wrapped in a
+        :class:`yt_bias.keras3.source.CallableFrequency` of the default estimand).
       temperature: tau; the dot products are divided by it (None: 1).
       remove_accidental_hits: mask in-batch negatives that carry the positive's ID.
       loss_implementation: "auto", "dense" or "blockwise" (:func:`yt_bias.keras3.losses.softmax_loss`).
       block_size: candidates per block of the blockwise loss.
       **kwargs: the base layer's arguments (``name``, ...).
     Raises:
-      TypeError: a ``frequency`` of an unsupported type.
+      TypeError: a ``frequency`` of an unsupported type (a layer that is not a FrequencySource).
       ValueError: a temperature <= 0, an unknown implementation.
     """
 
@@ -102,21 +99,8 @@ class CorrectedRetrieval(keras.layers.Layer):
 
     @property
     def estimand(self) -> str:
-        """What p means (:mod:`yt_bias.estimands`); a plain callable is taken as the default estimand."""
-        return str(getattr(self.frequency, "estimand", DEFAULT_ESTIMAND))
-
-    def sampling_probability(self, candidate_ids, training: bool = False):
-        """p of each candidate ([num_candidates] float32); with ``training`` the source first consumes the IDs."""
-        if not isinstance(training, bool):
-            raise TypeError(f"training must be a Python bool; received {type(training).__name__}.")
-        source = self.frequency
-        if _has_training_call(source):
-            return source(candidate_ids, training=training)
-        if hasattr(source, "update") and hasattr(source, "probability"):
-            if training:
-                source.update(candidate_ids)
-            return source.probability(candidate_ids)
-        return ops.cast(ops.convert_to_tensor(source(candidate_ids)), "float32")
+        """What p means (:mod:`yt_bias.estimands`): the frequency source's estimand."""
+        return self.frequency.estimand
 
     def call(
         self,
@@ -149,12 +133,15 @@ class CorrectedRetrieval(keras.layers.Layer):
         Returns:
           Scalar float32 loss.
         Raises:
+          TypeError: ``training`` that is not a Python bool (when the source is read).
           ValueError: neither ``candidate_ids`` nor ``candidate_sampling_probability``; the loss's errors.
         """
         if candidate_sampling_probability is not None:
-            probability = candidate_sampling_probability
+            log_q = self.frequency.log_of(candidate_sampling_probability)
         elif candidate_ids is not None:
-            probability = self.sampling_probability(candidate_ids, training)
+            if not isinstance(training, bool):
+                raise TypeError(f"training must be a Python bool; received {type(training).__name__}.")
+            log_q = self.frequency.log_q(candidate_ids, update=training)
         else:
             raise ValueError(
                 "CorrectedRetrieval needs candidate_ids [num_candidates] (the estimator's input) or "
@@ -164,7 +151,7 @@ class CorrectedRetrieval(keras.layers.Layer):
             query_embeddings,
             candidate_embeddings,
             temperature=1.0 if self.temperature is None else float(self.temperature),
-            log_q=log_p(probability, self.estimand),
+            log_q=log_q,
             rewards=sample_weight,
             candidate_ids=candidate_ids,
             remove_accidental_hits=self.remove_accidental_hits,
@@ -175,11 +162,6 @@ class CorrectedRetrieval(keras.layers.Layer):
 
     def get_config(self) -> dict:
         """The task's arguments, the frequency layer serialised with its own config (and state, in a .keras file)."""
-        if not isinstance(self.frequency, keras.layers.Layer):
-            raise NotImplementedError(
-                "CorrectedRetrieval.get_config: a plain callable frequency source cannot be serialised; "
-                "use a StreamingFrequencyEstimator or OracleFrequency layer."
-            )
         config = super().get_config()
         config.update(
             frequency=keras.saving.serialize_keras_object(self.frequency),
