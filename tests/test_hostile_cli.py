@@ -30,6 +30,26 @@ def test_commands_print_no_tensorflow_start_up_lines():
     assert not [line for line in done.stderr.splitlines() if any(s in line for s in START_UP_LINES)], done.stderr
 
 
+def test_help_loads_no_tensorflow():
+    """``yt-bias --help`` (and a subcommand's help) in a fresh process: registering the commands imports no TensorFlow.
+
+    The console script ``yt-bias`` is ``yt_bias.cli:main`` (setup.py); the commands import what
+    they run inside their run functions, and the choices they list come from TensorFlow-free modules.
+    """
+    script = (
+        "import sys\n"
+        "from yt_bias.cli import main\n"
+        "for argv in (['--help'], ['train', '--help'], ['data', 'download', '--help'], ['experiment', 'strategies', '--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "print('tensorflow loaded:', 'tensorflow' in sys.modules, 'keras loaded:', 'keras' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "usage: yt-bias [-h]" in done.stdout and "usage: yt-bias train" in done.stdout, done.stdout[-2000:]
+    assert "gradual" in done.stdout and "ml-100k" in done.stdout and "candidates-listwise" in done.stdout  # the listed choices
+    assert "tensorflow loaded: False keras loaded: False" in done.stdout, done.stdout[-500:]
+
+
 def test_quiet_only_when_the_user_did_not_ask(monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     assert not cli.quiet_tensorflow(["--debug", "train"]) and "TF_CPP_MIN_LOG_LEVEL" not in os.environ

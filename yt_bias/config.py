@@ -192,6 +192,10 @@ class DistributeConfig:
             )
 
 
+# The popularity drifts of the synthetic day-by-day stream (yt_bias.data.drift); "" in stream.drift_kind = none.
+DRIFT_KINDS: tuple[str, ...] = ("none", "gradual", "sudden", "lifecycle", "periodic")
+
+
 @dataclasses.dataclass(frozen=True)
 class StreamConfig:
     """Sequential (day by day) training, section 5 of the paper (see yt_bias/training/day_by_day.py)."""
@@ -202,7 +206,7 @@ class StreamConfig:
     rows_per_day: int = 0  # generator: rows sampled per day (0 = the training rows / days)
     popularity_shift: float = 1.0  # generator: strength of the day-to-day popularity drift (0 = none)
     epochs_per_day: int = 1
-    # generator: a drift kind of yt_bias.data.drift ('none', 'gradual', 'sudden', 'lifecycle', 'periodic'):
+    # generator: a drift kind of DRIFT_KINDS (yt_bias.data.drift):
     # the days are drawn from the synthetic data's generative model under that drift ("" = the resampling above)
     drift_kind: str = ""
     # a frequency source by name (yt_bias.training.day_by_day.build_frequency_source: 'stream-a0.01', the past-only

@@ -8,10 +8,10 @@ import argparse
 import dataclasses
 import sys
 
+from yt_bias.data.download import DATASETS, DownloadError, download
+
 
 def register(subparsers) -> None:
-    from yt_bias.data.download import DATASETS
-
     parser = subparsers.add_parser("data", help="download public data sets (MovieLens, MIND) or generate synthetic shards")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     download = actions.add_parser("download", help="download NAME from its official URL, verify it and unzip it")
@@ -45,8 +45,6 @@ def register(subparsers) -> None:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from yt_bias.data.download import DATASETS, DownloadError, download
-
     try:
         path = download(args.name, args.cache_dir, args.base_url, args.timeout, log=lambda m: print(m, flush=True))
     except DownloadError as error:

@@ -13,10 +13,10 @@ import argparse
 import dataclasses
 import time
 
+from yt_bias.config import DRIFT_KINDS
+
 
 def register(subparsers) -> None:
-    from yt_bias.data.drift import DRIFT_KINDS
-
     parser = subparsers.add_parser(
         "drift",
         help="frequency sources under popularity drift: next-day recall and TV error by day",

@@ -14,13 +14,12 @@ import argparse
 import dataclasses
 import time
 
+from yt_bias.experiments.strategy_variants import RANKER_VARIANTS, STRATEGIES
+
 DATA_SOURCES = ("synthetic",)
 
 
 def register(subparsers) -> None:
-    from yt_bias.experiments.ranking_ablations import RANKER_VARIANTS
-    from yt_bias.experiments.strategies import STRATEGIES
-
     parser = subparsers.add_parser(
         "strategies",
         help="negative-sampling strategies (recall stage), ranker variants and the two-stage ablations",

@@ -6,8 +6,7 @@ import argparse
 import json
 
 from yt_bias.cli.common import add_config_arguments, config_from_args
-from yt_bias.config import VARIANTS, override
-from yt_bias.data.drift import DRIFT_KINDS
+from yt_bias.config import DRIFT_KINDS, VARIANTS, override
 
 
 def register(subparsers) -> None:

@@ -29,12 +29,11 @@ import dataclasses
 
 import numpy as np
 
+from yt_bias.config import DRIFT_KINDS
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD, RecDataset
 from yt_bias.features import FeatureConfig
 
 __all__ = ["DRIFT_KINDS", "DriftConfig", "DriftStream", "drift_days", "drift_schedule", "stream_dataset"]
-
-DRIFT_KINDS = ("none", "gradual", "sudden", "lifecycle", "periodic")
 
 
 @dataclasses.dataclass(frozen=True)

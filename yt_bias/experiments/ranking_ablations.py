@@ -38,20 +38,9 @@ from yt_bias.ranking.two_stage import (
     two_stage_order,
     validation_split,
 )
+from yt_bias.experiments.strategy_variants import RANKER_VARIANTS
 from yt_bias.training.train import fit
 
-# name -> the RankingConfig fields it changes from the experiment's ``ranking`` config: the examples
-# (impressions / the retriever's candidates), the loss (pointwise / listwise), without the recall
-# score as a feature, the unshown candidates weighted 1 instead of their inverse sampling rate
-RANKER_VARIANTS: dict[str, dict] = {
-    "impressions-pointwise": {"examples": "impressions", "loss": "pointwise"},
-    "impressions-pointwise-no-score": {"examples": "impressions", "loss": "pointwise", "retrieval_score": False},
-    "impressions-listwise": {"examples": "impressions", "loss": "listwise"},
-    "candidates-pointwise": {"examples": "candidates", "loss": "pointwise"},
-    "candidates-listwise": {"examples": "candidates", "loss": "listwise"},
-    "candidates-listwise-no-score": {"examples": "candidates", "loss": "listwise", "retrieval_score": False},
-    "candidates-listwise-unshown-w1": {"examples": "candidates", "loss": "listwise", "unshown_weight": 1.0},
-}
 BLEND_GRID: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 SELECTION_KEY = "ndcg@10"
 

@@ -38,26 +38,14 @@ from yt_bias.retrieval.embedding import embed
 from yt_bias.retrieval.exact import top_k
 from yt_bias.experiments.ranking_ablations import (
     BLEND_GRID,
-    RANKER_VARIANTS,
     default_variant,
     format_ablations,
     format_rankers,
     run_seed,
 )
+from yt_bias.experiments.strategy_variants import RANKER_VARIANTS, STRATEGIES
 from yt_bias.ranking.model import RankingConfig, evaluate_ranking
 from yt_bias.training.train import fit
-
-STRATEGIES: dict[str, NegativesConfig] = {
-    "random": NegativesConfig(in_batch=False, uniform_per_query=16),
-    "in-batch": NegativesConfig(),
-    "mixed": NegativesConfig(mixed_uniform=256),
-    "cross-batch": NegativesConfig(memory_size=1024, memory_warmup_steps=100),
-    "impressions-weak-positive": NegativesConfig(impressions="weak-positive", impression_reward=0.3),
-    "impressions-hard-negative": NegativesConfig(impressions="hard-negative"),
-    "impressions-hard-negative-x30": NegativesConfig(impressions="hard-negative", hard_negative_log_q=-3.4),
-    "corrected-logq-2025": NegativesConfig(loss="corrected-logq-2025"),
-    "mined-hard": NegativesConfig(mined_hard_per_query=5),
-}
 
 
 @dataclasses.dataclass(frozen=True)
