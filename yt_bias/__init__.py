@@ -7,6 +7,7 @@ ImportError in a process where TensorFlow already runs with Keras 3. The Keras 3
 :mod:`yt_bias.keras3` (any Keras 3 backend).
 """
 
+from yt_bias._lazy import lazy_attributes
 from yt_bias._version import __version__ as __version__
 
 __all__ = [
@@ -40,15 +41,4 @@ def use_tf_keras():
     return keras, tf
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'yt_bias' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -9,7 +9,7 @@ loads no TensorFlow: the names below are loaded on first access (PEP 562), as ``
 May import: the base modules (``config``, ``features``, ``_keras``) only.
 """
 
-import importlib
+from yt_bias._lazy import lazy_attributes
 
 __all__ = ["ITEM_INDEX", "QUERY_KEY", "REWARD", "RecDataset", "SyntheticConfig", "generate", "make_tf_dataset"]
 
@@ -25,13 +25,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'yt_bias.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
