@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 from keras import ops  # noqa: E402
 
 from yt_bias.keras3 import CorrectedRetrieval, OracleFrequency, StreamingFrequencyEstimator, softmax_loss  # noqa: E402
+from yt_bias.keras3.frequency import sharing_counts  # noqa: E402
 from yt_bias.keras3.hashing import hash_keys  # noqa: E402
 from yt_bias.keras3.source import CallableFrequency, FrequencySource  # noqa: E402
 
@@ -146,6 +147,30 @@ def test_duplicates_in_a_batch_are_exact_whatever_their_order():
     np.testing.assert_array_equal(p[0], p[1])
     # One step from B0 = 4 with gap 1: item 5 (3 rows): 0.5^3 * 4 + (1 - 0.5^3) / 3 = 0.79167 -> p = 1.263.
     np.testing.assert_allclose(p[0][0], 1 / (0.125 * 4 + 0.875 / 3), rtol=1e-6)
+
+
+def _compiled_text(function, argument) -> str:
+    """The optimised HLO of ``function(argument)`` compiled with XLA on this process's backend."""
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(function).lower(argument).compile().as_text()
+    import tensorflow as tf
+
+    return tf.function(function, jit_compile=True).experimental_get_compiler_ir(tf.constant(argument))(stage="optimized_hlo")
+
+
+def test_sharing_counts_compile_to_memory_linear_in_the_batch():
+    """The per-row bucket counts equal numpy's, and XLA's program holds no [n, n] array (a pairwise
+    comparison needs n^2 memory: 69 GB for a batch of 65536 under TensorFlow's jit_compile)."""
+    n = 4096
+    buckets = np.random.default_rng(0).integers(0, 1500, size=n).astype(np.int32)  # most buckets repeat
+    _, inverse, counts = np.unique(buckets, return_inverse=True, return_counts=True)
+    np.testing.assert_array_equal(np.asarray(ops.convert_to_numpy(sharing_counts(buckets))), counts[inverse])
+    np.testing.assert_array_equal(np.asarray(ops.convert_to_numpy(sharing_counts(buckets[:1]))), [1])
+    text = _compiled_text(sharing_counts, buckets)
+    assert f"[{n}]" in text
+    assert f"[{n},{n}]" not in text and f"[1,{n},{n}]" not in text
 
 
 if BACKEND == "jax":

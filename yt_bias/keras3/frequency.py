@@ -15,8 +15,8 @@ B_i[h_i(id)]``. Both estimands (:mod:`yt_bias.estimands`):
 per-bucket count of updates, and a bucket's first sighting only sets ``A``.
 
 How a step runs on a Keras 3 backend, with static shapes: the batch's buckets are sorted once per
-hash and each row finds how many rows share its bucket by two binary searches (O(B log B)); each
-row then computes its bucket's new values, so rows that share a bucket (duplicate IDs, or
+hash and the length of each run of equal buckets is the count of rows sharing a bucket (O(B log B));
+each row then computes its bucket's new values, so rows that share a bucket (duplicate IDs, or
 different IDs that collide) compute and write identical values, and the result does not depend
 on the order of the scatter. The arrays are read and written only at the batch's buckets
 (:mod:`yt_bias.keras3.variables`): no temporary of size ``hash_size``.
@@ -46,11 +46,20 @@ MAX_SEED = (1 << 31) - 1
 
 
 def sharing_counts(buckets):
-    """For each entry of [n] ``buckets``, how many entries of ``buckets`` equal it ([n] int32, O(n log n))."""
-    ordered = ops.sort(buckets)
-    left = ops.searchsorted(ordered, buckets, side="left")
-    right = ops.searchsorted(ordered, buckets, side="right")
-    return ops.cast(right - left, "int32")
+    """For each entry of [n] ``buckets``, how many entries of ``buckets`` equal it ([n] int32, O(n log n)).
+
+    One sort, then the length of each run of equal values, put back in the input's order. Not
+    ``searchsorted``: TensorFlow's XLA lowering of it compares every pair ([n, n] memory: 69 GB
+    at n = 65536 under ``jit_compile=True``).
+    """
+    n = ops.shape(buckets)[0]  # a tensor when the batch size is traced as unknown (TensorFlow)
+    ones = ops.ones_like(buckets, dtype="int32")
+    order = ops.argsort(buckets)
+    ordered = ops.take(buckets, order)
+    starts = ops.concatenate([ones[:1], ops.cast(ops.not_equal(ordered[1:], ordered[:-1]), "int32")])
+    run = ops.cumsum(starts) - 1  # the run of each sorted entry
+    sizes = ops.segment_sum(ones, run, num_segments=n)
+    return ops.scatter(order[:, None], ops.take(sizes, run), (n,))
 
 
 @keras.saving.register_keras_serializable(package="yt_bias")
