@@ -20,7 +20,7 @@ from __future__ import annotations
 PACKAGE = "yt_bias"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("yt_bias._keras", "yt_bias._lazy", "yt_bias._version", "yt_bias.arguments", "yt_bias.config", "yt_bias.estimands", "yt_bias.features", "yt_bias.layering")),
+    ("base", ("yt_bias._keras", "yt_bias._lazy", "yt_bias._version", "yt_bias.arguments", "yt_bias.config", "yt_bias.estimands", "yt_bias.features", "yt_bias.layering", "yt_bias.source_contract")),
     ("data", ("yt_bias.data.*",)),
     ("core", ("yt_bias.core.*",)),
     ("retrieval", ("yt_bias.retrieval.*",)),

@@ -27,7 +27,6 @@ outside any Keras call context, so the task cannot infer it.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -36,10 +35,10 @@ import tensorflow_recommenders as tfrs
 from yt_bias._keras import keras, tf
 from yt_bias.core.frequency import FrequencySource, OracleFrequency, StreamingFrequencyEstimator
 from yt_bias.core.losses import LOSS_IMPLEMENTATIONS, corrected_softmax_logits, softmax_loss
+from yt_bias.source_contract import resolve_frequency
 
 __all__ = ["CallableFrequency", "CorrectedRetrieval"]
 
-DEFAULT_HASH_SIZE = 1 << 16
 _CUSTOM_OBJECTS = {cls.__name__: cls for cls in (StreamingFrequencyEstimator, OracleFrequency)}
 
 
@@ -67,30 +66,13 @@ class CallableFrequency(FrequencySource):
 
 def _build_frequency(frequency) -> FrequencySource:
     """The frequency source of the ``frequency`` argument (see :class:`CorrectedRetrieval`)."""
-    if frequency is None:
-        return StreamingFrequencyEstimator(DEFAULT_HASH_SIZE, name="frequency")
-    if isinstance(frequency, dict):
-        if "class_name" in frequency:  # a Keras-serialised layer (get_config of this task)
-            return keras.layers.deserialize(frequency, custom_objects=_CUSTOM_OBJECTS)
-        config = dict(frequency)
-        accepted = set(inspect.signature(StreamingFrequencyEstimator.__init__).parameters) - {"self", "kwargs"}
-        accepted |= {"name", "dtype", "trainable"}  # the base Layer's arguments
-        unknown = sorted(set(config) - accepted)
-        if unknown:
-            raise ValueError(
-                f"frequency: unknown StreamingFrequencyEstimator argument(s) {unknown}; expected some of {sorted(accepted)}."
-            )
-        config.setdefault("hash_size", DEFAULT_HASH_SIZE)
-        config.setdefault("name", "frequency")
-        return StreamingFrequencyEstimator(**config)
-    if isinstance(frequency, FrequencySource):
-        return frequency
-    if callable(frequency) and not isinstance(frequency, keras.layers.Layer):
-        return CallableFrequency(frequency, name="frequency")
-    raise TypeError(
-        "frequency must be None, a dict of StreamingFrequencyEstimator arguments, a FrequencySource layer "
-        "(StreamingFrequencyEstimator, OracleFrequency, a subclass of yt_bias.core.frequency.FrequencySource) "
-        f"or a plain callable ids -> p; received {type(frequency).__name__}."
+    return resolve_frequency(
+        frequency,
+        estimator=StreamingFrequencyEstimator,
+        source=FrequencySource,
+        wrap=CallableFrequency,
+        layer=keras.layers.Layer,
+        deserialize=lambda config: keras.layers.deserialize(config, custom_objects=_CUSTOM_OBJECTS),
     )
 
 

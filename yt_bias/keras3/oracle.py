@@ -8,9 +8,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from yt_bias.estimands import DEFAULT_ESTIMAND, max_probability
+from yt_bias.estimands import DEFAULT_ESTIMAND
 from yt_bias.keras3.ids import integer_ids
 from yt_bias.keras3.source import FrequencySource
+from yt_bias.source_contract import check_probability_table
 
 
 @keras.saving.register_keras_serializable(package="yt_bias")
@@ -26,7 +27,8 @@ class OracleFrequency(FrequencySource):
       default_probability: returned for IDs not in the table.
       estimand: ``"expected_count"`` (default, as every source) or ``"inclusion"``.
     Raises:
-      ValueError: mismatched or empty arrays, repeated IDs, probabilities out of range.
+      ValueError: mismatched or empty arrays, repeated IDs, probabilities out of range
+        (:func:`yt_bias.source_contract.check_probability_table`), IDs outside the int32 range.
     """
 
     def __init__(
@@ -38,29 +40,12 @@ class OracleFrequency(FrequencySource):
         **kwargs,
     ):
         super().__init__(estimand=estimand, **kwargs)
-        ids = np.asarray(item_ids)
-        probs = np.asarray(probabilities, dtype=np.float32)
-        if ids.ndim != 1 or probs.shape != ids.shape:
-            raise ValueError(f"item_ids and probabilities must be 1-D of one length; received shapes {ids.shape} and {probs.shape}.")
-        if ids.size == 0:
-            raise ValueError("item_ids is empty: the oracle needs at least one item.")
+        ids, probs, self.default_probability = check_probability_table(item_ids, probabilities, default_probability, estimand)
         if not np.issubdtype(ids.dtype, np.integer) or ids.min() < -(2**31) or ids.max() >= 2**31:
             raise ValueError(f"item_ids must be integers in the int32 range; received dtype {ids.dtype}.")
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError("item_ids must be distinct; received repeated IDs.")
-        upper = max_probability(self.estimand) or np.inf
-        bad = ~np.isfinite(probs) | (probs <= 0) | (probs > upper)
-        if np.any(bad):
-            raise ValueError(
-                f"probabilities must be finite and in (0, {upper}] for estimand={self.estimand!r}; "
-                f"received {probs[bad][:5].tolist()} (for item_ids {ids[bad][:5].tolist()})."
-            )
-        if not (isinstance(default_probability, (int, float)) and 0.0 < default_probability <= upper):
-            raise ValueError(f"default_probability must be in (0, {upper}]; received {default_probability!r}.")
         order = np.argsort(ids)
         self._ids = ids[order].astype(np.int32)
         self._probs = probs[order]
-        self.default_probability = float(default_probability)
         self.built = True
 
     def probability(self, item_ids):

@@ -25,27 +25,18 @@ from yt_bias.config import LOSS_IMPLEMENTATIONS
 from yt_bias.keras3.frequency import StreamingFrequencyEstimator
 from yt_bias.keras3.losses import DEFAULT_BLOCK_SIZE, softmax_loss
 from yt_bias.keras3.source import CallableFrequency, FrequencySource
-
-DEFAULT_HASH_SIZE = 1 << 16
+from yt_bias.source_contract import resolve_frequency
 
 
 def _build_frequency(frequency) -> FrequencySource:
     """The frequency source of the ``frequency`` argument (see :class:`CorrectedRetrieval`)."""
-    if frequency is None:
-        return StreamingFrequencyEstimator(DEFAULT_HASH_SIZE, name="frequency")
-    if isinstance(frequency, dict):
-        if "class_name" in frequency:  # a serialised layer (this task's get_config)
-            return keras.saving.deserialize_keras_object(frequency)
-        config = {"hash_size": DEFAULT_HASH_SIZE, "name": "frequency", **frequency}
-        return StreamingFrequencyEstimator(**config)
-    if isinstance(frequency, FrequencySource):
-        return frequency
-    if callable(frequency) and not isinstance(frequency, keras.layers.Layer):
-        return CallableFrequency(frequency, name="frequency")
-    raise TypeError(
-        "frequency must be None, a dict of StreamingFrequencyEstimator arguments, a FrequencySource layer "
-        "(StreamingFrequencyEstimator, OracleFrequency, a subclass of yt_bias.keras3.source.FrequencySource) "
-        f"or a plain callable ids -> p; received {type(frequency).__name__}."
+    return resolve_frequency(
+        frequency,
+        estimator=StreamingFrequencyEstimator,
+        source=FrequencySource,
+        wrap=CallableFrequency,
+        layer=keras.layers.Layer,
+        deserialize=keras.saving.deserialize_keras_object,
     )
 
 
@@ -72,7 +63,8 @@ class CorrectedRetrieval(keras.layers.Layer):
       **kwargs: the base layer's arguments (``name``, ...).
     Raises:
       TypeError: a ``frequency`` of an unsupported type (a layer that is not a FrequencySource).
-      ValueError: a temperature <= 0, an unknown implementation.
+      ValueError: a temperature <= 0, an unknown implementation, a ``frequency`` dict with an
+        argument the estimator does not take.
     """
 
     def __init__(

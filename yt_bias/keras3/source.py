@@ -22,7 +22,8 @@ from collections.abc import Callable
 import keras
 from keras import ops
 
-from yt_bias.estimands import DEFAULT_ESTIMAND, check_estimand, log_q_bounds
+from yt_bias.estimands import log_q_bounds
+from yt_bias.source_contract import SourceContract
 
 __all__ = ["CallableFrequency", "FrequencySource", "log_p"]
 
@@ -41,12 +42,13 @@ def log_p(probability, estimand: str):
     return ops.log(ops.maximum(p, lower) if upper is None else ops.clip(p, lower, upper))
 
 
-class FrequencySource(keras.layers.Layer, metaclass=abc.ABCMeta):
+class FrequencySource(SourceContract, keras.layers.Layer, metaclass=abc.ABCMeta):
     """Base of every Keras 3 source of per-step sampling probabilities (the one contract the task uses).
 
     A subclass implements :meth:`probability` and, when its state moves with the stream,
     :meth:`update`. The estimand, the update-then-read order, the clipped ``log p`` and the Keras
-    call are shared.
+    call are shared (the estimand, call and config with the tf-keras base, through
+    :class:`yt_bias.source_contract.SourceContract`).
 
     Example::
 
@@ -63,10 +65,6 @@ class FrequencySource(keras.layers.Layer, metaclass=abc.ABCMeta):
     Raises:
       ValueError: an ``estimand`` not in :data:`yt_bias.estimands.ESTIMANDS`.
     """
-
-    def __init__(self, estimand: str = DEFAULT_ESTIMAND, **kwargs):
-        super().__init__(**kwargs)
-        self.estimand = check_estimand(estimand)
 
     @abc.abstractmethod
     def probability(self, item_ids):
@@ -112,17 +110,6 @@ class FrequencySource(keras.layers.Layer, metaclass=abc.ABCMeta):
     def log_of(self, probability):
         """``log p`` of probabilities given on this source's scale, with its clip (:func:`log_p`)."""
         return log_p(probability, self.estimand)
-
-    def call(self, item_ids, training=None):
-        """``training=True``: one global step with the batch, then its ``p``; otherwise a read."""
-        if training:
-            return self.update_and_probability(item_ids)
-        return self.probability(item_ids)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config["estimand"] = self.estimand
-        return config
 
 
 class CallableFrequency(FrequencySource):

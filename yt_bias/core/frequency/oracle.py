@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from yt_bias._keras import tf
-from yt_bias.arguments import is_real
 from yt_bias.core.frequency.source import FrequencySource, as_string_ids
-from yt_bias.estimands import DEFAULT_ESTIMAND, max_probability
+from yt_bias.estimands import DEFAULT_ESTIMAND
+from yt_bias.source_contract import check_probability_table
 
 
 class OracleFrequency(FrequencySource):
@@ -42,33 +40,9 @@ class OracleFrequency(FrequencySource):
         **kwargs,
     ):
         super().__init__(estimand=estimand, **kwargs)
-        ids = np.asarray(item_ids)
-        probs = np.asarray(probabilities, dtype=np.float32)
-        if ids.ndim != 1 or probs.shape != ids.shape:
-            raise ValueError(
-                f"item_ids and probabilities must be 1-D of one length; received shapes {ids.shape} and {probs.shape}."
-            )
-        if ids.size == 0:
-            raise ValueError("item_ids is empty: the oracle needs at least one item.")
-        upper = max_probability(self.estimand) or np.inf
-        bad = ~np.isfinite(probs) | (probs <= 0) | (probs > upper)
-        if np.any(bad):
-            expected = "(0, 1]" if self.estimand == "inclusion" else "(0, inf)"
-            raise ValueError(
-                f"probabilities must be finite and in {expected} for estimand={self.estimand!r}; "
-                f"received {probs[bad][:5].tolist()} (for item_ids {ids[bad][:5].tolist()})."
-            )
-        if not (is_real(default_probability) and 0.0 < default_probability <= upper):
-            raise ValueError(f"default_probability must be in (0, {upper}]; received {default_probability!r}.")
+        ids, probs, self.default_probability = check_probability_table(item_ids, probabilities, default_probability, estimand)
         self._ids = [str(i) for i in ids.tolist()]
-        names, counts = np.unique(self._ids, return_counts=True)
-        if (counts > 1).any():
-            raise ValueError(
-                f"item_ids must be unique (one probability per item); received {int((counts > 1).sum())} repeated, "
-                f"e.g. {names[counts > 1][:5].tolist()}."
-            )
         self._probs = probs.tolist()
-        self.default_probability = float(default_probability)
         self._table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(self._ids), tf.constant(self._probs, tf.float32)),
             default_value=self.default_probability,

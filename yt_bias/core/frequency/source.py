@@ -24,6 +24,7 @@ import numpy as np
 from yt_bias._keras import keras, tf
 from yt_bias.core.losses import log_probability
 from yt_bias.estimands import DEFAULT_ESTIMAND, ESTIMANDS, check_estimand, max_probability
+from yt_bias.source_contract import SourceContract
 
 __all__ = [
     "DEFAULT_ESTIMAND",
@@ -85,13 +86,14 @@ def log_p(probability: tf.Tensor, estimand: str) -> tf.Tensor:
     return log_probability(probability, max_probability(estimand))
 
 
-class FrequencySource(keras.layers.Layer, metaclass=abc.ABCMeta):
+class FrequencySource(SourceContract, keras.layers.Layer, metaclass=abc.ABCMeta):
     """Base of every source of per-step sampling probabilities (the one contract the model uses).
 
     A subclass implements :meth:`probability` and, when its state moves with the stream,
     :meth:`update` (the streaming estimator also overrides :meth:`update_and_probability` for its
     cross-replica update). Everything else is shared: the estimand, the update-then-read order,
-    the clipped ``log p``, the per-day hooks and the Keras call.
+    the clipped ``log p``, the per-day hooks and the Keras call (the estimand, call and config with
+    the Keras 3 base, through :class:`yt_bias.source_contract.SourceContract`).
 
     Args:
       estimand: the scale of ``p``: ``"expected_count"`` (default; rows of the item per batch,
@@ -122,10 +124,6 @@ class FrequencySource(keras.layers.Layer, metaclass=abc.ABCMeta):
     uses_future: bool = False
     step: tf.Variable | None = None
     num_shards: int = 1
-
-    def __init__(self, estimand: str = DEFAULT_ESTIMAND, **kwargs):
-        super().__init__(**kwargs)
-        self.estimand = check_estimand(estimand)
 
     @abc.abstractmethod
     def probability(self, item_ids: tf.Tensor) -> tf.Tensor:
@@ -201,17 +199,6 @@ class FrequencySource(keras.layers.Layer, metaclass=abc.ABCMeta):
 
     def end_of_day(self, item_ids) -> None:
         """Day-by-day training calls this with the IDs of the day's rows after training on them (default: nothing)."""
-
-    def call(self, item_ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        """``training=True``: one global step with the batch, then its ``p``; otherwise a read."""
-        if training:
-            return self.update_and_probability(item_ids)
-        return self.probability(item_ids)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config["estimand"] = self.estimand
-        return config
 
 
 def total_variation_error(estimated: np.ndarray, true: np.ndarray, batch_size: int) -> float:
