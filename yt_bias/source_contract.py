@@ -6,6 +6,8 @@ touch a tensor is written here once:
 
 * :class:`SourceContract`: the ``estimand`` attribute (checked), the Keras ``call`` (a training
   call is one step, then a read) and ``get_config``, mixed into each path's ``FrequencySource``;
+* :class:`StreamingArguments`: the streaming estimator's hyper-parameters, checked and kept, and
+  their config, mixed into each path's ``StreamingFrequencyEstimator``;
 * :func:`check_probability_table`: the checks of an oracle's table of exact probabilities;
 * :func:`resolve_frequency`: what a retrieval task's ``frequency`` argument becomes.
 """
@@ -13,14 +15,15 @@ touch a tensor is written here once:
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from yt_bias.arguments import is_real
+from yt_bias.arguments import check_int, is_real
 from yt_bias.estimands import DEFAULT_ESTIMAND, check_estimand, max_probability
 
-__all__ = ["DEFAULT_HASH_SIZE", "SourceContract", "check_probability_table", "resolve_frequency"]
+__all__ = ["DEFAULT_HASH_SIZE", "SourceContract", "StreamingArguments", "check_probability_table", "resolve_frequency"]
 
 # H of the streaming estimator a retrieval task builds when it is given no frequency source.
 DEFAULT_HASH_SIZE = 1 << 16
@@ -51,6 +54,56 @@ class SourceContract:
     def get_config(self) -> dict:
         config = super().get_config()
         config["estimand"] = self.estimand
+        return config
+
+
+class StreamingArguments:
+    """Mixed into a streaming estimator before its base: its hyper-parameters (Algorithms 2 and 3) and their config."""
+
+    def keep_arguments(
+        self,
+        hash_size: int,
+        num_hashes: int,
+        alpha: float,
+        initial_interval: float,
+        seed: int,
+        bias_correction: bool,
+        max_hash_size: int | None,
+        max_seed: int,
+    ) -> None:
+        """Checks the hyper-parameters and keeps them as attributes of the same names.
+
+        Also sets ``_max_hits``: per-bucket update counts saturate there, once ``(1 - alpha)^n`` is
+        negligible, so an int32 count never overflows.
+
+        Raises:
+          ValueError: an argument out of range (the message names it).
+          TypeError: a ``bias_correction`` that is not a bool.
+        """
+        self.hash_size = check_int("hash_size", hash_size, 1, max_hash_size)
+        self.num_hashes = check_int("num_hashes", num_hashes, 1)
+        self.seed = check_int("seed", seed, 0, max_seed)
+        if not (is_real(alpha) and 0.0 < float(alpha) <= 1.0):
+            raise ValueError(f"alpha must be in (0, 1]; received {alpha!r}.")
+        if not (is_real(initial_interval) and math.isfinite(float(initial_interval)) and float(initial_interval) > 0.0):
+            raise ValueError(f"initial_interval must be finite and > 0; received {initial_interval!r}.")
+        if not isinstance(bias_correction, (bool, np.bool_)):
+            raise TypeError(f"bias_correction must be a bool; received {bias_correction!r}.")
+        self.alpha = float(alpha)
+        self.initial_interval = float(initial_interval)
+        self.bias_correction = bool(bias_correction)
+        self._max_hits = 1 if self.alpha >= 1.0 else int(min(2**31 - 2, math.ceil(-80.0 / math.log1p(-self.alpha))))
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            hash_size=self.hash_size,
+            num_hashes=self.num_hashes,
+            alpha=self.alpha,
+            initial_interval=self.initial_interval,
+            seed=self.seed,
+            bias_correction=self.bias_correction,
+        )
         return config
 
 

@@ -34,12 +34,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from yt_bias.arguments import check_int, is_real
 from yt_bias.estimands import DEFAULT_ESTIMAND
 from yt_bias.keras3.hashing import bucket_ids, hash_keys
 from yt_bias.keras3.ids import integer_ids
 from yt_bias.keras3.source import FrequencySource
 from yt_bias.keras3.variables import gather, scatter
+from yt_bias.source_contract import StreamingArguments
 
 _MIN_INTERVAL = 1e-6
 MAX_SEED = (1 << 31) - 1
@@ -63,7 +63,7 @@ def sharing_counts(buckets):
 
 
 @keras.saving.register_keras_serializable(package="yt_bias")
-class StreamingFrequencyEstimator(FrequencySource):
+class StreamingFrequencyEstimator(StreamingArguments, FrequencySource):
     """Streaming estimate of each item's per-step sampling probability (Algorithms 2 and 3).
 
     ``p = estimator(ids, training=True)`` consumes the batch as one global step and returns the
@@ -106,22 +106,9 @@ class StreamingFrequencyEstimator(FrequencySource):
         **kwargs,
     ):
         super().__init__(estimand=estimand, **kwargs)
-        self.hash_size = check_int("hash_size", hash_size, 1, (1 << 31) - 1)
-        self.num_hashes = check_int("num_hashes", num_hashes, 1)
-        self.seed = check_int("seed", seed, 0, MAX_SEED)
-        if not (is_real(alpha) and 0.0 < float(alpha) <= 1.0):
-            raise ValueError(f"alpha must be in (0, 1]; received {alpha!r}.")
-        if not (is_real(initial_interval) and math.isfinite(float(initial_interval)) and float(initial_interval) > 0.0):
-            raise ValueError(f"initial_interval must be finite and > 0; received {initial_interval!r}.")
-        if not isinstance(bias_correction, (bool, np.bool_)):
-            raise TypeError(f"bias_correction must be a bool; received {bias_correction!r}.")
-        self.alpha = float(alpha)
-        self.initial_interval = float(initial_interval)
-        self.bias_correction = bool(bias_correction)
+        self.keep_arguments(hash_size, num_hashes, alpha, initial_interval, seed, bias_correction, (1 << 31) - 1, MAX_SEED)
         self._keys = hash_keys(self.seed, self.num_hashes)
         self._log_keep = math.log1p(-self.alpha) if self.alpha < 1.0 else -1e30
-        # Counts saturate once (1 - alpha)^n is negligible, so int32 never overflows (as the tf-keras estimator).
-        self._max_hits = 1 if self.alpha >= 1.0 else int(min(2**31 - 2, math.ceil(-80.0 / math.log1p(-self.alpha))))
         shape = (self.num_hashes * self.hash_size,)  # flat: bucket b of hash i is entry i * H + b
         self.step = self.add_weight(name="global_step", shape=(), dtype="int32", initializer="zeros", trainable=False,
                                     autocast=False)
@@ -235,16 +222,4 @@ class StreamingFrequencyEstimator(FrequencySource):
             out["hits"] = self.hits
         arrays = {name: np.asarray(ops.convert_to_numpy(v.value)) for name, v in out.items()}
         return {name: a if name == "step" else a.reshape(self.num_hashes, self.hash_size) for name, a in arrays.items()}
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            hash_size=self.hash_size,
-            num_hashes=self.num_hashes,
-            alpha=self.alpha,
-            initial_interval=self.initial_interval,
-            seed=self.seed,
-            bias_correction=self.bias_correction,
-        )
-        return config
 

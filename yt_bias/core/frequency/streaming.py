@@ -43,12 +43,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
-
 from yt_bias._keras import keras, tf
-from yt_bias.arguments import check_int, is_real
+from yt_bias.arguments import check_int
 from yt_bias.core.frequency.source import FrequencySource, as_string_ids, check_not_empty
 from yt_bias.estimands import DEFAULT_ESTIMAND
+from yt_bias.source_contract import StreamingArguments
 
 _MIN_INTERVAL = 1e-6
 
@@ -58,7 +57,7 @@ MAX_STEP = 1 << 62
 MAX_SEED = (1 << 63) // 1_000_003 - 1024
 
 
-class StreamingFrequencyEstimator(FrequencySource):
+class StreamingFrequencyEstimator(StreamingArguments, FrequencySource):
     """Streaming estimate of each item's per-step sampling probability (Algorithms 2 and 3).
 
     The state (``A_i``, ``B_i`` for each hash and the global step) lives in non-trainable
@@ -137,30 +136,11 @@ class StreamingFrequencyEstimator(FrequencySource):
         **kwargs,
     ):
         super().__init__(estimand=estimand, **kwargs)
-        check_int("hash_size", hash_size, 1)
-        check_int("num_hashes", num_hashes, 1)
-        check_int("num_shards", num_shards, 1)
-        check_int("seed", seed, 0, MAX_SEED)
-        if not (is_real(alpha) and 0.0 < float(alpha) <= 1.0):
-            raise ValueError(f"alpha must be in (0, 1]; received {alpha!r}.")
-        if not (is_real(initial_interval) and math.isfinite(float(initial_interval)) and float(initial_interval) > 0.0):
-            raise ValueError(f"initial_interval must be finite and > 0; received {initial_interval!r}.")
-        if not isinstance(bias_correction, (bool, np.bool_)):
-            raise TypeError(f"bias_correction must be a bool; received {bias_correction!r}.")
-        if num_shards > hash_size:
+        self.keep_arguments(hash_size, num_hashes, alpha, initial_interval, seed, bias_correction, None, MAX_SEED)
+        self.num_shards = check_int("num_shards", num_shards, 1)
+        if self.num_shards > self.hash_size:
             raise ValueError(f"num_shards must be <= hash_size ({hash_size}); received {num_shards}.")
-        self.hash_size = int(hash_size)
-        self.num_hashes = int(num_hashes)
-        self.alpha = float(alpha)
-        self.initial_interval = float(initial_interval)
-        self.seed = int(seed)
-        self.bias_correction = bool(bias_correction)
-        self.num_shards = int(num_shards)
         self._keys = [[self.seed * 1_000_003 + 2 * i + 1, 0x9E3779B97F4A7C15 >> 1 ^ i] for i in range(self.num_hashes)]
-        if self.bias_correction:
-            # Counts saturate once (1 - alpha)^n is negligible, so int32 never overflows.
-            decay = math.log1p(-self.alpha) if self.alpha < 1.0 else -math.inf
-            self._max_hits = 1 if decay == -math.inf else int(min(2**31 - 2, math.ceil(-80.0 / decay)))
         self.step = self.add_weight(name="global_step", shape=(), dtype=tf.int64, initializer="zeros", trainable=False)
         # Checkpoint names are kept from the first release: A, B, hits with one shard; X_shard_s with several.
         rows = [(self.hash_size - s + self.num_shards - 1) // self.num_shards for s in range(self.num_shards)]
@@ -419,15 +399,7 @@ class StreamingFrequencyEstimator(FrequencySource):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(
-            hash_size=self.hash_size,
-            num_hashes=self.num_hashes,
-            alpha=self.alpha,
-            initial_interval=self.initial_interval,
-            seed=self.seed,
-            bias_correction=self.bias_correction,
-            num_shards=self.num_shards,
-        )
+        config["num_shards"] = self.num_shards
         return config
 
 
