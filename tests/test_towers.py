@@ -86,3 +86,23 @@ def test_bad_specs_raise_clear_errors():
         FeatureConfig(query=SPECS, item=(FeatureSpec("item_id", "id"),), item_id="missing")
     with pytest.raises(ValueError, match=r"missing feature\(s\) \['age'\]"):
         Tower(SPECS)({"user_id": tf.constant(["u"]), "history": tf.constant([["a", "", ""]])})
+
+
+def test_an_id_vocabulary_is_not_a_tracked_list_that_keras_walks():
+    """Keras walks every element of a tracked list whenever it collects layers or weights (several
+    times per fit call); a vocabulary of a million IDs held as a list cost seconds a walk."""
+    vocabulary = tuple(f"item_{i}" for i in range(5000))
+    specs = (FeatureSpec("item_id", "id", dim=4, vocabulary=vocabulary, buckets=2, table="item"),)
+    tables = SharedEmbeddings(specs)
+    tower = Tower(specs, hidden_units=(3,), embeddings=tables)
+    tower({"item_id": tf.constant(["item_7", "unknown"])})
+    walked, stack = 0, [tower]
+    while stack:  # what Layer._flatten_modules visits: tracked modules and every tracked data structure's values
+        node = stack.pop()
+        values = getattr(node, "_values", None) if isinstance(node, tf.__internal__.tracking.TrackableDataStructure) else None
+        children = list(values) if values is not None else list(getattr(node, "_self_tracked_trackables", None) or [])
+        walked += len(children)
+        stack += [child for child in children if hasattr(child, "_self_tracked_trackables") or hasattr(child, "_values")]
+    assert walked < 200, f"{walked} tracked objects walked: the vocabulary is tracked element by element"
+    indices = tables._lookups["item"](tf.constant(["item_0", "item_4999", "unknown"])).numpy()
+    assert list(indices[:2]) == [2, 5001] and indices[2] in (0, 1)  # 2 OOV buckets first, then the vocabulary

@@ -44,8 +44,12 @@ class SharedEmbeddings(_SpecsLayer):
         self._embeddings = {}
         for name, spec in self._tables.items():
             if spec.vocabulary:
+                # A tuple, not a list: Keras wraps a list attribute in a tracked ListWrapper and walks
+                # every element of it whenever it collects the model's layers or weights (several
+                # times per ``fit`` call: about 2.5 s a walk at a million IDs); a tuple of strings is
+                # not tracked, and the lookup, its config and its saving are the same.
                 lookup = keras.layers.StringLookup(
-                    vocabulary=list(spec.vocabulary), num_oov_indices=spec.buckets, mask_token=None, name=f"{name}_lookup"
+                    vocabulary=tuple(spec.vocabulary), num_oov_indices=spec.buckets, mask_token=None, name=f"{name}_lookup"
                 )
                 rows = len(spec.vocabulary) + spec.buckets
             else:
