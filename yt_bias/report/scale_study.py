@@ -169,7 +169,10 @@ def _table(n: dict, commands: dict) -> str:
                          f"{fmt(e['cpu_ms_per_step'][mode], 1)} | {cpu} |")
         lines += [
             "",
-            f"Reader start-up (file checks, shuffle buffer) {fmt(e['startup_seconds'], 1)} s once a pass; a full pass of "
+            f"Reader start-up (file checks, shuffle buffer) {fmt(e['startup_seconds'], 1)} s once a pass"
+            + (f", a fit call's fixed cost (a one-batch fit less one bare step) {fmt(e['fit_fixed_seconds'], 1)} s once an epoch"
+               if "fit_fixed_seconds" in e else "")
+            + f"; a full pass of "
             f"{e['epoch_batches']:,} batches projects to {fmt(e['epoch_ratio_projected'], 3)} x (bare step x batches); "
             f"evaluation of {e['eval_queries']:,} queries over all items: {fmt(e['eval_seconds'], 1)} s.",
         ]
