@@ -27,7 +27,6 @@ differences are paired.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +43,7 @@ from yt_bias.data.synthetic import SyntheticConfig
 from yt_bias.evaluation.exact import evaluate_model
 from yt_bias.core.frequency import total_variation_error
 from yt_bias.evaluation.next_day import SeenItems, evaluate_next_day
+from yt_bias.experiments.results import write_results
 from yt_bias.runs.model import build_model
 from yt_bias.training.day_by_day import (
     PAST_ONLY_SOURCES,
@@ -304,11 +304,7 @@ def run_drift(
         "seconds": round(time.perf_counter() - began, 1),
     }
     if workdir:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "drift.json"), "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2, default=str)
-        with open(os.path.join(workdir, "drift.md"), "w", encoding="utf-8") as f:
-            f.write(format_table(results, config) + "\n")
+        write_results(workdir, "drift", results, format_table(results, config))
         from yt_bias.studies.plots import save_figure
 
         save_figure(plot_drift(results, config), os.path.join(workdir, "drift.png"))

@@ -28,6 +28,7 @@ import numpy as np
 from yt_bias.config import DataConfig
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset
 from yt_bias.data.loading import detect_source, load_dataset
+from yt_bias.experiments.results import recall_table
 
 VARIANTS = ("plain", "corrected")
 DEFAULT_KS = (10, 50, 100)
@@ -173,15 +174,8 @@ def run_comparison(dataset: RecDataset, seeds: Sequence[int] = SEEDS, epochs: in
 
 
 def format_table(results: dict[str, list[dict]], ks: Sequence[int] = DEFAULT_KS, prefix: str = "") -> str:
-    """A markdown table of mean ± sample sd (over seeds) of Recall@K per variant."""
-    lines = ["| task | " + " | ".join(f"R@{k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
-    for variant, runs in results.items():
-        cells = []
-        for k in ks:
-            values = np.array([r[f"{prefix}recall@{k}"] for r in runs])
-            cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}")
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """A markdown table of mean ± sample sd (over seeds) of Recall@K per variant (:func:`~yt_bias.experiments.results.recall_table`)."""
+    return recall_table(results, ks, prefix)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,6 @@ retrieval alone). ``yt-bias experiment strategies`` runs it; notebooks/03_negati
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -43,6 +41,7 @@ from yt_bias.experiments.ranking_ablations import (
     format_rankers,
     run_seed,
 )
+from yt_bias.experiments.results import write_results
 from yt_bias.experiments.strategy_variants import RANKER_VARIANTS, STRATEGIES
 from yt_bias.ranking.model import RankingConfig, evaluate_ranking
 from yt_bias.training.train import fit
@@ -205,11 +204,7 @@ def run_strategies(
     results["command"] = command
     results["config"] = dataclasses.asdict(config)
     if workdir:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "strategies.json"), "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2, default=str)
-        with open(os.path.join(workdir, "strategies.md"), "w", encoding="utf-8") as f:
-            f.write(format_tables(results, config) + "\n")
+        write_results(workdir, "strategies", results, format_tables(results, config))
     return results
 
 

@@ -18,6 +18,7 @@ from yt_bias.config import DataConfig
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, RecDataset
 from yt_bias.data.loading import detect_source, load_dataset
 from yt_bias.evaluation.exact import exclusion_lists, recall_at_k
+from yt_bias.experiments.results import recall_table
 from yt_bias.retrieval.exact import inner_product_top_k, popularity_top_k
 
 USER = "user_id"
@@ -137,12 +138,4 @@ def format_table(results: dict[str, list[dict[str, float]]], ks: Sequence[int] =
 
     ``prefix="warm/"``: the queries of users with training ratings only.
     """
-    header = "| task | " + " | ".join(f"R@{k}" for k in ks) + " |"
-    lines = [header, "|---|" + "---|" * len(ks)]
-    for variant, runs in results.items():
-        cells = []
-        for k in ks:
-            values = np.array([r[f"{prefix}recall@{k}"] for r in runs])
-            cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}")
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return recall_table(results, ks, prefix)

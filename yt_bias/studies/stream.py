@@ -128,15 +128,9 @@ class EstimatorSetting:
         return f"alpha={self.alpha:g} m={self.num_hashes} H={self.hash_size}{suffix}"
 
     def build(self, seed: int = 0) -> StreamingFrequencyEstimator:
-        return StreamingFrequencyEstimator(
-            hash_size=self.hash_size,
-            num_hashes=self.num_hashes,
-            alpha=self.alpha,
-            initial_interval=self.initial_interval,
-            seed=seed,
-            bias_correction=self.bias_correction,
-            estimand="inclusion",  # the study's target: the exact probability of being in a batch
-        )
+        """The estimator of these arguments (every field is one), with ``seed``, estimating inclusion probabilities."""
+        # the study's target: the exact probability of being in a batch
+        return StreamingFrequencyEstimator(**dataclasses.asdict(self), seed=seed, estimand="inclusion")
 
 
 @dataclasses.dataclass
