@@ -21,6 +21,15 @@ def add_override_argument(
     )
 
 
+def given(args: argparse.Namespace, *names: str) -> dict:
+    """``{name: value}`` of each option among ``names`` that the user gave (not None, not empty); lists become tuples.
+
+    For options named as the config fields they set: ``dataclasses.replace(config, **given(args, "seeds"))``.
+    """
+    values = {name: vars(args)[name] for name in names}
+    return {name: tuple(v) if isinstance(v, list) else v for name, v in values.items() if v is not None and v != []}
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default", choices=sorted(config_lib.PRESETS), help="named configuration")
     add_override_argument(parser)

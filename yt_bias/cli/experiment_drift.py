@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import time
 
+from yt_bias.cli.common import given
 from yt_bias.config import DRIFT_KINDS
 
 
@@ -45,24 +46,12 @@ def run(args: argparse.Namespace) -> int:
     from yt_bias.experiments.drift import default, format_table, quick, run_drift
 
     config = quick() if args.quick else default()
-    changes = {}
-    if args.seeds:
-        changes["seeds"] = tuple(args.seeds)
-    if args.kinds:
-        changes["kinds"] = tuple(args.kinds)
-    if args.sources:
-        changes["sources"] = tuple(args.sources)
-        if args.reference is None and config.reference not in args.sources:
-            changes["reference"] = args.sources[0]
+    changes = given(args, "seeds", "kinds", "sources")
+    if args.sources and args.reference is None and config.reference not in args.sources:
+        changes["reference"] = args.sources[0]
     if args.reference:
         changes["reference"] = args.reference
-    drift = {}
-    if args.days is not None:
-        drift["days"] = args.days
-    if args.rows_per_day is not None:
-        drift["rows_per_day"] = args.rows_per_day
-    if args.shift is not None:
-        drift["shift"] = args.shift
+    drift = given(args, "days", "rows_per_day", "shift")
     if drift:
         changes["drift"] = dataclasses.replace(config.drift, **drift)
     config = dataclasses.replace(config, **changes)

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import time
 
+from yt_bias.cli.common import given
 from yt_bias.experiments.strategy_variants import RANKER_VARIANTS, STRATEGIES
 
 DATA_SOURCES = ("synthetic",)
@@ -62,13 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from yt_bias.experiments.strategies import StrategiesConfig, format_tables, quick, run_strategies
 
     config = quick() if args.quick else StrategiesConfig()
-    changes = {}
-    if args.seeds:
-        changes["seeds"] = tuple(args.seeds)
-    if args.strategies:
-        changes["strategies"] = tuple(args.strategies)
-    if args.rankers:
-        changes["rankers"] = tuple(args.rankers)
+    changes = given(args, "seeds", "strategies", "rankers")
     if args.epochs is not None:
         if args.epochs < 1:
             raise ValueError(f"--epochs must be >= 1; received {args.epochs}.")
