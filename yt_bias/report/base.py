@@ -70,6 +70,13 @@ def skipped(reason: str) -> SectionResult:
     return SectionResult(status="skipped", reason=reason)
 
 
+def not_in_report(name: str, entry: dict) -> dict[str, str] | None:
+    """The README block of section ``name`` when its entry did not run (why not); None when it did."""
+    if entry.get("status") == "ok":
+        return None
+    return {name: f"(not in this report: {entry.get('reason', entry.get('status'))})"}
+
+
 def git_commit(root: str | None = None) -> str | None:
     """The commit of the working tree (with ``+dirty`` when it has changes), or None outside git."""
     root = root or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

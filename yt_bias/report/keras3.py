@@ -19,7 +19,9 @@ import subprocess
 import sys
 import tempfile
 
-from yt_bias.report.base import SectionResult, Settings, fmt, fmt_pm, provenance, put_stats, read_report, skipped, write_table
+from yt_bias.report.base import (
+    SectionResult, Settings, fmt, fmt_pm, not_in_report, provenance, put_stats, read_report, skipped, write_table,
+)
 
 NAME = "keras3"
 TITLE = "Keras 3 and JAX"
@@ -140,8 +142,8 @@ def _bench_table(rows: list[dict]) -> str:
 
 
 def readme_blocks(entry: dict) -> dict[str, str]:
-    if entry.get("status") != "ok":
-        return {NAME: f"(not in this report: {entry.get('reason', entry.get('status'))})"}
+    if (missing := not_in_report(NAME, entry)) is not None:
+        return missing
     n = entry["numbers"]
     parts = []
     if n.get("ks"):

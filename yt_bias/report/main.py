@@ -91,6 +91,15 @@ def method_rows(numbers: dict, methods, ks) -> list[str]:
     return lines
 
 
+def band_rows(numbers: dict, methods, band_k: int) -> list[str]:
+    """The table of Recall@``band_k`` by popularity band (with each band's share of the positives), one row per method."""
+    lines = ["| method | " + " | ".join(f"{b} ({numbers.get(f'share/{b}', 0):.0%})" for b in BANDS) + " |", "|---|---|---|---|"]
+    for method, label in methods:
+        if f"{method}/recall@{band_k}/head/mean" in numbers:
+            lines.append(f"| {label} | " + " | ".join(fmt_pm(numbers, f"{method}/recall@{band_k}/{b}", 3) for b in BANDS) + " |")
+    return lines
+
+
 def settings_line(experiment: dict) -> str:
     """The model, estimator and training settings of a run, from its config dict."""
     m, e, t = experiment["model"], experiment["estimator"], experiment["train"]
@@ -113,12 +122,8 @@ def readme_blocks(entry: dict) -> dict[str, str]:
     lines += method_rows(n, methods, ks)
     gains = ", ".join(f"R@{k} {fmt_pm(n, f'gain/recall@{k}', 3)}" for k in ks if f"gain/recall@{k}/mean" in n)
     lines += ["", f"Gain of correct-sfx over plain-sfx, paired by seed: {gains}.", "",
-              f"Recall@{band_k} by the held-out item's popularity band (thirds of the training interactions):", "",
-              "| method | " + " | ".join(f"{b} ({n.get(f'share/{b}', 0):.0%})" for b in BANDS) + " |",
-              "|---|---|---|---|"]
-    for method, label in methods:
-        if f"{method}/recall@{band_k}/head/mean" in n:
-            lines.append(f"| {label} | " + " | ".join(fmt_pm(n, f"{method}/recall@{band_k}/{b}", 3) for b in BANDS) + " |")
+              f"Recall@{band_k} by the held-out item's popularity band (thirds of the training interactions):", ""]
+    lines += band_rows(n, methods, band_k)
     lines += ["", provenance(entry)]
     for figure in entry.get("figures", []):
         lines += ["", f"![Recall@{band_k} by popularity band, plain vs corrected](docs/report/{figure})"]

@@ -12,8 +12,8 @@ import dataclasses
 
 from yt_bias.data.loading import detect_source, load_dataset
 from yt_bias.experiments.table1 import TFRS_METHOD, VARIANTS, format_table1, movielens_config, run_table1
-from yt_bias.report.base import SectionResult, Settings, fmt_pm, provenance, save_png, skipped, write_table
-from yt_bias.report.main import BANDS, band_figure, method_rows, settings_line, table1_numbers
+from yt_bias.report.base import SectionResult, Settings, not_in_report, provenance, save_png, skipped, write_table
+from yt_bias.report.main import band_figure, band_rows, method_rows, settings_line, table1_numbers
 
 NAME = "movielens"
 TITLE = "MovieLens-100K"
@@ -50,18 +50,14 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
 
 
 def readme_blocks(entry: dict) -> dict[str, str]:
-    if entry.get("status") != "ok":
-        return {NAME: f"(not in this report: {entry.get('reason', entry.get('status'))})"}
+    if (missing := not_in_report(NAME, entry)) is not None:
+        return missing
     n = entry["numbers"]
     ks = n["ks"]
     methods = [("most-popular", "most-popular"), ("plain-sfx", "plain-sfx"), ("correct-sfx", "correct-sfx (streaming)"),
                ("correct-sfx-oracle", "correct-sfx-oracle"), ("tfrs-retrieval", "TFRS `tasks.Retrieval` (oracle probabilities)")]
     lines = [settings_line(entry["config"]["experiment"]), ""] + method_rows(n, methods, ks)
-    lines += ["", f"Recall@{BAND_K} by popularity band:", "",
-              "| method | " + " | ".join(f"{b} ({n.get(f'share/{b}', 0):.0%})" for b in BANDS) + " |", "|---|---|---|---|"]
-    for method, label in methods:
-        if f"{method}/recall@{BAND_K}/head/mean" in n:
-            lines.append(f"| {label} | " + " | ".join(fmt_pm(n, f"{method}/recall@{BAND_K}/{b}", 3) for b in BANDS) + " |")
+    lines += ["", f"Recall@{BAND_K} by popularity band:", "", *band_rows(n, methods, BAND_K)]
     lines += ["", provenance(entry)]
     for figure in entry.get("figures", []):
         lines += ["", f"![MovieLens-100K: Recall@{BAND_K} by popularity band](docs/report/{figure})"]
