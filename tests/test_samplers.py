@@ -174,3 +174,14 @@ def test_corpus_errors():
         ItemCorpus({"id": IDS})
     with pytest.raises(ValueError, match="one row per item"):
         ItemCorpus({"item_id": IDS, "index": np.arange(3)})
+
+
+def test_sampled_counts_use_the_sources_own_clip_of_p():
+    """A sampled column's expected count reads log q through the source: an expected count above 1 is not cut to 1."""
+    ids = tf.constant(["a", "b", "z"])  # "z" is not in the tables: the default probability
+    proposal = Proposal(unigram=1.0, uniform_draws=0, num_items=NUM_ITEMS)
+    counts = OracleFrequency(["a", "b"], [2.5, 0.5], estimand="expected_count")
+    np.testing.assert_allclose(proposal.count_of(counts, ids).numpy(), [2.5, 0.5, 1e-6], rtol=1e-5)
+    inclusion = OracleFrequency(["a", "b"], [1.0, 0.5], estimand="inclusion")
+    np.testing.assert_allclose(proposal.count_of(inclusion, ids).numpy(), [1.0, 0.5, 1e-6], rtol=1e-5)
+    assert proposal.count_of(None, ids) is None

@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 
 from yt_bias._keras import tf
 from yt_bias.core.frequency import FrequencySource
-from yt_bias.core.losses import log_probability
 
 MIN_COUNT = 1e-12
 
@@ -52,14 +51,13 @@ class Proposal:
     def count_of(self, frequency: FrequencySource | None, ids: tf.Tensor) -> tf.Tensor | None:
         """The expected count [n] of items ``ids`` [n] under ``frequency``; None without a frequency source.
 
-        ``p`` is read without an update and clipped to [1e-12, 1] whatever the source's estimand
-        (the sampled blocks' rule since they were introduced; the positives' block reads the
-        source's own :meth:`~yt_bias.core.frequency.FrequencySource.log_q`, not clipped at 1 for
-        expected counts).
+        ``p`` is read without an update through the source's own
+        :meth:`~yt_bias.core.frequency.FrequencySource.log_q`, as the positives' block reads it:
+        clipped on the estimand's scale (at 1 for an inclusion probability, not for an expected count).
         """
         if frequency is None:
             return None
-        return self.expected_count(log_probability(frequency.probability(ids)))
+        return self.expected_count(frequency.log_q(ids))
 
 
 @dataclasses.dataclass(frozen=True)
