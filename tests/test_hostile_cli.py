@@ -50,6 +50,20 @@ def test_help_loads_no_tensorflow():
     assert "tensorflow loaded: False keras loaded: False" in done.stdout, done.stdout[-500:]
 
 
+def test_a_command_runs_with_keras_2_selected_before_its_first_tensorflow_import(tmp_path):
+    """Help loads no TensorFlow, so a command selects Keras 2 itself: the report's version stamp imports tensorflow first."""
+    script = (
+        "import sys\n"
+        "from yt_bias.cli import main\n"
+        f"code = main(['report', '--out', {str(tmp_path / 'report')!r}, '--only', 'scale'])\n"
+        "import tensorflow as tf\n"
+        "print('exit', code, 'keras of tf:', tf.keras.__name__.split('.')[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "exit 0 keras of tf: tf_keras" in done.stdout, done.stdout[-1000:]
+
+
 def test_quiet_only_when_the_user_did_not_ask(monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     assert not cli.quiet_tensorflow(["--debug", "train"]) and "TF_CPP_MIN_LOG_LEVEL" not in os.environ

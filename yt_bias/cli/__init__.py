@@ -20,6 +20,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from yt_bias import use_tf_keras
+
 # TF_CPP_MIN_LOG_LEVEL=3 hides TensorFlow's C++ INFO, WARNING and ERROR log lines (errors still
 # reach the user as Python exceptions); it is read once, when TensorFlow is first imported.
 QUIET_TF_LOG_LEVEL = "3"
@@ -74,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        # Parsing (and --help) loads no TensorFlow; a command runs the tf-keras parts, so Keras 2 is
+        # selected before the command's own first TensorFlow import (e.g. the report's version stamp).
+        use_tf_keras()
         return int(args.func(args) or 0)
     except Exception as error:
         from yt_bias.training.divergence import TrainingDiverged
