@@ -70,6 +70,11 @@ def skipped(reason: str) -> SectionResult:
     return SectionResult(status="skipped", reason=reason)
 
 
+def seeds_note(seeds) -> str:
+    """``"seeds 0, 1, 2 (mean ± sample sd)"``: the seeds a section's numbers are the mean and sd over."""
+    return f"seeds {', '.join(map(str, seeds))} (mean ± sample sd)"
+
+
 def not_in_report(name: str, entry: dict) -> dict[str, str] | None:
     """The README block of section ``name`` when its entry did not run (why not); None when it did."""
     if entry.get("status") == "ok":

@@ -21,7 +21,7 @@ from yt_bias.experiments.estimand import (
     reference_rankings,
     run_estimand_study,
 )
-from yt_bias.report.base import SectionResult, Settings, fmt, fmt_pm, provenance, put_stats, save_png, write_table
+from yt_bias.report.base import SectionResult, Settings, fmt, fmt_pm, provenance, put_stats, save_png, seeds_note, write_table
 
 NAME = "estimand"
 TITLE = "Popularity sweep and estimand comparison"
@@ -95,7 +95,7 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
     figure = save_png(out_dir, "estimand", plot_estimand(list(weights), sweep, at_top, k))
     return SectionResult(
         numbers=numbers, tables=[table], figures=[figure], config=config_out,
-        summary=f"built-in data, {base.train.epochs} epochs, seeds {', '.join(map(str, seeds))} (mean ± sample sd)",
+        summary=f"built-in data, {base.train.epochs} epochs, {seeds_note(seeds)}",
     )
 
 

@@ -20,7 +20,8 @@ import sys
 import tempfile
 
 from yt_bias.report.base import (
-    SectionResult, Settings, fmt, fmt_pm, not_in_report, provenance, put_stats, read_report, skipped, write_table,
+    SectionResult, Settings, fmt, fmt_pm, not_in_report, provenance, put_stats, read_report, seeds_note, skipped,
+    write_table,
 )
 
 NAME = "keras3"
@@ -119,8 +120,8 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
         numbers=numbers, tables=tables,
         config={"seeds": list(seeds), "epochs": epochs, "batch_size": 512, "data": "ML100K_DIR" if settings.movielens else None,
                 "bench_record": "docs/keras3_bench.json" if record else None},
-        summary=(f"MovieLens-100K, ID towers on Keras 3 + JAX, {epochs} epochs, batch 512, seeds {', '.join(map(str, seeds))} "
-                 "(mean ± sample sd)" if settings.movielens else "step-time record only (no --movielens)"),
+        summary=(f"MovieLens-100K, ID towers on Keras 3 + JAX, {epochs} epochs, batch 512, {seeds_note(seeds)}"
+                 if settings.movielens else "step-time record only (no --movielens)"),
     )
 
 

@@ -13,7 +13,7 @@ import dataclasses
 from yt_bias import config as config_lib
 from yt_bias.data.loading import load_dataset
 from yt_bias.experiments.table1 import VARIANTS, format_table1, run_table1
-from yt_bias.report.base import SectionResult, Settings, fmt_pm, provenance, put_stats, save_png, write_table
+from yt_bias.report.base import SectionResult, Settings, fmt_pm, provenance, put_stats, save_png, seeds_note, write_table
 
 NAME = "main"
 TITLE = "The main job: plain vs corrected on the built-in data"
@@ -79,7 +79,7 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
     return SectionResult(
         numbers=numbers, tables=[table], figures=[figure], config={"experiment": config.to_dict(), "seeds": list(seeds)},
         summary=f"built-in data, {config.train.epochs} epochs, tau {config.model.temperature:g}, "
-        f"batch {config.train.batch_size}, seeds {', '.join(map(str, seeds))} (mean ± sample sd)",
+        f"batch {config.train.batch_size}, {seeds_note(seeds)}",
     )
 
 

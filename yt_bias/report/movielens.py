@@ -12,7 +12,7 @@ import dataclasses
 
 from yt_bias.data.loading import detect_source, load_dataset
 from yt_bias.experiments.table1 import TFRS_METHOD, VARIANTS, format_table1, movielens_config, run_table1
-from yt_bias.report.base import SectionResult, Settings, not_in_report, provenance, save_png, skipped, write_table
+from yt_bias.report.base import SectionResult, Settings, not_in_report, provenance, save_png, seeds_note, skipped, write_table
 from yt_bias.report.main import band_figure, band_rows, method_rows, settings_line, table1_numbers
 
 NAME = "movielens"
@@ -45,7 +45,7 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
     return SectionResult(
         numbers=numbers, tables=[table], figures=[figure], config={"experiment": saved, "seeds": list(seeds), "temperature": TEMPERATURE},
         summary=f"MovieLens-100K (temporal split, rating >= 4 positive), {config.train.epochs} epochs, tau {TEMPERATURE:g}, "
-        f"seeds {', '.join(map(str, seeds))} (mean ± sample sd)",
+        + seeds_note(seeds),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from yt_bias.report.base import SectionResult, Settings, command_for, fmt_pm, provenance, put_stats, write_table
+from yt_bias.report.base import SectionResult, Settings, command_for, fmt_pm, provenance, put_stats, seeds_note, write_table
 
 NAME = "strategies"
 TITLE = "Negative sampling, ranking and two stages"
@@ -66,8 +66,8 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
         numbers=numbers, tables=[table],
         config={"strategies": list(config.strategies), "seeds": list(config.seeds), "epochs": config.base.train.epochs,
                 "experiment": config.base.to_dict()},
-        summary=f"{len(config.strategies)} strategies, {config.base.train.epochs} epochs, seeds "
-        f"{', '.join(map(str, config.seeds))} (mean ± sample sd)",
+        summary=f"{len(config.strategies)} strategies, {config.base.train.epochs} epochs, "
+        + seeds_note(config.seeds),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from yt_bias._keras import keras
 from yt_bias.experiments import tfrs_drop_in
-from yt_bias.report.base import SectionResult, Settings, fmt_pm, not_in_report, provenance, put_stats, skipped, write_table
+from yt_bias.report.base import SectionResult, Settings, fmt_pm, not_in_report, provenance, put_stats, seeds_note, skipped, write_table
 
 NAME = "tfrs_drop_in"
 TITLE = "The drop-in for TFRS users"
@@ -75,8 +75,8 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
         numbers=numbers, tables=[table],
         config={"variants": list(VARIANTS), "seeds": list(seeds), "epochs": epochs, "batch_size": BATCH_SIZE,
                 "embedding_dimension": EMBEDDING_DIMENSION, "data": "ML100K_DIR"},
-        summary=f"MovieLens-100K, the tutorial's ID towers, {epochs} epochs, batch {BATCH_SIZE}, seeds "
-        f"{', '.join(map(str, seeds))} (mean ± sample sd)",
+        summary=f"MovieLens-100K, the tutorial's ID towers, {epochs} epochs, batch {BATCH_SIZE}, "
+        + seeds_note(seeds),
     )
 
 
