@@ -2,14 +2,18 @@
 
 Keras 3 reads its backend once, at the first ``import keras``, and the tf-keras tests load
 TensorFlow with Keras 2 into this process; so the JAX checks run tests/test_keras3_backend.py in
-a subprocess with ``KERAS_BACKEND=jax`` (the plain run covers Keras 3's TensorFlow backend).
+a subprocess with ``KERAS_BACKEND=jax`` (the plain run covers Keras 3's TensorFlow backend), and
+with ``KERAS_BACKEND=torch`` where PyTorch is installed (it is not a dependency of the package).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,6 +27,14 @@ def _run(code_or_args, backend: str, timeout: int = 600) -> subprocess.Completed
 
 def test_the_keras3_checks_pass_on_the_jax_backend():
     result = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_keras3_backend.py"], "jax")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed (pip install torch)")
+def test_the_keras3_checks_pass_on_the_torch_backend():
+    result = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_keras3_backend.py"], "torch",
+                  timeout=1500)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout
 
