@@ -13,7 +13,9 @@ Each (path, batch size) runs in a fresh subprocess (peak RSS is the process's; a
 chosen once per process), and the runs are interleaved: for each batch size, every path in turn,
 ``--repeats`` times in alternating order. A run does ``--warmup`` steps (compilation) and then times
 ``--steps`` steps (timed from the end of the first to the end of ``fit``); the table reports the median of the repeats in ms per step, the ratio to the
-tf-keras path, and the peak RSS (GPU: also JAX's peak device memory). The loss is ``auto``: dense
+tf-keras path, the process's CPU time per step (all its threads; on a machine shared with other
+jobs the wall time mostly measures how much CPU the run got, its CPU time much less so) and its
+ratio, and the peak RSS (GPU: also JAX's peak device memory). The loss is ``auto``: dense
 below 2048 candidates, blockwise (memory linear in the batch) from 2048 on; ``--large`` batch sizes
 (default 65536) run the blockwise loss on CPU and both losses on a GPU.
 
@@ -58,18 +60,20 @@ def _step_clock(keras):
             self.ends = []
 
         def on_train_batch_end(self, batch, logs=None):
-            self.ends.append(time.perf_counter())
+            self.ends.append((time.perf_counter(), time.process_time()))
 
     return StepClock()
 
 
-def _timed_fit(keras, fit_once, steps: int) -> tuple[float, float]:
-    """(ms per step, last loss) of ``steps`` steps: from the end of the first step to the end of ``fit`` (synchronised),
-    so fit's set-up and the first step's dispatch are not counted."""
+def _timed_fit(keras, fit_once, steps: int) -> dict:
+    """Wall and CPU ms per step and the last loss of ``steps`` steps: from the end of the first step to the end of
+    ``fit`` (synchronised), so fit's set-up and the first step's dispatch are not counted."""
     clock = _step_clock(keras)
     history = fit_once(steps, clock)
-    done = time.perf_counter()
-    return 1000.0 * (done - clock.ends[0]) / (steps - 1), float(history.history["loss"][-1])
+    done, cpu_done = time.perf_counter(), time.process_time()
+    first, cpu_first = clock.ends[0]
+    return {"ms_per_step": 1000.0 * (done - first) / (steps - 1), "cpu_ms_per_step": 1000.0 * (cpu_done - cpu_first) / (steps - 1),
+            "loss": float(history.history["loss"][-1])}
 
 
 def _peak_rss_mb() -> float:
@@ -108,9 +112,8 @@ def _keras3_worker(args) -> dict:
                          verbose=0, callbacks=[clock] if clock else [])
 
     fit(args.warmup)
-    ms, loss = _timed_fit(keras, fit, args.steps)
-    result = {"ms_per_step": ms, "loss": loss,
-              "estimator_step": int(keras.ops.convert_to_numpy(model.task.frequency.step.value))}
+    result = _timed_fit(keras, fit, args.steps)
+    result["estimator_step"] = int(keras.ops.convert_to_numpy(model.task.frequency.step.value))
     if args.worker == "jax":
         import jax
 
@@ -153,9 +156,9 @@ def _tf_keras_worker(args) -> dict:
         return model.fit(data, epochs=1, verbose=0, callbacks=[clock] if clock else [])
 
     fit(args.warmup)
-    ms, loss = _timed_fit(keras, fit, args.steps)
-    return {"ms_per_step": ms, "loss": loss,
-            "estimator_step": int(model.task.frequency.step.numpy())}
+    result = _timed_fit(keras, fit, args.steps)
+    result["estimator_step"] = int(model.task.frequency.step.numpy())
+    return result
 
 
 def _worker(args) -> None:
@@ -217,26 +220,32 @@ def summarise(results: list[dict]) -> list[dict]:
         row = {"batch_size": batch_size, "implementation": implementation, "path": path,
                "ms_per_step": statistics.median(r["ms_per_step"] for r in runs),
                "ms_per_step_runs": [round(r["ms_per_step"], 2) for r in runs],
+               "cpu_ms_per_step": statistics.median(r["cpu_ms_per_step"] for r in runs),
+               "cpu_ms_per_step_runs": [round(r["cpu_ms_per_step"], 2) for r in runs],
                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
         if any("device_peak_mb" in r for r in runs):
             row["device_peak_mb"] = max(r.get("device_peak_mb", 0.0) for r in runs)
         if runs[0].get("device"):
             row["device"] = runs[0]["device"]
         rows.append(row)
-    reference = {(r["batch_size"], r["implementation"]): r["ms_per_step"] for r in rows if r["path"] == "tf-keras"}
+    reference = {(r["batch_size"], r["implementation"]): r for r in rows if r["path"] == "tf-keras"}
     for row in rows:
         base = reference.get((row["batch_size"], row["implementation"]))
         if base:
-            row["ratio_to_tf_keras"] = row["ms_per_step"] / base
+            row["ratio_to_tf_keras"] = row["ms_per_step"] / base["ms_per_step"]
+            row["cpu_ratio_to_tf_keras"] = row["cpu_ms_per_step"] / base["cpu_ms_per_step"]
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| B | loss | path | ms / step | / tf-keras | peak RSS (MB) |", "|---|---|---|---|---|---|"]
+    lines = ["| B | loss | path | ms / step | / tf-keras | CPU ms / step | / tf-keras | peak RSS (MB) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = f"{r['ratio_to_tf_keras']:.2f}" if "ratio_to_tf_keras" in r else "-"
+        cpu_ratio = f"{r['cpu_ratio_to_tf_keras']:.2f}" if "cpu_ratio_to_tf_keras" in r else "-"
         memory = f"{r['peak_rss_mb']:.0f}" + (f" (device {r['device_peak_mb']:.0f})" if "device_peak_mb" in r else "")
-        lines.append(f"| {r['batch_size']} | {r['implementation']} | {r['path']} | {r['ms_per_step']:.1f} | {ratio} | {memory} |")
+        lines.append(f"| {r['batch_size']} | {r['implementation']} | {r['path']} | {r['ms_per_step']:.1f} | {ratio} "
+                     f"| {r['cpu_ms_per_step']:.1f} | {cpu_ratio} | {memory} |")
     return "\n".join(lines)
 
 

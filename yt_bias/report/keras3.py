@@ -100,6 +100,8 @@ def _bench(numbers: dict) -> dict | None:
     for row in record["summary"]:  # flat numbers too, so the section's step times are plain values
         if isinstance(row.get("ms_per_step"), (int, float)):
             numbers[f"step_ms/{row['path']}/{row['implementation']}/{row['batch_size']}"] = row["ms_per_step"]
+        if isinstance(row.get("cpu_ms_per_step"), (int, float)):
+            numbers[f"step_cpu_ms/{row['path']}/{row['implementation']}/{row['batch_size']}"] = row["cpu_ms_per_step"]
     numbers["bench_command"] = record["command"]
     numbers["bench_machine"] = record["machine"]
     numbers["bench_gpu"] = record["gpu"]
@@ -135,10 +137,14 @@ def _movielens_table(n: dict, prefix: str) -> str:
 
 
 def _bench_table(rows: list[dict]) -> str:
-    lines = ["| B | loss | path | ms / step | / tf-keras | peak RSS (MB) |", "|---|---|---|---|---|---|"]
+    cpu = all("cpu_ms_per_step" in r for r in rows)  # the process's CPU time per step (records from its introduction on)
+    lines = ["| B | loss | path | ms / step | / tf-keras |" + (" CPU ms / step | / tf-keras |" if cpu else "") + " peak RSS (MB) |",
+             "|---|---|---|---|---|" + ("---|---|" if cpu else "") + "---|"]
     for r in rows:
         ratio = fmt(r.get("ratio_to_tf_keras"), 2)
-        lines.append(f"| {r['batch_size']} | {r['implementation']} | {r['path']} | {r['ms_per_step']:.1f} | {ratio} | {r['peak_rss_mb']:.0f} |")
+        cpu_cells = f" {r['cpu_ms_per_step']:.1f} | {fmt(r.get('cpu_ratio_to_tf_keras'), 2)} |" if cpu else ""
+        lines.append(f"| {r['batch_size']} | {r['implementation']} | {r['path']} | {r['ms_per_step']:.1f} | {ratio} |{cpu_cells}"
+                     f" {r['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
 
 
