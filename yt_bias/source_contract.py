@@ -68,6 +68,7 @@ class StreamingArguments:
         initial_interval: float,
         seed: int,
         bias_correction: bool,
+        *,
         max_hash_size: int | None,
         max_seed: int,
     ) -> None:

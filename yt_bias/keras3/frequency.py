@@ -106,7 +106,10 @@ class StreamingFrequencyEstimator(StreamingArguments, FrequencySource):
         **kwargs,
     ):
         super().__init__(estimand=estimand, **kwargs)
-        self.keep_arguments(hash_size, num_hashes, alpha, initial_interval, seed, bias_correction, (1 << 31) - 1, MAX_SEED)
+        self.keep_arguments(
+            hash_size, num_hashes, alpha, initial_interval, seed, bias_correction,
+            max_hash_size=(1 << 31) - 1, max_seed=MAX_SEED,  # int32 bucket indices on every backend
+        )
         self._keys = hash_keys(self.seed, self.num_hashes)
         self._log_keep = math.log1p(-self.alpha) if self.alpha < 1.0 else -1e30
         shape = (self.num_hashes * self.hash_size,)  # flat: bucket b of hash i is entry i * H + b

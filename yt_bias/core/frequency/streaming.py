@@ -136,7 +136,9 @@ class StreamingFrequencyEstimator(StreamingArguments, FrequencySource):
         **kwargs,
     ):
         super().__init__(estimand=estimand, **kwargs)
-        self.keep_arguments(hash_size, num_hashes, alpha, initial_interval, seed, bias_correction, None, MAX_SEED)
+        self.keep_arguments(
+            hash_size, num_hashes, alpha, initial_interval, seed, bias_correction, max_hash_size=None, max_seed=MAX_SEED
+        )
         self.num_shards = check_int("num_shards", num_shards, 1)
         if self.num_shards > self.hash_size:
             raise ValueError(f"num_shards must be <= hash_size ({hash_size}); received {num_shards}.")
