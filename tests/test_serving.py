@@ -50,6 +50,20 @@ def _exact_top_k(model, dataset, queries):
     return dataset.item_ids[order], np.take_along_axis(scores, order, axis=1)
 
 
+def _run_in_fresh_process(script, root, answers_file):
+    """Runs `script` with `root` as its argument in a fresh Python process; its JSON report and saved answers."""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), np.load(root / answers_file)
+
+
 _SUBPROCESS = textwrap.dedent(
     """
     import json, sys
@@ -83,17 +97,7 @@ def test_export_loaded_in_fresh_process_matches_in_process_model(trained):
     root, model, dataset = trained["root"], trained["model"], trained["dataset"]
     queries = _queries(dataset)
     np.savez(root / "queries.npz", **queries)
-    result = subprocess.run(
-        [sys.executable, "-c", _SUBPROCESS, str(root)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    answers = np.load(root / "answers.npz")
+    report, answers = _run_in_fresh_process(_SUBPROCESS, root, "answers.npz")
     exact_ids, exact_scores = _exact_top_k(model, dataset, queries)
 
     # Brute force: identical IDs, same scores; loaded without ScaNN at all.
@@ -255,17 +259,7 @@ def test_exclusions_in_a_fresh_process_equal_brute_force_over_the_rest(trained):
     np.savez(root / "queries.npz", **queries)
     np.save(root / "exclude.npy", exclude)
     np.save(root / "nearly_all.npy", nearly_all)
-    result = subprocess.run(
-        [sys.executable, "-c", _EXCLUDE_SUBPROCESS, str(root)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    answers = np.load(root / "excluded_answers.npz")
+    report, answers = _run_in_fresh_process(_EXCLUDE_SUBPROCESS, root, "excluded_answers.npz")
     assert report["kind_without_scann"] == "brute_force" and "pip install scann" in report["warning"]
     assert report["kind_with_scann"] == "scann"
     assert report["bf_empty"] == report["scann_empty"] == [[0, K], [0, K]]
