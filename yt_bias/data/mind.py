@@ -24,18 +24,7 @@ import os
 import numpy as np
 
 from yt_bias.data.dataset import RecDataset
-from yt_bias.data.splits import (
-    TITLE_BUCKETS,
-    TITLE_TOKENS,
-    Interactions,
-    bag_spec,
-    build_dataset,
-    categorical_spec,
-    pad_bags,
-    read_rows,
-    require_id,
-    title_tokens,
-)
+from yt_bias.data import splits
 
 MAX_IMPRESSIONS = 20
 TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
@@ -56,14 +45,15 @@ def find_parts(path: str) -> list[str]:
 
 
 def _news(path: str, table: dict[str, tuple[str, str, list[str]]]) -> None:
-    for line, fields in read_rows(path, "\t", num_fields=8, encoding="utf-8"):
-        news_id = require_id(fields[0], path, line, "news_id")
-        table.setdefault(news_id, (fields[1].strip(), fields[2].strip(), title_tokens(fields[3], TITLE_TOKENS)))
+    for line, fields in splits.read_rows(path, "\t", num_fields=8, encoding="utf-8"):
+        news_id = splits.require_id(fields[0], path, line, "news_id")
+        title = splits.title_tokens(fields[3], splits.TITLE_TOKENS)
+        table.setdefault(news_id, (fields[1].strip(), fields[2].strip(), title))
 
 
 def _behaviors(path: str, news: dict, rows: dict, prior: dict) -> None:
-    for line, fields in read_rows(path, "\t", num_fields=5, encoding="utf-8"):
-        user = require_id(fields[1], path, line, "user_id")
+    for line, fields in splits.read_rows(path, "\t", num_fields=5, encoding="utf-8"):
+        user = splits.require_id(fields[1], path, line, "user_id")
         try:
             time = datetime.datetime.strptime(fields[2].strip(), TIME_FORMAT).timestamp()
         except ValueError:
@@ -112,17 +102,17 @@ def load_mind(path: str, config, embedding_dim: int = 32) -> RecDataset:
         "item_id": np.asarray(ids, dtype=str),
         "category": np.asarray([news[i][0] for i in ids], dtype=str),
         "subcategory": np.asarray([news[i][1] for i in ids], dtype=str),
-        "title": pad_bags([news[i][2] for i in ids], TITLE_TOKENS),
+        "title": splits.pad_bags([news[i][2] for i in ids], splits.TITLE_TOKENS),
     }
     item_specs = (
-        categorical_spec("category", items["category"]),
-        categorical_spec("subcategory", items["subcategory"]),
-        bag_spec("title", items["title"], hashed_buckets=TITLE_BUCKETS),
+        splits.categorical_spec("category", items["category"]),
+        splits.categorical_spec("subcategory", items["subcategory"]),
+        splits.bag_spec("title", items["title"], hashed_buckets=splits.TITLE_BUCKETS),
     )
-    interactions = Interactions(rows["user"], rows["item"], rows["time"], None)
-    extra = {"impressions": pad_bags(rows["impressions"], MAX_IMPRESSIONS)}
+    interactions = splits.Interactions(rows["user"], rows["item"], rows["time"], None)
+    extra = {"impressions": splits.pad_bags(rows["impressions"], MAX_IMPRESSIONS)}
     name = f"mind:{os.path.basename(os.path.normpath(path))}"
-    return build_dataset(
+    return splits.build_dataset(
         name,
         interactions,
         items,

@@ -21,20 +21,7 @@ import os
 import numpy as np
 
 from yt_bias.data.dataset import RecDataset
-from yt_bias.data.splits import (
-    TITLE_BUCKETS,
-    Interactions,
-    bag_spec,
-    build_dataset,
-    categorical_spec,
-    pad_bags,
-    parse_number,
-    read_rows,
-    require_id,
-    title_tokens,
-    title_year,
-    undecodable_line,
-)
+from yt_bias.data import splits
 
 FORMATS = ("ml-100k", "ml-1m", "ml-csv")
 ML100K_GENRES = (
@@ -87,16 +74,16 @@ def _file(path: str, name: str) -> str:
     return full
 
 
-def _interactions(path: str, sep: str, encoding: str, header: bool) -> Interactions:
+def _interactions(path: str, sep: str, encoding: str, header: bool) -> splits.Interactions:
     users, items, ratings, times = [], [], [], []
-    for line, fields in read_rows(path, sep, num_fields=4, encoding=encoding, skip_header=header):
-        users.append(require_id(fields[0], path, line, "user"))
-        items.append(require_id(fields[1], path, line, "item"))
-        ratings.append(parse_number(fields[2], path, line, "rating"))
-        times.append(parse_number(fields[3], path, line, "timestamp"))
+    for line, fields in splits.read_rows(path, sep, num_fields=4, encoding=encoding, skip_header=header):
+        users.append(splits.require_id(fields[0], path, line, "user"))
+        items.append(splits.require_id(fields[1], path, line, "item"))
+        ratings.append(splits.parse_number(fields[2], path, line, "rating"))
+        times.append(splits.parse_number(fields[3], path, line, "timestamp"))
     if not users:
         raise ValueError(f"{path}: no ratings; expected at least one line.")
-    return Interactions(users, items, times, ratings)
+    return splits.Interactions(users, items, times, ratings)
 
 
 def _item_table(ids: list[str], titles: list[str], genres: list[list[str]], years: list[str], source: str) -> tuple:
@@ -110,14 +97,14 @@ def _item_table(ids: list[str], titles: list[str], genres: list[list[str]], year
         raise ValueError(f"{source}: item ID {dup!r} appears more than once; expected one line per movie.")
     items = {
         "item_id": np.asarray(ids, dtype=str),
-        "genres": pad_bags(genres),
-        "title": pad_bags([title_tokens(t) for t in titles]),
+        "genres": splits.pad_bags(genres),
+        "title": splits.pad_bags([splits.title_tokens(t) for t in titles]),
         "year": np.asarray(years, dtype=str),
     }
     specs = (
-        bag_spec("genres", items["genres"]),
-        bag_spec("title", items["title"], hashed_buckets=TITLE_BUCKETS),
-        categorical_spec("year", items["year"]),
+        splits.bag_spec("genres", items["genres"]),
+        splits.bag_spec("title", items["title"], hashed_buckets=splits.TITLE_BUCKETS),
+        splits.categorical_spec("year", items["year"]),
     )
     return items, specs
 
@@ -126,26 +113,25 @@ def _ml100k(path: str):
     genre_names = list(ML100K_GENRES)
     genre_file = os.path.join(path, "u.genre")
     if os.path.isfile(genre_file):
-        genre_names = [fields[0] for _, fields in read_rows(genre_file, "|", num_fields=2, encoding="latin-1")]
+        genre_names = [fields[0] for _, fields in splits.read_rows(genre_file, "|", num_fields=2, encoding="latin-1")]
     item_file = _file(path, "u.item")
     ids, titles, genres, years = [], [], [], []
-    for line, fields in read_rows(item_file, "|", num_fields=5 + len(genre_names), encoding="latin-1"):
+    for line, fields in splits.read_rows(item_file, "|", num_fields=5 + len(genre_names), encoding="latin-1"):
         flags = fields[5:]
         if any(f not in ("0", "1") for f in flags):
             raise ValueError(f"{item_file}:{line}: genre flags must be 0 or 1; received {flags}.")
-        ids.append(require_id(fields[0], item_file, line, "movie id"))
+        ids.append(splits.require_id(fields[0], item_file, line, "movie id"))
         titles.append(fields[1])
         genres.append([g for g, f in zip(genre_names, flags) if f == "1"])
         release = fields[2].strip()
-        years.append(release[-4:] if len(release) >= 4 and release[-4:].isdigit() else title_year(fields[1]))
+        years.append(release[-4:] if len(release) >= 4 and release[-4:].isdigit() else splits.title_year(fields[1]))
     items, item_specs = _item_table(ids, titles, genres, years, item_file)
     user_file = _file(path, "u.user")
     user_rows = []
-    for line, fields in read_rows(user_file, "|", num_fields=5, encoding="latin-1"):
-        age = parse_number(fields[1], user_file, line, "age")
-        user_rows.append(
-            (require_id(fields[0], user_file, line, "user id"), age_bucket(age), fields[2], fields[3], fields[4].strip()[:1])
-        )
+    for line, fields in splits.read_rows(user_file, "|", num_fields=5, encoding="latin-1"):
+        age = splits.parse_number(fields[1], user_file, line, "age")
+        user_id = splits.require_id(fields[0], user_file, line, "user id")
+        user_rows.append((user_id, age_bucket(age), fields[2], fields[3], fields[4].strip()[:1]))
     interactions = _interactions(_file(path, "u.data"), "\t", "latin-1", header=False)
     return interactions, items, item_specs, _user_table(user_rows)
 
@@ -153,20 +139,20 @@ def _ml100k(path: str):
 def _ml1m(path: str):
     movie_file = _file(path, "movies.dat")
     ids, titles, genres, years = [], [], [], []
-    for line, fields in read_rows(movie_file, "::", num_fields=3, encoding="latin-1"):
-        ids.append(require_id(fields[0], movie_file, line, "MovieID"))
+    for line, fields in splits.read_rows(movie_file, "::", num_fields=3, encoding="latin-1"):
+        ids.append(splits.require_id(fields[0], movie_file, line, "MovieID"))
         titles.append(fields[1])
         genres.append([g for g in fields[2].split("|") if g and g != "(no genres listed)"])
-        years.append(title_year(fields[1]))
+        years.append(splits.title_year(fields[1]))
     items, item_specs = _item_table(ids, titles, genres, years, movie_file)
     user_rows = None
     user_file = os.path.join(path, "users.dat")
     if os.path.isfile(user_file):
         user_rows = []
-        for line, fields in read_rows(user_file, "::", num_fields=5, encoding="latin-1"):
+        for line, fields in splits.read_rows(user_file, "::", num_fields=5, encoding="latin-1"):
             user_rows.append(
                 (
-                    require_id(fields[0], user_file, line, "UserID"),
+                    splits.require_id(fields[0], user_file, line, "UserID"),
                     f"age_{fields[2]}",
                     fields[1],
                     f"occupation_{fields[3]}",
@@ -188,7 +174,7 @@ def _ml_csv(path: str):
             for fields in reader:
                 rows.append((reader.line_num, fields))
         except UnicodeDecodeError as error:
-            line, error = undecodable_line(movie_file, "utf-8-sig") or ("?", error)  # the reader decodes ahead
+            line, error = splits.undecodable_line(movie_file, "utf-8-sig") or ("?", error)  # the reader decodes ahead
             raise ValueError(f"{movie_file}:{line}: not valid UTF-8 text ({error.reason} at byte {error.start + 1} of the line).") from None
         except csv.Error as error:
             raise ValueError(f"{movie_file}:{reader.line_num}: malformed CSV ({error}).") from None
@@ -199,13 +185,13 @@ def _ml_csv(path: str):
                 continue
             if len(fields) != 3:
                 raise ValueError(f"{movie_file}:{line}: expected 3 CSV fields (movieId,title,genres); received {len(fields)}.")
-            ids.append(require_id(fields[0], movie_file, line, "movieId"))
+            ids.append(splits.require_id(fields[0], movie_file, line, "movieId"))
             titles.append(fields[1])
             genres.append([g for g in fields[2].split("|") if g and g != "(no genres listed)"])
-            years.append(title_year(fields[1]))
+            years.append(splits.title_year(fields[1]))
     items, item_specs = _item_table(ids, titles, genres, years, movie_file)
     ratings_file = _file(path, "ratings.csv")
-    header = next((fields for _, fields in read_rows(ratings_file, ",", encoding="utf-8")), [])
+    header = next((fields for _, fields in splits.read_rows(ratings_file, ",", encoding="utf-8")), [])
     header = [h.strip() for h in header]
     if header[:4] != ["userId", "movieId", "rating", "timestamp"]:
         raise ValueError(f"{ratings_file}:1: expected the header userId,movieId,rating,timestamp; received {header}.")
@@ -222,7 +208,7 @@ def _user_table(rows: list[tuple]) -> tuple[dict, tuple]:
         "occupation": np.asarray(columns[3], dtype=str),
         "zip_prefix": np.asarray(columns[4], dtype=str),
     }
-    specs = tuple(categorical_spec(name, users[name]) for name in ("age", "gender", "occupation", "zip_prefix"))
+    specs = tuple(splits.categorical_spec(name, users[name]) for name in ("age", "gender", "occupation", "zip_prefix"))
     return users, specs
 
 
@@ -244,4 +230,6 @@ def load_movielens(path: str, config, embedding_dim: int = 32, fmt: str | None =
         raise ValueError(f"MovieLens format must be one of {FORMATS}; received {fmt!r}.")
     interactions, items, item_specs, (users, user_specs) = readers[fmt](path)
     name = f"movielens:{os.path.basename(os.path.normpath(path))}"
-    return build_dataset(name, interactions, items, item_specs, config, embedding_dim, users=users, user_specs=user_specs)
+    return splits.build_dataset(
+        name, interactions, items, item_specs, config, embedding_dim, users=users, user_specs=user_specs
+    )

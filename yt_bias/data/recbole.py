@@ -26,19 +26,7 @@ import os
 import numpy as np
 
 from yt_bias.data.dataset import RecDataset
-from yt_bias.data.splits import (
-    TITLE_BUCKETS,
-    TITLE_TOKENS,
-    Interactions,
-    bag_spec,
-    build_dataset,
-    categorical_spec,
-    pad_bags,
-    parse_number,
-    read_rows,
-    require_id,
-    title_tokens,
-)
+from yt_bias.data import splits
 from yt_bias.features import FeatureSpec
 
 TYPES = ("token", "token_seq", "float", "float_seq")
@@ -60,7 +48,7 @@ def _header(path: str, fields: list[str]) -> list[tuple[str, str]]:
 
 def read_atomic(path: str) -> tuple[list[tuple[str, str]], list[tuple[int, list[str]]]]:
     """The (name, type) columns and the (line, fields) rows of one atomic file."""
-    rows = list(read_rows(path, "\t", encoding="utf-8"))
+    rows = list(splits.read_rows(path, "\t", encoding="utf-8"))
     if not rows or rows[0][0] != 1:
         raise ValueError(f"{path}:1: the header line (name:type fields) is missing.")
     columns = _header(path, rows[0][1])
@@ -100,7 +88,7 @@ def _features(path: str, columns, rows, key: str, prefix: str) -> tuple[np.ndarr
     if key not in names:
         raise ValueError(f"{path}:1: the header has no '{key}' field; received {names}.")
     key_at = names.index(key)
-    keys = [require_id(fields[key_at], path, line, key) for line, fields in rows]
+    keys = [splits.require_id(fields[key_at], path, line, key) for line, fields in rows]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{path}: '{key}' values must be unique (one line per {prefix}); found duplicates.")
     arrays, specs = {}, []
@@ -111,17 +99,20 @@ def _features(path: str, columns, rows, key: str, prefix: str) -> tuple[np.ndarr
         values = [fields[at] for _, fields in rows]
         if kind == "token":
             arrays[feature] = np.asarray([v.strip() for v in values], dtype=str)
-            specs.append(categorical_spec(feature, arrays[feature]))
+            specs.append(splits.categorical_spec(feature, arrays[feature]))
         elif kind == "token_seq" and "title" in name.lower():
-            arrays[feature] = pad_bags([title_tokens(v) for v in values], TITLE_TOKENS)
-            specs.append(bag_spec(feature, arrays[feature], hashed_buckets=TITLE_BUCKETS))
+            arrays[feature] = splits.pad_bags([splits.title_tokens(v) for v in values], splits.TITLE_TOKENS)
+            specs.append(splits.bag_spec(feature, arrays[feature], hashed_buckets=splits.TITLE_BUCKETS))
         elif kind == "token_seq":
             bags = [v.split() for v in values]
-            arrays[feature] = pad_bags(bags, min(MAX_BAG, max([len(b) for b in bags] + [1])))
-            specs.append(bag_spec(feature, arrays[feature]))
+            arrays[feature] = splits.pad_bags(bags, min(MAX_BAG, max([len(b) for b in bags] + [1])))
+            specs.append(splits.bag_spec(feature, arrays[feature]))
         else:  # float
             numbers = np.array(
-                [np.nan if not v.strip() else parse_number(v, path, line, name) for (line, _), v in zip(rows, values)]
+                [
+                    np.nan if not v.strip() else splits.parse_number(v, path, line, name)
+                    for (line, _), v in zip(rows, values)
+                ]
             )
             known = numbers[np.isfinite(numbers)]
             mean, std = (known.mean(), known.std()) if len(known) else (0.0, 1.0)
@@ -131,7 +122,7 @@ def _features(path: str, columns, rows, key: str, prefix: str) -> tuple[np.ndarr
     return np.asarray(keys, dtype=str), arrays, tuple(specs)
 
 
-def _interactions(path: str, split: str) -> Interactions:
+def _interactions(path: str, split: str) -> splits.Interactions:
     columns, rows = read_atomic(path)
     names = [c[0] for c in columns]
     for required in ("user_id", "item_id"):
@@ -142,18 +133,18 @@ def _interactions(path: str, split: str) -> Interactions:
     if not rows:
         raise ValueError(f"{path}: no interactions after the header line; expected at least one line.")
     u, i = names.index("user_id"), names.index("item_id")
-    users = [require_id(f[u], path, line, "user_id") for line, f in rows]
-    items = [require_id(f[i], path, line, "item_id") for line, f in rows]
+    users = [splits.require_id(f[u], path, line, "user_id") for line, f in rows]
+    items = [splits.require_id(f[i], path, line, "item_id") for line, f in rows]
     if "timestamp" in names:
         t = names.index("timestamp")
-        times = [parse_number(f[t], path, line, "timestamp") for line, f in rows]
+        times = [splits.parse_number(f[t], path, line, "timestamp") for line, f in rows]
     else:
         times = [float(line) for line, _ in rows]
     ratings = None
     if "rating" in names:
         r = names.index("rating")
-        ratings = [parse_number(f[r], path, line, "rating") for line, f in rows]
-    return Interactions(users, items, times, ratings)
+        ratings = [splits.parse_number(f[r], path, line, "rating") for line, f in rows]
+    return splits.Interactions(users, items, times, ratings)
 
 
 def load_recbole(path: str, config, embedding_dim: int = 32) -> RecDataset:
@@ -186,6 +177,8 @@ def load_recbole(path: str, config, embedding_dim: int = 32) -> RecDataset:
         if missing:
             raise ValueError(f"{files['user']}: {len(missing)} users of {files['inter']} have no line, e.g. {missing[:5]}.")
     name = f"recbole:{os.path.splitext(os.path.basename(files['inter']))[0]}"
-    dataset = build_dataset(name, interactions, items, item_specs, config, embedding_dim, users=users, user_specs=user_specs)
+    dataset = splits.build_dataset(
+        name, interactions, items, item_specs, config, embedding_dim, users=users, user_specs=user_specs
+    )
     dataset.truth["items_without_metadata"] = len(extra)
     return dataset
