@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from cli_args import TINY_MODEL, set_args
 from yt_bias.config import ColumnsConfig, DataConfig
 from yt_bias.data.dataset import ITEM_INDEX, QUERY_KEY, REWARD
 from yt_bias.data.loading import detect_source, load_dataset
@@ -183,40 +184,11 @@ def test_cli_trains_on_a_csv_file(tmp_path):
     rows = [(f"u{u}", f"i{rng.integers(0, 15)}", int(rng.integers(1, 6)), 1000 * u + t) for u in range(20) for t in range(6)]
     path = _write_text(tmp_path / "log.csv", ",", rows=rows, header=("user", "item", "rating", "time"))
     workdir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "yt_bias",
-        "train",
-        "--workdir",
-        str(workdir),
-        "--variant",
-        "correct-sfx",
-        "--set",
-        "data.source=interactions",
-        "--set",
-        f"data.path={path}",
-        "--set",
-        "data.columns.user=user",
-        "--set",
-        "data.columns.item=item",
-        "--set",
-        "data.columns.time=time",
-        "--set",
-        "data.columns.rating=rating",
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "train.batch_size=16",
-        "--set",
-        "model.hidden_units=8",
-        "--set",
-        "model.embedding_dim=8",
-        "--set",
-        "eval.ks=5,10",
-        "--set",
-        "train.verbose=0",
-    ]
+    data = set_args("data.source=interactions", f"data.path={path}")
+    data += set_args(*(f"data.columns.{column}={column}" for column in ("user", "item", "time", "rating")))
+    train = set_args("train.epochs=1", "train.batch_size=16", "train.verbose=0")
+    command = [sys.executable, "-m", "yt_bias", "train", "--workdir", str(workdir), "--variant", "correct-sfx"]
+    command += data + train + TINY_MODEL
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from cli_args import TINY_MODEL, set_args
 from yt_bias.config import DataConfig, EvalConfig, ModelConfig, TrainConfig
 from yt_bias.data.loading import load_dataset
 from yt_bias.experiments.table1 import TFRS_METHOD, format_table1, movielens_config, run_table1
@@ -73,31 +74,8 @@ def test_cli_table1_writes_markdown_and_json(tmp_path, capsys):
 
     path = _write_recbole(str(tmp_path))
     workdir = str(tmp_path / "out")
-    code = main(
-        [
-            "experiment",
-            "table1",
-            "--data",
-            path,
-            "--seeds",
-            "0",
-            "--temperatures",
-            "0.07",
-            "--no-tfrs",
-            "--workdir",
-            workdir,
-            "--set",
-            "train.epochs=1",
-            "--set",
-            "train.batch_size=32",
-            "--set",
-            "model.hidden_units=8",
-            "--set",
-            "model.embedding_dim=8",
-            "--set",
-            "eval.ks=5,10",
-        ]
-    )
+    options = ["--data", path, "--seeds", "0", "--temperatures", "0.07", "--no-tfrs", "--workdir", workdir]
+    code = main(["experiment", "table1", *options, *set_args("train.epochs=1", "train.batch_size=32"), *TINY_MODEL])
     assert code == 0
     out = capsys.readouterr().out
     assert "recbole:tiny" in out and "| correct-sfx tau=0.07 |" in out
