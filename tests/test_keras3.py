@@ -25,16 +25,21 @@ def _run(code_or_args, backend: str, timeout: int = 600) -> subprocess.Completed
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def test_the_keras3_checks_pass_on_the_jax_backend():
-    result = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_keras3_backend.py"], "jax")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and "skipped" not in result.stdout
+def _stdout(code: str, backend: str) -> str:
+    """What ``code`` prints in a fresh process on ``backend``; asserts that it exits cleanly."""
+    result = _run(code, backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed (pip install torch)")
-def test_the_keras3_checks_pass_on_the_torch_backend():
-    result = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_keras3_backend.py"], "torch",
-                  timeout=1500)
+NO_TORCH = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                              reason="PyTorch is not installed (pip install torch)")
+
+
+@pytest.mark.parametrize("backend, timeout", [("jax", 600), pytest.param("torch", 1500, marks=NO_TORCH)])
+def test_the_keras3_checks_pass_on_the_backend(backend, timeout):
+    pytest_args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_keras3_backend.py"]
+    result = _run(pytest_args, backend, timeout=timeout)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout
 
@@ -49,9 +54,7 @@ def test_importing_the_package_selects_no_keras_and_keras3_on_jax_imports_no_ten
         "assert keras.backend.backend() == 'jax'\n"
         "print('tensorflow' in sys.modules, 'yt_bias._keras' in sys.modules)\n"
     )
-    result = _run(code, "jax")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["False", "False"]
+    assert _stdout(code, "jax").split() == ["False", "False"]
 
 
 def test_a_tf_keras_part_in_a_keras3_tensorflow_process_raises_a_clear_error():
@@ -63,7 +66,6 @@ def test_a_tf_keras_part_in_a_keras3_tensorflow_process_raises_a_clear_error():
         "except ImportError as error:\n"
         "    print(error)\n"
     )
-    result = _run(code, "tensorflow")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "yt_bias's tf-keras parts need Keras 2 (tf-keras)" in result.stdout
-    assert "use yt_bias.keras3 instead" in result.stdout
+    stdout = _stdout(code, "tensorflow")
+    assert "yt_bias's tf-keras parts need Keras 2 (tf-keras)" in stdout
+    assert "use yt_bias.keras3 instead" in stdout
