@@ -65,15 +65,27 @@ def _step_clock(keras):
     return StepClock()
 
 
-def _timed_fit(keras, fit_once, steps: int) -> dict:
-    """Wall and CPU ms per step and the last loss of ``steps`` steps: from the end of the first step to the end of
-    ``fit`` (synchronised), so fit's set-up and the first step's dispatch are not counted."""
+def _timed_fit(keras, fit_once, warmup: int, steps: int) -> dict:
+    """Wall and CPU ms per step and the last loss of ``steps`` steps after ``warmup`` untimed ones: from the end of the
+    first step to the end of ``fit`` (synchronised), so fit's set-up and the first step's dispatch are not counted."""
+    fit_once(warmup)
     clock = _step_clock(keras)
     history = fit_once(steps, clock)
     done, cpu_done = time.perf_counter(), time.process_time()
     first, cpu_first = clock.ends[0]
     return {"ms_per_step": 1000.0 * (done - first) / (steps - 1), "cpu_ms_per_step": 1000.0 * (cpu_done - cpu_first) / (steps - 1),
             "loss": float(history.history["loss"][-1])}
+
+
+def _tower(keras, args):
+    """One tower: an ID embedding and a dense layer, ``--dim`` wide."""
+    return keras.Sequential([keras.layers.Embedding(args.vocabulary, args.dim), keras.layers.Dense(args.dim)])
+
+
+def _task(corrected_retrieval, args):
+    """The corrected in-batch softmax task, its streaming estimator of ``--hash-size`` buckets and 2 hashes."""
+    frequency = {"hash_size": args.hash_size, "num_hashes": 2}
+    return corrected_retrieval(frequency=frequency, temperature=0.05, loss_implementation=args.implementation)
 
 
 def _peak_rss_mb() -> float:
@@ -89,8 +101,8 @@ def _keras3_worker(args) -> dict:
     class TwoTower(keras.Model):
         def __init__(self, task):
             super().__init__()
-            self.query_tower = keras.Sequential([keras.layers.Embedding(args.vocabulary, args.dim), keras.layers.Dense(args.dim)])
-            self.candidate_tower = keras.Sequential([keras.layers.Embedding(args.vocabulary, args.dim), keras.layers.Dense(args.dim)])
+            self.query_tower = _tower(keras, args)
+            self.candidate_tower = _tower(keras, args)
             self.task = task
 
         def call(self, x):
@@ -101,8 +113,7 @@ def _keras3_worker(args) -> dict:
             return self.task(query, candidates, candidate_ids=x["item"], training=training)
 
     keras.utils.set_random_seed(0)
-    frequency = {"hash_size": args.hash_size, "num_hashes": 2}
-    model = TwoTower(CorrectedRetrieval(frequency=frequency, temperature=0.05, loss_implementation=args.implementation))
+    model = TwoTower(_task(CorrectedRetrieval, args))
     model.compile(optimizer=keras.optimizers.Adagrad(0.05), jit_compile=True)
     users, items = _data(args.vocabulary, args.batch_size * max(args.warmup, args.steps))
 
@@ -111,8 +122,7 @@ def _keras3_worker(args) -> dict:
         return model.fit({"user": users[:rows], "item": items[:rows]}, batch_size=args.batch_size, epochs=1, shuffle=False,
                          verbose=0, callbacks=[clock] if clock else [])
 
-    fit(args.warmup)
-    result = _timed_fit(keras, fit, args.steps)
+    result = _timed_fit(keras, fit, args.warmup, args.steps)
     result["estimator_step"] = int(keras.ops.convert_to_numpy(model.task.frequency.step.value))
     if args.worker == "jax":
         import jax
@@ -136,8 +146,8 @@ def _tf_keras_worker(args) -> dict:
     class TwoTower(tfrs.Model):
         def __init__(self, task):
             super().__init__()
-            self.query_tower = keras.Sequential([keras.layers.Embedding(args.vocabulary, args.dim), keras.layers.Dense(args.dim)])
-            self.candidate_tower = keras.Sequential([keras.layers.Embedding(args.vocabulary, args.dim), keras.layers.Dense(args.dim)])
+            self.query_tower = _tower(keras, args)
+            self.candidate_tower = _tower(keras, args)
             self.task = task
 
         def compute_loss(self, features, training=False):
@@ -145,8 +155,7 @@ def _tf_keras_worker(args) -> dict:
                              candidate_ids=features["item"], training=training)
 
     keras.utils.set_random_seed(0)
-    frequency = {"hash_size": args.hash_size, "num_hashes": 2}
-    model = TwoTower(CorrectedRetrieval(frequency=frequency, temperature=0.05, loss_implementation=args.implementation))
+    model = TwoTower(_task(CorrectedRetrieval, args))
     model.compile(optimizer=keras.optimizers.Adagrad(0.05))
     users, items = _data(args.vocabulary, args.batch_size * max(args.warmup, args.steps))
 
@@ -155,8 +164,7 @@ def _tf_keras_worker(args) -> dict:
         data = tf.data.Dataset.from_tensor_slices({"user": users[:rows], "item": items[:rows]}).batch(args.batch_size)
         return model.fit(data, epochs=1, verbose=0, callbacks=[clock] if clock else [])
 
-    fit(args.warmup)
-    result = _timed_fit(keras, fit, args.steps)
+    result = _timed_fit(keras, fit, args.warmup, args.steps)
     result["estimator_step"] = int(model.task.frequency.step.numpy())
     return result
 
