@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import time
 
-from yt_bias.cli.common import add_override_argument
+from yt_bias.cli.common import add_override_argument, load_and_describe
 from yt_bias.config import VARIANTS, override
 
 
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yt_bias.data.loading import detect_source, load_dataset
+    from yt_bias.data.loading import detect_source
     from yt_bias.experiments.table1 import movielens_config, run_table1, save_table1
 
     config = movielens_config()
@@ -46,13 +46,7 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, source="synthetic", path=None))
     config = override(config, *args.overrides)
     start = time.perf_counter()
-    dataset = load_dataset(config.data, config.model.embedding_dim)
-    print(
-        f"Data '{dataset.name}': {dataset.num_items} items, {dataset.num_train} training and {dataset.num_test} test "
-        f"interactions, {len(dataset.test_positives()['item_index'])} test positives (split={config.data.split}, "
-        f"seen items excluded: {config.eval.exclude_seen}).",
-        flush=True,
-    )
+    dataset = load_and_describe(config)
     rows = run_table1(config, dataset, args.temperatures, variants=args.variants, seeds=args.seeds, include_tfrs=not args.no_tfrs)
     elapsed = time.perf_counter() - start
     header = (

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 
+from yt_bias.cli.common import add_assignment_argument
 from yt_bias.config import IndexConfig, override
 
 
@@ -19,14 +20,9 @@ def add_index_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ScaNN or exact brute force (default: scann where ScaNN is installed, else brute_force, with a warning)",
     )
-    parser.add_argument(
-        "--index-set",
-        dest="index_overrides",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help=f"set one IndexConfig field, e.g. --index-set num_leaves=1000 (fields: {', '.join(f.name for f in dataclasses.fields(IndexConfig))})",
-    )
+    fields = ", ".join(f.name for f in dataclasses.fields(IndexConfig))
+    help_text = f"set one IndexConfig field, e.g. --index-set num_leaves=1000 (fields: {fields})"
+    add_assignment_argument(parser, "--index-set", "index_overrides", "FIELD=VALUE", help_text)
 
 
 def index_config_from_args(args: argparse.Namespace) -> IndexConfig:

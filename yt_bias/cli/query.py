@@ -6,18 +6,14 @@ import argparse
 import sys
 import warnings
 
+from yt_bias.cli.common import add_assignment_argument
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("query", help="top-K items of one query from an exported SavedModel")
     parser.add_argument("path", help="the SavedModel directory written by yt-bias export")
-    parser.add_argument(
-        "--feature",
-        dest="features",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="one query feature (repeat for each); bags and dense features take comma-separated values",
-    )
+    help_text = "one query feature (repeat for each); bags and dense features take comma-separated values"
+    add_assignment_argument(parser, "--feature", "features", "NAME=VALUE", help_text)
     parser.add_argument(
         "--exclude",
         dest="exclude",

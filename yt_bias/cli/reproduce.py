@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from yt_bias.cli.common import add_config_arguments, config_from_args
+from yt_bias.cli.common import add_config_arguments, config_from_args, load_and_describe
 from yt_bias.config import override
 
 
@@ -19,20 +19,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yt_bias.data.loading import load_dataset
     from yt_bias.experiments.comparison import run_comparison, save_comparison
 
     config = config_from_args(args)
     if not any(o.strip().startswith("train.verbose") for o in args.overrides):
         config = override(config, "train.verbose=2")  # one line per epoch: three runs share the screen
     start = time.perf_counter()
-    dataset = load_dataset(config.data, config.model.embedding_dim)
-    print(
-        f"Data '{dataset.name}': {dataset.num_items} items, {dataset.num_train} training and "
-        f"{dataset.num_test} test interactions (exact Recall@K over all items, seen items excluded: "
-        f"{config.eval.exclude_seen}).",
-        flush=True,
-    )
+    dataset = load_and_describe(config)
     rows = run_comparison(config, dataset, seeds=args.seeds, workdir=args.workdir, progress=lambda m: print(m, flush=True))
     table = save_comparison(rows, config.eval.ks, args.workdir)
     print()
