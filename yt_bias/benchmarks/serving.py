@@ -37,6 +37,7 @@ from yt_bias.features import FeatureSpec
 from yt_bias.retrieval.embedding import embed
 from yt_bias.serving import export as serving
 from yt_bias.serving.index import build_index
+from yt_bias.training.run_directory import write_json_atomic
 
 CONTENT = 64
 
@@ -215,8 +216,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
     print(f"(total {time.perf_counter() - start:.0f} s)")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
+        write_json_atomic(args.json, rows)
     return rows
 
 

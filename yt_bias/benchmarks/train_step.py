@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import resource
 import subprocess
@@ -46,6 +45,7 @@ from yt_bias.core.frequency import OracleFrequency
 from yt_bias.data.dataset import make_tf_dataset
 from yt_bias.data.loading import load_dataset
 from yt_bias.runs.model import build_model
+from yt_bias.training.run_directory import write_json_atomic
 
 CONFIGS = ("ours dense", "ours blockwise", "tfrs")
 OVERHEAD = ("ours plain", "ours streaming")
@@ -287,8 +287,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     print(f"load average at end {end_load:.1f}")
     data = {"rows": rows, "load_start": load, "load_end": end_load, "memory_limit_gb": limit / GB}
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
+        write_json_atomic(args.json, data)
     return data
 
 
