@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from yt_bias._keras import keras, tf
-from yt_bias.core.blockwise_softmax import blockwise_softmax_loss
-from yt_bias.core.losses import corrected_softmax_loss, softmax_loss
+from yt_bias.core.losses import blockwise_softmax_loss, corrected_softmax_loss, softmax_loss
 
 B, N, D = 13, 29, 6
 RNG = np.random.default_rng(0)

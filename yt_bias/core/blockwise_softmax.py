@@ -1,6 +1,6 @@
 """The corrected softmax loss in candidate blocks: memory linear in the batch, never [B, N].
 
-The same loss as :func:`yt_bias.core.losses.corrected_softmax_loss` (section 3 of the paper),
+The same loss as :func:`yt_bias.core.losses.softmax_loss` (section 3 of the paper),
 
     loss_i = log sum_j exp s_c(i, j) - s_c(i, pos_i),     s_c(i, j) = <u_i, v_j> / tau - log q_j,
 
@@ -21,7 +21,7 @@ and a [batch_size, num_candidates] ``log_q`` are sliced per block. The loops are
 from __future__ import annotations
 
 from yt_bias._keras import tf
-from yt_bias.core.loss_inputs import MASKED_LOGIT, prepare_inputs, reward_weighted
+from yt_bias.core.loss_inputs import MASKED_LOGIT, LossInputs
 
 DEFAULT_BLOCK_SIZE = 256
 
@@ -35,23 +35,26 @@ class _Blocks:
     makes ``exp(matmul)`` the block's softmax probabilities directly.
     """
 
-    def __init__(self, query, candidates, temperature, log_q, positive_index, candidate_ids, mask, correct_positive, block_size):
-        self.temperature = temperature
-        self.scaled_query = query / temperature
+    def __init__(self, inputs: LossInputs, block_size: int):
+        query, candidates, log_q, mask = inputs.query, inputs.candidates, inputs.log_q, inputs.candidate_mask
+        self.temperature = inputs.temperature
+        self.scaled_query = query / inputs.temperature
         self.candidates = candidates
         self.log_q = log_q
-        self.positive_index = positive_index
+        self.positive_index = inputs.positive_index
         self.mask = mask
-        self.correct_positive = correct_positive
+        self.correct_positive = inputs.correct_positive
         self.block_size = block_size
         self.num_candidates = tf.shape(candidates)[0]
         self.num_blocks = (self.num_candidates + block_size - 1) // block_size
         self.positive_codes = self.codes = None
-        if candidate_ids is not None:  # equal IDs <=> equal integer codes: compare ints, not strings, per block
-            _, codes = tf.unique(tf.reshape(candidate_ids, [-1]), out_idx=tf.int32)
+        if inputs.candidate_ids is not None:  # equal IDs <=> equal integer codes: compare ints, not strings, per block
+            _, codes = tf.unique(tf.reshape(inputs.candidate_ids, [-1]), out_idx=tf.int32)
             self.codes = codes
-            self.positive_codes = tf.gather(codes, positive_index)
-        self.needs_positive = self.codes is not None or mask is not None or (log_q is not None and not correct_positive)
+            self.positive_codes = tf.gather(codes, inputs.positive_index)
+        self.needs_positive = (
+            self.codes is not None or mask is not None or (log_q is not None and not inputs.correct_positive)
+        )
         # The fused path: no per-entry masks and at most an [N] correction.
         self.fused = not self.needs_positive and (log_q is None or log_q.shape.rank == 1)
         self.fused_query, self.fused_candidates = self.scaled_query, candidates
@@ -157,72 +160,21 @@ def _logsumexp(blocks: _Blocks, query: tf.Tensor, candidates: tf.Tensor, log_q: 
     return lse(*inputs)
 
 
-def blockwise_softmax_loss(
-    query_embeddings: tf.Tensor,
-    candidate_embeddings: tf.Tensor,
-    temperature: float = 1.0,
-    log_q: tf.Tensor | None = None,
-    rewards: tf.Tensor | None = None,
-    positive_index: tf.Tensor | None = None,
-    candidate_ids: tf.Tensor | None = None,
-    remove_accidental_hits: bool = False,
-    candidate_mask: tf.Tensor | None = None,
-    correct_positive: bool = True,
-    reduce: bool = True,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-) -> tf.Tensor:
-    """Reward-weighted corrected softmax loss (Eq. 4 of the paper) over candidate blocks.
+def blockwise_per_example_loss(inputs: LossInputs, block_size: int) -> tf.Tensor:
+    """``lse_i - s_c(i, pos_i)`` [batch_size] over candidate blocks; the public entry point is
+    :func:`yt_bias.core.losses.softmax_loss` (``implementation="blockwise"``).
 
-    Value and gradients equal :func:`yt_bias.core.losses.corrected_softmax_loss` (to float32
-    rounding); only memory and speed differ (see the module docstring).
-
-    Args:
-      query_embeddings: [batch_size, dim] u.
-      candidate_embeddings: [num_candidates, dim] v; the positives are among them.
-      temperature: tau > 0.
-      log_q: [num_candidates] or [batch_size, num_candidates] log sampling probabilities, or None.
-        Its gradient is exact for [num_candidates] and None for [batch_size, num_candidates].
-      rewards: [batch_size] r_i >= 0 (default all 1).
-      positive_index: [batch_size] the column of each query's positive; default ``range(batch)``.
-      candidate_ids: [num_candidates] IDs, needed to remove accidental hits.
-      remove_accidental_hits: mask candidates other than the positive with the positive's ID.
-      candidate_mask: [batch_size, num_candidates] bool; False removes a candidate for that query.
-      correct_positive: subtract log q from the positive's logit too (the paper's choice).
-      reduce: return the batch mean (default) or the per-example ``r_i * loss_i`` [batch_size].
-      block_size: candidates per block (memory ~ batch_size * block_size floats per live tensor).
-    Returns:
-      A scalar (or [batch_size]) float32 loss.
-    Raises:
-      ValueError: as corrected_softmax_loss, and block_size < 1.
+    Value and gradients equal the dense loss's (to float32 rounding); only memory and speed differ
+    (see the module docstring). The gradient of log_q is exact for an [num_candidates] log_q and
+    None for a [batch_size, num_candidates] one.
     """
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be an integer >= 1; received {block_size!r}.")
-    query, candidates, log_q, positive_index, candidate_ids, candidate_mask = prepare_inputs(
-        query_embeddings,
-        candidate_embeddings,
-        temperature,
-        log_q,
-        positive_index,
-        candidate_ids,
-        remove_accidental_hits,
-        candidate_mask,
-    )
-    blocks = _Blocks(
-        query,
-        candidates,
-        float(temperature),
-        log_q,
-        positive_index,
-        candidate_ids if remove_accidental_hits else None,
-        candidate_mask,
-        correct_positive,
-        block_size,
-    )
+    query, candidates, log_q, positive_index = inputs.query, inputs.candidates, inputs.log_q, inputs.positive_index
+    blocks = _Blocks(inputs, block_size)
     log_normaliser = _logsumexp(blocks, query, candidates, log_q if log_q is None or log_q.shape.rank == 1 else None)
-    positive_logit = tf.reduce_sum(query * tf.gather(candidates, positive_index), axis=1) / temperature
-    if log_q is not None and correct_positive:
+    positive_logit = tf.reduce_sum(query * tf.gather(candidates, positive_index), axis=1) / inputs.temperature
+    if log_q is not None and inputs.correct_positive:
         if log_q.shape.rank == 1:
             positive_logit -= tf.gather(log_q, positive_index)
         else:  # (no gradient for a [B, N] log_q at all, rather than one for the positives only)
             positive_logit -= tf.gather(tf.stop_gradient(log_q), positive_index, axis=1, batch_dims=1)
-    return reward_weighted(log_normaliser - positive_logit, rewards, reduce)
+    return log_normaliser - positive_logit

@@ -7,6 +7,8 @@ graph) and reduce per-example losses with the paper's reward-weighted mean (Eq. 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from yt_bias._keras import tf
@@ -112,26 +114,56 @@ def checked_positive_index(positive_index: tf.Tensor, num_candidates: tf.Tensor)
     return _eager_or_graph_check(positive_index, eager_bad, graph_checks)
 
 
+@dataclasses.dataclass(frozen=True)
+class LossInputs:
+    """The checked tensors and settings of one softmax loss call (see :func:`prepare_inputs`)."""
+
+    query: tf.Tensor  # [B, d] float32
+    candidates: tf.Tensor  # [N, d] float32
+    temperature: float
+    log_q: tf.Tensor | None  # [N] or [B, N] float32
+    positive_index: tf.Tensor  # [B] int32
+    candidate_ids: tf.Tensor | None  # [N], given only when accidental hits are removed
+    candidate_mask: tf.Tensor | None  # [B, N] bool
+    correct_positive: bool
+
+
 def prepare_inputs(
     query_embeddings,
     candidate_embeddings,
-    temperature,
-    log_q,
-    positive_index,
-    candidate_ids,
-    remove_accidental_hits,
-    candidate_mask,
-) -> tuple:
+    temperature: float = 1.0,
+    log_q=None,
+    *,
+    positive_index=None,
+    candidate_ids=None,
+    remove_accidental_hits: bool = False,
+    candidate_mask=None,
+    correct_positive: bool = True,
+) -> LossInputs:
     """Converts and validates the arguments shared by the dense and the blockwise loss.
 
+    Args:
+      query_embeddings: [batch_size, dim] u.
+      candidate_embeddings: [num_candidates, dim] v; the positives are among them.
+      temperature: tau > 0; the dot products are divided by it before the correction.
+      log_q: [num_candidates] or [batch_size, num_candidates] log sampling probabilities, or None
+        (no correction: the paper's plain-sfx).
+      positive_index: [batch_size] the column of each query's positive; default ``range(batch)``.
+      candidate_ids: [num_candidates] IDs (strings or integers), needed to remove accidental hits.
+      remove_accidental_hits: mask candidates other than the positive with the positive's ID.
+      candidate_mask: [batch_size, num_candidates] bool; False removes a candidate for that query
+        (for instance another user's impressions). The positive is always kept.
+      correct_positive: subtract log q from the positive's logit too (the paper's choice).
     Returns:
-      (query [B, d] float32, candidates [N, d] float32, log_q float32 or None, positive_index [B]
-      int32 (``range(B)`` when None), candidate_ids or None, candidate_mask bool or None).
+      :class:`LossInputs`: float32 query and candidates, float32 log_q or None, int32
+      positive_index (``range(B)`` when None), the IDs when accidental hits are removed (else
+      None), a bool candidate_mask or None.
     Raises:
       ValueError: mismatched shapes, an empty batch, temperature <= 0, accidental-hit removal
         without IDs, fewer candidates than queries without ``positive_index``, and (eagerly) a
         non-finite log_q or a positive_index out of range; in a graph the last two fail at run
         time with tf.errors.InvalidArgumentError naming the argument.
+      TypeError: an argument this list does not name.
     """
     # float32 whatever the towers computed in (mixed precision: the loss stays in float32).
     query = tf.cast(tf.convert_to_tensor(query_embeddings), tf.float32)
@@ -161,6 +193,8 @@ def prepare_inputs(
         else:
             with tf.control_dependencies([tf.debugging.assert_greater_equal(num_candidates, batch_size, message=message)]):
                 candidates = tf.identity(candidates)
-        return query, candidates, log_q, tf.range(batch_size), candidate_ids, candidate_mask
-    positive_index = checked_positive_index(tf.cast(positive_index, tf.int32), num_candidates)
-    return query, candidates, log_q, positive_index, candidate_ids, candidate_mask
+        positive_index = tf.range(batch_size)
+    else:
+        positive_index = checked_positive_index(tf.cast(positive_index, tf.int32), num_candidates)
+    candidate_ids = candidate_ids if remove_accidental_hits else None
+    return LossInputs(query, candidates, float(temperature), log_q, positive_index, candidate_ids, candidate_mask, correct_positive)

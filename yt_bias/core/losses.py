@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from yt_bias._keras import tf
 from yt_bias.config import LOSS_IMPLEMENTATIONS
-from yt_bias.core.blockwise_softmax import DEFAULT_BLOCK_SIZE, blockwise_softmax_loss
-from yt_bias.core.loss_inputs import MASKED_LOGIT, checked_positive_index, prepare_inputs, reward_weighted
+from yt_bias.core.blockwise_softmax import DEFAULT_BLOCK_SIZE, blockwise_per_example_loss
+from yt_bias.core.loss_inputs import MASKED_LOGIT, LossInputs, checked_positive_index, prepare_inputs, reward_weighted
 from yt_bias.estimands import MIN_PROBABILITY
 
 
@@ -41,104 +41,47 @@ def corrected_softmax_logits(
     candidate_embeddings: tf.Tensor,
     temperature: float = 1.0,
     log_q: tf.Tensor | None = None,
-    positive_index: tf.Tensor | None = None,
-    candidate_ids: tf.Tensor | None = None,
-    remove_accidental_hits: bool = False,
-    candidate_mask: tf.Tensor | None = None,
-    correct_positive: bool = True,
+    **options,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """The corrected, masked logits and the positives' positions (see the module docstring).
 
     Args:
-      query_embeddings: [batch_size, dim] u.
-      candidate_embeddings: [num_candidates, dim] v; the positives are among them.
-      temperature: tau > 0; the dot products are divided by it before the correction.
-      log_q: [num_candidates] or [batch_size, num_candidates] log sampling probabilities, or None
-        (no correction: the paper's plain-sfx).
-      positive_index: [batch_size] the column of each query's positive; default ``range(batch)``.
-      candidate_ids: [num_candidates] IDs (strings or integers), needed to remove accidental hits.
-      remove_accidental_hits: mask candidates other than the positive with the positive's ID.
-      candidate_mask: [batch_size, num_candidates] bool; False removes a candidate for that query
-        (for instance another user's impressions). The positive is always kept.
-      correct_positive: subtract log q from the positive's logit too (the paper's choice).
+      query_embeddings, candidate_embeddings, temperature, log_q: as
+        :func:`~yt_bias.core.loss_inputs.prepare_inputs`.
+      **options: ``positive_index``, ``candidate_ids``, ``remove_accidental_hits``,
+        ``candidate_mask``, ``correct_positive``, as :func:`~yt_bias.core.loss_inputs.prepare_inputs`.
     Returns:
       (logits [batch_size, num_candidates], positive_index [batch_size] int32).
     """
-    query, candidates, log_q, positive_index, candidate_ids, candidate_mask = prepare_inputs(
-        query_embeddings,
-        candidate_embeddings,
-        temperature,
-        log_q,
-        positive_index,
-        candidate_ids,
-        remove_accidental_hits,
-        candidate_mask,
-    )
-    num_candidates = tf.shape(candidates)[0]
-    needs_mask = remove_accidental_hits or candidate_mask is not None
-    if needs_mask or (log_q is not None and not correct_positive):
+    inputs = prepare_inputs(query_embeddings, candidate_embeddings, temperature, log_q, **options)
+    return _dense_logits(inputs), inputs.positive_index
+
+
+def _dense_logits(inputs: LossInputs) -> tf.Tensor:
+    """The [batch_size, num_candidates] corrected, masked logits of checked inputs."""
+    positive_index, log_q = inputs.positive_index, inputs.log_q
+    num_candidates = tf.shape(inputs.candidates)[0]
+    needs_mask = inputs.candidate_ids is not None or inputs.candidate_mask is not None
+    if needs_mask or (log_q is not None and not inputs.correct_positive):
         is_positive = tf.one_hot(positive_index, num_candidates, on_value=True, off_value=False, dtype=tf.bool)
 
-    logits = tf.matmul(query, candidates, transpose_b=True) / temperature
+    logits = tf.matmul(inputs.query, inputs.candidates, transpose_b=True) / inputs.temperature
     if log_q is not None:
         correction = log_q if log_q.shape.rank == 2 else log_q[None, :]
-        if not correct_positive:
+        if not inputs.correct_positive:
             correction = tf.broadcast_to(correction, tf.shape(logits))
             correction = tf.where(is_positive, tf.zeros_like(correction), correction)
         logits = logits - correction
 
     if needs_mask:  # (no mask: skip the [B, N] select altogether, the common in-batch case)
-        keep = candidate_mask
-        if remove_accidental_hits:
-            positive_ids = tf.gather(candidate_ids, positive_index)
-            other_id = tf.not_equal(positive_ids[:, None], candidate_ids[None, :])
+        keep = inputs.candidate_mask
+        if inputs.candidate_ids is not None:
+            positive_ids = tf.gather(inputs.candidate_ids, positive_index)
+            other_id = tf.not_equal(positive_ids[:, None], inputs.candidate_ids[None, :])
             keep = other_id if keep is None else tf.logical_and(keep, other_id)
         keep = tf.logical_or(keep, is_positive)  # the positive always stays
         logits = tf.where(keep, logits, tf.fill(tf.shape(logits), tf.constant(MASKED_LOGIT, logits.dtype)))
-    return logits, positive_index
-
-
-def corrected_softmax_loss(
-    query_embeddings: tf.Tensor,
-    candidate_embeddings: tf.Tensor,
-    temperature: float = 1.0,
-    log_q: tf.Tensor | None = None,
-    rewards: tf.Tensor | None = None,
-    positive_index: tf.Tensor | None = None,
-    candidate_ids: tf.Tensor | None = None,
-    remove_accidental_hits: bool = False,
-    candidate_mask: tf.Tensor | None = None,
-    correct_positive: bool = True,
-    reduce: bool = True,
-) -> tf.Tensor:
-    """Reward-weighted corrected softmax loss, averaged over the batch (Eq. 4 of the paper).
-
-    Args: as :func:`corrected_softmax_logits`, plus
-      rewards: [batch_size] r_i >= 0 (default all 1); an all-zero batch gives a loss of 0.
-      reduce: return the batch mean (default) or the per-example ``r_i * loss_i`` [batch_size].
-    Returns:
-      A scalar (or [batch_size]) float32 loss.
-    Raises:
-      ValueError: mismatched shapes, an empty batch, temperature <= 0, NaN or negative rewards,
-        a non-finite log_q, a positive_index out of [0, num_candidates), fewer candidates than
-        queries without positive_index (see :func:`prepare_inputs`; inside a graph the value checks
-        raise tf.errors.InvalidArgumentError with the same message).
-    """
-    logits, positive_index = corrected_softmax_logits(
-        query_embeddings,
-        candidate_embeddings,
-        temperature=temperature,
-        log_q=log_q,
-        positive_index=positive_index,
-        candidate_ids=candidate_ids,
-        remove_accidental_hits=remove_accidental_hits,
-        candidate_mask=candidate_mask,
-        correct_positive=correct_positive,
-    )
-    # One-hot labels with the dense fused kernel: measured faster on CPU than the sparse kernel.
-    labels = tf.one_hot(positive_index, tf.shape(logits)[1], dtype=logits.dtype)
-    per_example = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    return reward_weighted(per_example, rewards, reduce)
+    return logits
 
 
 # "auto": the blockwise loss from this many candidates per query on (measured crossover, docs/performance.md).
@@ -151,53 +94,74 @@ def softmax_loss(
     temperature: float = 1.0,
     log_q: tf.Tensor | None = None,
     rewards: tf.Tensor | None = None,
-    positive_index: tf.Tensor | None = None,
-    candidate_ids: tf.Tensor | None = None,
-    remove_accidental_hits: bool = False,
-    candidate_mask: tf.Tensor | None = None,
-    correct_positive: bool = True,
+    *,
     reduce: bool = True,
     implementation: str = "auto",
     block_size: int | None = None,
+    **options,
 ) -> tf.Tensor:
-    """The corrected softmax loss, dense or blockwise: one entry point for every caller.
+    """Reward-weighted corrected softmax loss (Eq. 4 of the paper), dense or blockwise.
 
     Both implementations give the same value and gradients; they differ in memory and speed.
-    ``"dense"`` (:func:`corrected_softmax_loss`) builds the [batch_size, num_candidates] logits;
-    ``"blockwise"`` (:func:`yt_bias.core.blockwise_softmax.blockwise_softmax_loss`) walks over blocks of
-    ``block_size`` candidates, memory linear in the batch. ``"auto"`` takes the blockwise loss when
-    there are at least ``BLOCKWISE_FROM_CANDIDATES`` candidates (or their number is unknown when
-    the graph is traced), the dense loss below.
+    ``"dense"`` builds the [batch_size, num_candidates] logits (:func:`corrected_softmax_logits`);
+    ``"blockwise"`` (:mod:`yt_bias.core.blockwise_softmax`) walks over blocks of ``block_size``
+    candidates, memory linear in the batch. ``"auto"`` takes the blockwise loss when there are at
+    least ``BLOCKWISE_FROM_CANDIDATES`` candidates (or their number is unknown when the graph is
+    traced), the dense loss below.
 
-    Args: as :func:`corrected_softmax_loss`, plus
+    Args:
+      query_embeddings, candidate_embeddings, temperature, log_q: as
+        :func:`~yt_bias.core.loss_inputs.prepare_inputs`.
+      rewards: [batch_size] r_i >= 0 (default all 1); an all-zero batch gives a loss of 0.
+      reduce: return the batch mean (default) or the per-example ``r_i * loss_i`` [batch_size].
       implementation: "auto", "dense" or "blockwise".
-      block_size: candidates per block of the blockwise loss (None: its default).
+      block_size: candidates per block of the blockwise loss (None: its default); memory is about
+        batch_size * block_size floats per live tensor.
+      **options: ``positive_index``, ``candidate_ids``, ``remove_accidental_hits``,
+        ``candidate_mask``, ``correct_positive``, as :func:`~yt_bias.core.loss_inputs.prepare_inputs`.
     Returns:
       A scalar (or [batch_size] with ``reduce=False``) float32 loss.
     Raises:
-      ValueError: an unknown implementation, block_size < 1, or any error of the chosen loss.
+      ValueError: an unknown implementation, block_size < 1, mismatched shapes, an empty batch,
+        temperature <= 0, NaN or negative rewards, a non-finite log_q, a positive_index out of
+        [0, num_candidates), fewer candidates than queries without positive_index (inside a graph
+        the value checks raise tf.errors.InvalidArgumentError with the same message).
+      TypeError: an option that is not one of the above.
+
+    Example:
+    >>> import numpy as np
+    >>> from yt_bias.core.losses import log_probability, softmax_loss
+    >>> u = v = np.eye(3, dtype="float32")
+    >>> round(float(softmax_loss(u, v, temperature=1.0, log_q=log_probability([0.5, 0.5, 0.5]))), 4)
+    0.5514
     """
     if implementation not in LOSS_IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {LOSS_IMPLEMENTATIONS}; received {implementation!r}.")
+    block_size = DEFAULT_BLOCK_SIZE if block_size is None else block_size
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be an integer >= 1; received {block_size!r}.")
     if implementation == "auto":
         num = tf.convert_to_tensor(candidate_embeddings).shape[0]
         implementation = "dense" if num is not None and num < BLOCKWISE_FROM_CANDIDATES else "blockwise"
-    kwargs = dict(
-        temperature=temperature,
-        log_q=log_q,
-        rewards=rewards,
-        positive_index=positive_index,
-        candidate_ids=candidate_ids,
-        remove_accidental_hits=remove_accidental_hits,
-        candidate_mask=candidate_mask,
-        correct_positive=correct_positive,
-        reduce=reduce,
-    )
-    if implementation == "dense":
-        return corrected_softmax_loss(query_embeddings, candidate_embeddings, **kwargs)
-    block_size = DEFAULT_BLOCK_SIZE if block_size is None else block_size
-    return blockwise_softmax_loss(query_embeddings, candidate_embeddings, block_size=block_size, **kwargs)
+    inputs = prepare_inputs(query_embeddings, candidate_embeddings, temperature, log_q, **options)
+    if implementation == "blockwise":
+        per_example = blockwise_per_example_loss(inputs, block_size)
+    else:
+        logits = _dense_logits(inputs)
+        # One-hot labels with the dense fused kernel: measured faster on CPU than the sparse kernel.
+        labels = tf.one_hot(inputs.positive_index, tf.shape(logits)[1], dtype=logits.dtype)
+        per_example = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return reward_weighted(per_example, rewards, reduce)
 
+
+def corrected_softmax_loss(query_embeddings: tf.Tensor, candidate_embeddings: tf.Tensor, *args, **kwargs) -> tf.Tensor:
+    """The dense loss: :func:`softmax_loss` with ``implementation="dense"`` (same arguments)."""
+    return softmax_loss(query_embeddings, candidate_embeddings, *args, implementation="dense", **kwargs)
+
+
+def blockwise_softmax_loss(query_embeddings: tf.Tensor, candidate_embeddings: tf.Tensor, *args, **kwargs) -> tf.Tensor:
+    """The memory-linear loss: :func:`softmax_loss` with ``implementation="blockwise"`` (same arguments)."""
+    return softmax_loss(query_embeddings, candidate_embeddings, *args, implementation="blockwise", **kwargs)
 
 # --- Khrylchenko et al. 2025, "Correcting the LogQ Correction" (arXiv 2507.09331) ---
 
@@ -208,6 +172,7 @@ def corrected_logq_loss(
     temperature: float = 1.0,
     log_q: tf.Tensor | None = None,
     rewards: tf.Tensor | None = None,
+    *,
     positive_index: tf.Tensor | None = None,
     candidate_ids: tf.Tensor | None = None,
     candidate_mask: tf.Tensor | None = None,
@@ -224,7 +189,7 @@ def corrected_logq_loss(
     probability of misclassifying that example. q is on the scale of ``log_q`` (our estimator's
     per-step inclusion probability p_j), as in :func:`corrected_softmax_loss`.
 
-    Args: as :func:`corrected_softmax_loss` (``remove_accidental_hits`` is implied by ``candidate_ids``).
+    Args: as :func:`softmax_loss` (``remove_accidental_hits`` is implied by ``candidate_ids``).
     Returns:
       A scalar (or [batch_size] with ``reduce=False``) float32 loss.
     """
@@ -244,8 +209,8 @@ def corrected_logq_loss(
     logits, positive_index = corrected_softmax_logits(
         query,
         candidate_embeddings,
-        temperature=temperature,
-        log_q=log_q,
+        temperature,
+        log_q,
         positive_index=positive_index,
         candidate_ids=candidate_ids,
         remove_accidental_hits=candidate_ids is not None,
