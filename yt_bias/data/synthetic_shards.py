@@ -33,8 +33,9 @@ import os
 import numpy as np
 
 from yt_bias.config import SyntheticConfig
+from yt_bias.data.convert import DataFolderReport
 from yt_bias.data.dataset import ITEM_INDEX, REWARD
-from yt_bias.data.manifest import DataFolderWriter, split_files
+from yt_bias.data.manifest import DataFolderWriter
 from yt_bias.data.ranges import dense_ranges, merge_ranges
 from yt_bias.data.shards import TEST_DIR, ShardWriter, write_items
 from yt_bias.data.synthetic import synthetic_features
@@ -45,28 +46,18 @@ MAX_ITEMS = 50_000_000
 
 
 @dataclasses.dataclass
-class GenerationReport:
-    """What a generation run wrote.
+class GenerationReport(DataFolderReport):
+    """What a generation run wrote: the :class:`~yt_bias.data.convert.DataFolderReport` fields and how it drew them.
 
     Attributes:
-      num_items: rows of the items table.
-      num_train, num_test: interactions written to the training and test shards.
       num_users: users drawn.
       chunks: chunks drawn.
       max_chunk_rows: the most interaction rows held in memory at once (one chunk).
-      train_files, test_files: the shard paths.
-      manifest: the data folder's manifest.
     """
 
-    num_items: int
-    num_train: int
-    num_test: int
     num_users: int
     chunks: int
     max_chunk_rows: int
-    train_files: list[str]
-    test_files: list[str]
-    manifest: dict
 
 
 def _corpus(config: SyntheticConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -241,12 +232,7 @@ def generate_shards(
             settings,
             report.pop("dense_ranges"),
         )
-    return GenerationReport(
-        **report,
-        train_files=split_files(out, manifest, "train"),
-        test_files=split_files(out, manifest, "test"),
-        manifest=manifest,
-    )
+    return GenerationReport.of_folder(out, manifest, **report)
 
 
 def _synthetic_config(settings: dict) -> SyntheticConfig:
@@ -259,7 +245,7 @@ def _synthetic_config(settings: dict) -> SyntheticConfig:
 
 
 def _generate(out: str, settings: dict) -> dict:
-    """Writes the items table and the shards into ``out``; returns the counts and each shard's rows."""
+    """Writes the items table and the shards into ``out``; returns the draw's counts and each shard's rows."""
     num_interactions, rows_per_shard, chunk_rows = settings["num_interactions"], settings["rows_per_shard"], settings["chunk_rows"]
     category_share, seed, embedding_dim = settings["category_share"], settings["seed"], settings["embedding_dim"]
     config = _synthetic_config(settings)
@@ -285,9 +271,6 @@ def _generate(out: str, settings: dict) -> dict:
             users += users_per_chunk
             chunks += 1
     return {
-        "num_items": config.num_items,
-        "num_train": train.rows_written,
-        "num_test": test.rows_written,
         "num_users": users,
         "chunks": chunks,
         "max_chunk_rows": max_rows,
