@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 
-import nbformat
 import numpy as np
-from nbclient import NotebookClient
 
-NOTEBOOK = os.path.join(os.path.dirname(__file__), os.pardir, "notebooks", "04_tfrs_drop_in.ipynb")
+from notebook_run import cell_texts, run_notebook
 
 
 def _write_ml100k(root: str, num_users: int = 30, num_items: int = 40, per_user: int = 20) -> str:
@@ -33,16 +31,9 @@ def _write_ml100k(root: str, num_users: int = 30, num_items: int = 40, per_user:
 
 
 def test_notebook_compares_plain_and_corrected_on_ml100k_files(tmp_path):
-    nb = nbformat.read(NOTEBOOK, as_version=4)
     data_dir = _write_ml100k(str(tmp_path))
-    assert "DATA_DIR" in nb.cells[1].source
-    nb.cells[1].source = f"DATA_DIR = {data_dir!r}\nSEEDS = (0, 1)\nEPOCHS = 2\nBATCH_SIZE = 32\nKS = (5, 10)"
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = {
-        i: "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for o in c.get("outputs", []))
-        for i, c in enumerate(nb.cells)
-        if c.cell_type == "code"
-    }
+    parameters = f"DATA_DIR = {data_dir!r}\nSEEDS = (0, 1)\nEPOCHS = 2\nBATCH_SIZE = 32\nKS = (5, 10)"
+    outputs = cell_texts(run_notebook("04_tfrs_drop_in.ipynb", parameters, tmp_path, names=("DATA_DIR",)))
     assert "movielens:ml-100k: 480 training ratings" in outputs[2]
     assert outputs[6].count("seed 0") == 3 and outputs[6].count("seed 1") == 3
     tables = outputs[7]

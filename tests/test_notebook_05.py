@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
-import nbformat
-from nbclient import NotebookClient
+from notebook_run import cell_texts, run_notebook
 from test_notebook_04 import _write_ml100k
-
-NOTEBOOK = os.path.join(os.path.dirname(__file__), os.pardir, "notebooks", "05_keras3_jax.ipynb")
 
 
 def test_notebook_compares_plain_corrected_and_the_tfrs_row_on_jax(tmp_path):
-    nb = nbformat.read(NOTEBOOK, as_version=4)
     data_dir = _write_ml100k(str(tmp_path))
-    assert "DATA_DIR" in nb.cells[1].source and "KERAS_BACKEND" in nb.cells[1].source
-    nb.cells[1].source = (f"import os\nos.environ['KERAS_BACKEND'] = 'jax'\nDATA_DIR = {data_dir!r}\n"
-                          "SEEDS = (0,)\nEPOCHS = 1\nBATCH_SIZE = 32\nKS = (5, 10)")
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = {
-        i: "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for o in c.get("outputs", []))
-        for i, c in enumerate(nb.cells)
-        if c.cell_type == "code"
-    }
+    parameters = (f"import os\nos.environ['KERAS_BACKEND'] = 'jax'\nDATA_DIR = {data_dir!r}\n"
+                  "SEEDS = (0,)\nEPOCHS = 1\nBATCH_SIZE = 32\nKS = (5, 10)")
+    outputs = cell_texts(run_notebook("05_keras3_jax.ipynb", parameters, tmp_path, names=("DATA_DIR", "KERAS_BACKEND")))
     assert "backend jax" in outputs[2]
     assert "movielens:ml-100k: 480 training ratings" in outputs[2]
     assert outputs[4].count("seed 0") == 2
