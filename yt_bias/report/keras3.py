@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 from yt_bias.report.base import (
-    SectionResult, Settings, fmt, fmt_pm, not_in_report, provenance, put_stats, read_report, seeds_note, skipped,
+    SectionResult, Settings, fmt, fmt_pm, provenance, put_stats, read_report, seeds_note, skipped,
     write_table,
 )
 
@@ -149,8 +149,6 @@ def _bench_table(rows: list[dict]) -> str:
 
 
 def readme_blocks(entry: dict) -> dict[str, str]:
-    if (missing := not_in_report(NAME, entry)) is not None:
-        return missing
     n = entry["numbers"]
     parts = []
     if n.get("ks"):

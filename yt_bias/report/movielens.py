@@ -12,7 +12,7 @@ import dataclasses
 
 from yt_bias.data.loading import detect_source, load_dataset
 from yt_bias.experiments.table1 import TFRS_METHOD, VARIANTS, format_table1, movielens_config, run_table1
-from yt_bias.report.base import SectionResult, Settings, not_in_report, provenance, save_png, seeds_note, skipped, write_table
+from yt_bias.report.base import SectionResult, Settings, provenance, save_png, seeds_note, skipped, write_table
 from yt_bias.report.main import band_figure, band_rows, method_rows, settings_line, table1_numbers
 
 NAME = "movielens"
@@ -50,8 +50,6 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
 
 
 def readme_blocks(entry: dict) -> dict[str, str]:
-    if (missing := not_in_report(NAME, entry)) is not None:
-        return missing
     n = entry["numbers"]
     ks = n["ks"]
     methods = [("most-popular", "most-popular"), ("plain-sfx", "plain-sfx"), ("correct-sfx", "correct-sfx (streaming)"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 
-from yt_bias.report.base import FIGURES, provenance
+from yt_bias.report.base import FIGURES, not_in_report, provenance
 from yt_bias.report.registry import SECTIONS, section_module
 
 BLOCK = re.compile(r"<!-- report:(?P<id>[\w/-]+) -->\n(?P<body>.*?)\n?<!-- /report:(?P=id) -->", re.DOTALL)
@@ -28,10 +28,8 @@ def blocks(report: dict) -> dict[str, str]:
     for name, entry in report.get("sections", {}).items():
         if name not in SECTIONS:
             continue
-        if entry.get("status") == "ok" or name in ("movielens", "tfrs_drop_in"):
-            out.update(section_module(name).readme_blocks(entry))
-        else:
-            out[name] = f"(not in this report: {entry.get('status')}: {entry.get('reason', '')})"
+        missing = not_in_report(name, entry)
+        out.update(section_module(name).readme_blocks(entry) if missing is None else missing)
     run = report.get("full_run")
     if run:
         m = run["machine"]

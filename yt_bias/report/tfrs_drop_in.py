@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from yt_bias._keras import keras
 from yt_bias.experiments import tfrs_drop_in
-from yt_bias.report.base import SectionResult, Settings, fmt_pm, not_in_report, provenance, put_stats, seeds_note, skipped, write_table
+from yt_bias.report.base import SectionResult, Settings, fmt_pm, provenance, put_stats, seeds_note, skipped, write_table
 
 NAME = "tfrs_drop_in"
 TITLE = "The drop-in for TFRS users"
@@ -81,8 +81,6 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
 
 
 def readme_blocks(entry: dict) -> dict[str, str]:
-    if (missing := not_in_report(NAME, entry)) is not None:
-        return missing
     n = entry["numbers"]
     ks = n["ks"]
     lines = ["| task | " + " | ".join(f"R@{k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
