@@ -140,3 +140,14 @@ def test_dispatcher_rejects_unknown_implementation_and_picks_by_size():
     for implementation in ("dense", "blockwise", "auto"):
         value = softmax_loss(U, V, 0.2, log_q=LOG_Q, implementation=implementation, block_size=3)
         np.testing.assert_allclose(value.numpy(), corrected_softmax_loss(U, V, 0.2, log_q=LOG_Q).numpy(), rtol=1e-5)
+
+
+def test_the_blockwise_loss_is_importable_from_its_module_and_rejects_positional_options():
+    from yt_bias.core import blockwise_softmax, losses
+
+    assert blockwise_softmax.blockwise_softmax_loss is losses.blockwise_softmax_loss
+    u, v = RNG.normal(size=(3, D)).astype("float32"), RNG.normal(size=(5, D)).astype("float32")
+    with pytest.raises(TypeError):  # options after rewards are keyword-only: a shifted positional call fails loudly
+        blockwise_softmax.blockwise_softmax_loss(u, v, 0.2, None, None, [0, 1, 2])
+    with pytest.raises(TypeError, match="block_sise"):
+        losses.softmax_loss(u, v, block_sise=4)

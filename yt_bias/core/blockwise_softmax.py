@@ -21,9 +21,14 @@ and a [batch_size, num_candidates] ``log_q`` are sliced per block. The loops are
 from __future__ import annotations
 
 from yt_bias._keras import tf
+from yt_bias._lazy import lazy_attributes
 from yt_bias.core.loss_inputs import MASKED_LOGIT, LossInputs
 
 DEFAULT_BLOCK_SIZE = 256
+
+# The public loss is yt_bias.core.losses.blockwise_softmax_loss (softmax_loss pinned to blocks); it
+# is importable from here too, where earlier versions defined it.
+__getattr__, __dir__ = lazy_attributes(__name__, {"blockwise_softmax_loss": "yt_bias.core.losses"}, globals())
 
 
 class _Blocks:
