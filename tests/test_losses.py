@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from yt_bias._keras import tf
-from yt_bias.core.losses import blockwise_softmax_loss, corrected_softmax_logits, corrected_softmax_loss, log_probability
+from yt_bias.core.blockwise_softmax import blockwise_softmax_loss
+from yt_bias.core.losses import corrected_softmax_logits, corrected_softmax_loss, log_probability
 
 U = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
 V = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], np.float32)

@@ -21,14 +21,9 @@ and a [batch_size, num_candidates] ``log_q`` are sliced per block. The loops are
 from __future__ import annotations
 
 from yt_bias._keras import tf
-from yt_bias._lazy import lazy_attributes
-from yt_bias.core.loss_inputs import MASKED_LOGIT, LossInputs
+from yt_bias.core.loss_inputs import MASKED_LOGIT, LossInputs, prepare_inputs, reward_weighted
 
 DEFAULT_BLOCK_SIZE = 256
-
-# The public loss is yt_bias.core.losses.blockwise_softmax_loss (softmax_loss pinned to blocks); it
-# is importable from here too, where earlier versions defined it.
-__getattr__, __dir__ = lazy_attributes(__name__, {"blockwise_softmax_loss": "yt_bias.core.losses"}, globals())
 
 
 class _Blocks:
@@ -165,14 +160,37 @@ def _logsumexp(blocks: _Blocks, query: tf.Tensor, candidates: tf.Tensor, log_q: 
     return lse(*inputs)
 
 
-def blockwise_per_example_loss(inputs: LossInputs, block_size: int) -> tf.Tensor:
-    """``lse_i - s_c(i, pos_i)`` [batch_size] over candidate blocks; the public entry point is
-    :func:`yt_bias.core.losses.softmax_loss` (``implementation="blockwise"``).
+def blockwise_softmax_loss(
+    query_embeddings: tf.Tensor,
+    candidate_embeddings: tf.Tensor,
+    temperature: float = 1.0,
+    log_q: tf.Tensor | None = None,
+    rewards: tf.Tensor | None = None,
+    *,
+    reduce: bool = True,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    **options,
+) -> tf.Tensor:
+    """Reward-weighted corrected softmax loss (Eq. 4 of the paper) over candidate blocks.
 
-    Value and gradients equal the dense loss's (to float32 rounding); only memory and speed differ
-    (see the module docstring). The gradient of log_q is exact for an [num_candidates] log_q and
-    None for a [batch_size, num_candidates] one.
+    :func:`yt_bias.core.losses.softmax_loss` with ``implementation="blockwise"``: value and
+    gradients equal the dense loss's (to float32 rounding); only memory and speed differ (see the
+    module docstring). The gradient of log_q is exact for an [num_candidates] log_q and None for a
+    [batch_size, num_candidates] one.
+
+    Args: as :func:`yt_bias.core.losses.softmax_loss`, with
+      block_size: candidates per block (memory ~ batch_size * block_size floats per live tensor).
+    Raises:
+      ValueError: as :func:`yt_bias.core.losses.softmax_loss`, and block_size < 1.
     """
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be an integer >= 1; received {block_size!r}.")
+    inputs = prepare_inputs(query_embeddings, candidate_embeddings, temperature, log_q, **options)
+    return reward_weighted(blockwise_per_example_loss(inputs, block_size), rewards, reduce)
+
+
+def blockwise_per_example_loss(inputs: LossInputs, block_size: int) -> tf.Tensor:
+    """``lse_i - s_c(i, pos_i)`` [batch_size] of checked inputs, over candidate blocks."""
     query, candidates, log_q, positive_index = inputs.query, inputs.candidates, inputs.log_q, inputs.positive_index
     blocks = _Blocks(inputs, block_size)
     log_normaliser = _logsumexp(blocks, query, candidates, log_q if log_q is None or log_q.shape.rank == 1 else None)

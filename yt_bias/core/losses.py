@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from yt_bias._keras import tf
 from yt_bias.config import LOSS_IMPLEMENTATIONS
-from yt_bias.core.blockwise_softmax import DEFAULT_BLOCK_SIZE, blockwise_per_example_loss
+from yt_bias.core.blockwise_softmax import DEFAULT_BLOCK_SIZE, blockwise_softmax_loss
 from yt_bias.core.loss_inputs import MASKED_LOGIT, LossInputs, checked_positive_index, prepare_inputs, reward_weighted
 from yt_bias.estimands import MIN_PROBABILITY
 
@@ -104,7 +104,7 @@ def softmax_loss(
 
     Both implementations give the same value and gradients; they differ in memory and speed.
     ``"dense"`` builds the [batch_size, num_candidates] logits (:func:`corrected_softmax_logits`);
-    ``"blockwise"`` (:mod:`yt_bias.core.blockwise_softmax`) walks over blocks of ``block_size``
+    ``"blockwise"`` (:func:`~yt_bias.core.blockwise_softmax.blockwise_softmax_loss`) walks over blocks of ``block_size``
     candidates, memory linear in the batch. ``"auto"`` takes the blockwise loss when there are at
     least ``BLOCKWISE_FROM_CANDIDATES`` candidates (or their number is unknown when the graph is
     traced), the dense loss below.
@@ -137,31 +137,24 @@ def softmax_loss(
     """
     if implementation not in LOSS_IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {LOSS_IMPLEMENTATIONS}; received {implementation!r}.")
-    block_size = DEFAULT_BLOCK_SIZE if block_size is None else block_size
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be an integer >= 1; received {block_size!r}.")
     if implementation == "auto":
         num = tf.convert_to_tensor(candidate_embeddings).shape[0]
         implementation = "dense" if num is not None and num < BLOCKWISE_FROM_CANDIDATES else "blockwise"
-    inputs = prepare_inputs(query_embeddings, candidate_embeddings, temperature, log_q, **options)
     if implementation == "blockwise":
-        per_example = blockwise_per_example_loss(inputs, block_size)
-    else:
-        logits = _dense_logits(inputs)
-        # One-hot labels with the dense fused kernel: measured faster on CPU than the sparse kernel.
-        labels = tf.one_hot(inputs.positive_index, tf.shape(logits)[1], dtype=logits.dtype)
-        per_example = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        block_size = DEFAULT_BLOCK_SIZE if block_size is None else block_size
+        return blockwise_softmax_loss(
+            query_embeddings, candidate_embeddings, temperature, log_q, rewards, reduce=reduce, block_size=block_size, **options
+        )
+    logits, positive_index = corrected_softmax_logits(query_embeddings, candidate_embeddings, temperature, log_q, **options)
+    # One-hot labels with the dense fused kernel: measured faster on CPU than the sparse kernel.
+    labels = tf.one_hot(positive_index, tf.shape(logits)[1], dtype=logits.dtype)
+    per_example = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     return reward_weighted(per_example, rewards, reduce)
 
 
 def corrected_softmax_loss(query_embeddings: tf.Tensor, candidate_embeddings: tf.Tensor, *args, **kwargs) -> tf.Tensor:
     """The dense loss: :func:`softmax_loss` with ``implementation="dense"`` (same arguments)."""
     return softmax_loss(query_embeddings, candidate_embeddings, *args, implementation="dense", **kwargs)
-
-
-def blockwise_softmax_loss(query_embeddings: tf.Tensor, candidate_embeddings: tf.Tensor, *args, **kwargs) -> tf.Tensor:
-    """The memory-linear loss: :func:`softmax_loss` with ``implementation="blockwise"`` (same arguments)."""
-    return softmax_loss(query_embeddings, candidate_embeddings, *args, implementation="blockwise", **kwargs)
 
 # --- Khrylchenko et al. 2025, "Correcting the LogQ Correction" (arXiv 2507.09331) ---
 
