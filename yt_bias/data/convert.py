@@ -7,8 +7,6 @@ feature config beside them, and a manifest (:mod:`yt_bias.data.manifest`: the fo
 in a temporary folder and renamed into place when complete). ``yt-bias train --data-files 'out/*.tfrecord'`` and the
 parameter-server cluster (``--data-files``) then read it from disk. The data set itself is
 loaded in memory once, by its loader; converting makes the training and every later run stream.
-:class:`DataFolderReport` is what a writer of a data folder (this one or the synthetic generator of
-:mod:`yt_bias.data.synthetic_shards`) returns, read off the folder's manifest.
 """
 
 from __future__ import annotations
@@ -16,48 +14,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from yt_bias.data.dataset import RecDataset
-from yt_bias.data.manifest import DataFolderWriter, check_output_folder, split_files
+from yt_bias.data.manifest import DataFolderReport, DataFolderWriter, check_output_folder
 from yt_bias.data.ranges import dense_ranges
 from yt_bias.data.shards import ROWS_PER_RECORD, TEST_DIR, ShardWriter, write_items, write_rows
-
-_Report = TypeVar("_Report", bound="DataFolderReport")
-
-
-@dataclasses.dataclass
-class DataFolderReport:
-    """What a writer put into a data folder, as the folder's manifest records it.
-
-    Attributes:
-      num_items: rows of the items table.
-      num_train, num_test: rows written to the training and test shards.
-      train_files, test_files: the shard paths.
-      manifest: the data folder's manifest.
-    """
-
-    num_items: int
-    num_train: int
-    num_test: int
-    train_files: list[str]
-    test_files: list[str]
-    manifest: dict
-
-    @classmethod
-    def of_folder(cls: type[_Report], out: str, manifest: dict, **fields: Any) -> _Report:
-        """The report of the data folder ``out`` written with ``manifest``; ``fields`` are a subclass's own."""
-        splits = manifest["splits"]
-        return cls(
-            num_items=manifest["items"]["rows"],
-            num_train=splits["train"]["rows"],
-            num_test=splits.get("test", {}).get("rows", 0),
-            train_files=split_files(out, manifest, "train"),
-            test_files=split_files(out, manifest, "test"),
-            manifest=manifest,
-            **fields,
-        )
-
 
 @dataclasses.dataclass
 class ConversionReport(DataFolderReport):

@@ -35,6 +35,7 @@ one training epoch (``docs/scale.md``). ``hashes=False`` checks sizes only (0.06
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -43,7 +44,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -318,3 +319,39 @@ def check_data_folder(directory: str, files: Iterable[str], num_items: int, hash
         "splits": {split: int(section.get("rows", 0)) for split, section in manifest.get("splits", {}).items()},
         "dense_ranges": manifest.get("dense_ranges") or None,
     }
+
+
+_Report = TypeVar("_Report", bound="DataFolderReport")
+
+
+@dataclasses.dataclass
+class DataFolderReport:
+    """What a writer put into a data folder, as the folder's manifest records it.
+
+    Attributes:
+      num_items: rows of the items table.
+      num_train, num_test: rows written to the training and test shards.
+      train_files, test_files: the shard paths.
+      manifest: the data folder's manifest.
+    """
+
+    num_items: int
+    num_train: int
+    num_test: int
+    train_files: list[str]
+    test_files: list[str]
+    manifest: dict
+
+    @classmethod
+    def of_folder(cls: type[_Report], out: str, manifest: dict, **fields: Any) -> _Report:
+        """The report of the data folder ``out`` written with ``manifest``; ``fields`` are a subclass's own."""
+        splits = manifest["splits"]
+        return cls(
+            num_items=manifest["items"]["rows"],
+            num_train=splits["train"]["rows"],
+            num_test=splits.get("test", {}).get("rows", 0),
+            train_files=split_files(out, manifest, "train"),
+            test_files=split_files(out, manifest, "test"),
+            manifest=manifest,
+            **fields,
+        )

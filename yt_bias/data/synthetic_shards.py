@@ -33,9 +33,8 @@ import os
 import numpy as np
 
 from yt_bias.config import SyntheticConfig
-from yt_bias.data.convert import DataFolderReport
 from yt_bias.data.dataset import ITEM_INDEX, REWARD
-from yt_bias.data.manifest import DataFolderWriter
+from yt_bias.data.manifest import DataFolderReport, DataFolderWriter
 from yt_bias.data.ranges import dense_ranges, merge_ranges
 from yt_bias.data.shards import TEST_DIR, ShardWriter, write_items
 from yt_bias.data.synthetic import synthetic_features
@@ -47,7 +46,7 @@ MAX_ITEMS = 50_000_000
 
 @dataclasses.dataclass
 class GenerationReport(DataFolderReport):
-    """What a generation run wrote: the :class:`~yt_bias.data.convert.DataFolderReport` fields and how it drew them.
+    """What a generation run wrote: the :class:`~yt_bias.data.manifest.DataFolderReport` fields and how it drew them.
 
     Attributes:
       num_users: users drawn.
