@@ -131,3 +131,54 @@ def test_the_command_refuses_unknown_rows_and_bad_sizes(shards, capsys):
     assert "unknown rows ['H99m1']" in capsys.readouterr().err
     assert main(["experiment", "scale", "--data", shards, "--epochs", "0"]) == 2
     assert "epochs must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_a_summary_of_earlier_seeds_pools_exactly_with_new_row_files(shards, tmp_path):
+    """Seeds whose row files are gone stand in a summary of the report that rendered them; pooled
+    with new row files, every mean, sd and count equals the table rendered from all the row files."""
+    import dataclasses
+    import shutil
+
+    from yt_bias.report.base import Settings
+    from yt_bias.report.scale_study import run as run_section
+    from yt_bias.report.scale_study import summary_of
+
+    settings = StudySettings(data=shards, train_rows=3000, epochs=1, batch_size=256, eval_queries=150, ks=(10, 50))
+    every = tmp_path / "every"
+    for seed in (0, 1, 2):
+        out = str(every / "study" / f"seed{seed}")
+        run_row("H12m16", dataclasses.replace(settings, seed=seed), out, command=f"seed {seed}", log=lambda line: None)
+
+    def render(folder):
+        report = tmp_path / f"report_{folder.name}"
+        report.mkdir(exist_ok=True)
+        return run_section(Settings(scale_results=str(folder)), str(report))
+
+    reference = render(every)
+    earlier = tmp_path / "earlier"
+    for seed in (0, 1):
+        shutil.copytree(every / "study" / f"seed{seed}", earlier / "study" / f"seed{seed}")
+    entry = render(earlier)
+    later = tmp_path / "later"
+    shutil.copytree(every / "study" / "seed2", later / "study" / "seed2")
+    summary = summary_of({"numbers": entry.numbers, "config": entry.config}, note="seeds 0 and 1")
+    (later / "study" / "summary_seeds_0_1.json").write_text(json.dumps(summary))
+    pooled = render(later)
+    n, ref = pooled.numbers, reference.numbers
+    assert n["H12m16/seeds"] == ref["H12m16/seeds"] == [0, 1, 2]
+    for key in ("recall@10", "recall@50", "tv_error", "tv_error_seen", "wall_seconds"):
+        assert n[f"H12m16/{key}/n"] == ref[f"H12m16/{key}/n"] == 3
+        np.testing.assert_allclose([n[f"H12m16/{key}/mean"], n[f"H12m16/{key}/sd"]],
+                                   [ref[f"H12m16/{key}/mean"], ref[f"H12m16/{key}/sd"]], rtol=1e-9, atol=1e-12)
+    assert len({ref[f"H12m16/tv_error/{s}"] for s in ("mean", "sd")}) == 2 and ref["H12m16/tv_error/sd"] > 0
+    assert pooled.config["commands"]["H12m16"] == ["seed 0", "seed 1", "seed 2"]
+    assert n["H12m16/collisions/items_per_bucket"] == ref["H12m16/collisions/items_per_bucket"]
+    # A seed in the summary and in a row file, or a summary trained otherwise, is refused.
+    shutil.copytree(every / "study" / "seed1", later / "study" / "seed1")
+    with pytest.raises(ValueError, match="a seed is in a summary and in a row file"):
+        render(later)
+    shutil.rmtree(later / "study" / "seed1")
+    summary["settings"] = dict(summary["settings"], batch_size=512)
+    (later / "study" / "summary_seeds_0_1.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="batch_size"):
+        render(later)

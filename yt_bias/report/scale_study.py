@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 
 from yt_bias.experiments.scale import POPULAR, ROWS, load_rows
@@ -24,6 +25,8 @@ TITLE = "The estimator at scale: a million items in fewer buckets"
 STUDY_DIR = "study"
 EPOCH_FILE = "phase_epoch.json"
 SHARED = ("data", "train_rows", "epochs", "batch_size", "eval_queries", "ks", "shuffle_buffer", "overrides")
+SUMMARY_FORMAT = "yt_bias.scale_study.summary/1"
+MEASURED = ("tv_error", "tv_error_seen", "examples_per_second", "wall_seconds", "train_seconds", "eval_seconds", "peak_rss_mb")
 
 
 def read_study(folder: str) -> dict[str, list[dict]]:
@@ -37,49 +40,100 @@ def read_study(folder: str) -> dict[str, list[dict]]:
     for seed_dir in sorted(glob.glob(os.path.join(folder, STUDY_DIR, "seed*"))):
         for name, record in load_rows(seed_dir).items():
             rows.setdefault(name, []).append(record)
-    if not rows:
+    if not rows and not read_summaries(folder):
         raise FileNotFoundError(
             f"--scale-results {folder}: no {STUDY_DIR}/seed*/row_*.json; run `yt-bias experiment scale --out {folder}/{STUDY_DIR}/seed0` first."
         )
-    first = next(iter(rows.values()))[0]
-    for name, records in rows.items():
-        for record in records:
-            for key in SHARED:
-                if record["settings"][key] != first["settings"][key]:
-                    raise ValueError(
-                        f"scale study: row {name} (seed {record['settings']['seed']}) has {key}={record['settings'][key]!r}; "
-                        f"row {first['row']} has {first['settings'][key]!r}: the rows were not trained alike."
-                    )
+    labelled = [(f"row {name} (seed {r['settings']['seed']})", r["settings"]) for name, records in rows.items() for r in records]
+    labelled += [(f"summary {s['file']}", s["settings"]) for s in read_summaries(folder)]
+    first_label, first = labelled[0]
+    for label, settings in labelled:
+        for key in SHARED:
+            if settings[key] != first[key]:
+                raise ValueError(
+                    f"scale study: {label} has {key}={settings[key]!r}; {first_label} has {first[key]!r}: "
+                    "the rows were not trained alike."
+                )
     return rows
+
+
+def read_summaries(folder: str) -> list[dict]:
+    """The summaries ``folder/study/summary_*.json`` of seeds whose row files were not kept (see the module docstring).
+
+    Raises:
+      ValueError: a file that is not such a summary.
+    """
+    summaries = []
+    for path in sorted(glob.glob(os.path.join(folder, STUDY_DIR, "summary_*.json"))):
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)
+        if not isinstance(summary, dict) or summary.get("format") != SUMMARY_FORMAT:
+            raise ValueError(f"scale study: {path} is not a summary (expected format {SUMMARY_FORMAT!r}).")
+        summaries.append(dict(summary, file=os.path.basename(path)))
+    return summaries
+
+
+def summary_of(entry: dict, note: str) -> dict:
+    """A summary (the module docstring) of the rows of a rendered ``scale_study`` report entry, for seeds whose files are gone."""
+    n, config = entry["numbers"], entry["config"]
+    keep = {key: value for key, value in n.items() if key.split("/")[0] in n["rows"] or key in ("epoch", "rows", "train_rows", "ks")}
+    return {"format": SUMMARY_FORMAT, "note": note, "settings": config["settings"], "numbers": keep,
+            "commands": config["commands"], "machines": config["machines"]}
+
+
+def _pooled(summaries: list[dict], name: str, key: str, values: list[float]) -> tuple[float, float, int] | None:
+    """Mean, sample sd and count of ``values`` together with the summaries' seeds of row ``name``."""
+    count, total, squares = 0, 0.0, 0.0
+    for summary in summaries:
+        n = summary["numbers"]
+        if f"{name}/{key}/n" in n:
+            k, mean, sd = n[f"{name}/{key}/n"], n[f"{name}/{key}/mean"], n[f"{name}/{key}/sd"]
+            count, total, squares = count + k, total + k * mean, squares + (k - 1) * sd * sd + k * mean * mean
+    for value in values:
+        if value is not None and math.isfinite(float(value)):
+            count, total, squares = count + 1, total + float(value), squares + float(value) ** 2
+    if not count:
+        return None
+    mean = total / count
+    sd = math.sqrt(max(squares - count * mean * mean, 0.0) / (count - 1)) if count > 1 else 0.0
+    return mean, sd, count
 
 
 def run(settings: Settings, out_dir: str) -> SectionResult:
     if not settings.scale_results:
         return skipped("needs --scale-results DIR (DIR/study/seed*/ from yt-bias experiment scale; an hour or more on 2 cores)")
     rows = read_study(settings.scale_results)
-    shared = next(iter(rows.values()))[0]["settings"]
+    summaries = read_summaries(settings.scale_results)
+    shared = next(iter(rows.values()))[0]["settings"] if rows else summaries[0]["settings"]
     numbers: dict = {f"settings/{k}": shared[k] for k in ("train_rows", "epochs", "batch_size", "eval_queries")}
     numbers["ks"] = list(shared["ks"])
-    first = next(iter(rows.values()))[0]
-    numbers["train_rows"] = first["train_rows"]
+    earlier = [s["numbers"] for s in summaries]
+    numbers["train_rows"] = next(iter(rows.values()))[0]["train_rows"] if rows else earlier[0]["train_rows"]
     commands, machines = {}, {}
-    order = [name for name in (*ROWS, POPULAR) if name in rows]
+    names = set(rows) | {name for n in earlier for name in n["rows"]}
+    order = [name for name in (*ROWS, POPULAR) if name in names]
     numbers["rows"] = order
     for name in order:
-        records = sorted(rows[name], key=lambda r: r["settings"]["seed"])
-        numbers[f"{name}/seeds"] = [r["settings"]["seed"] for r in records]
-        for k in numbers["ks"]:
-            put_stats(numbers, f"{name}/recall@{k}", [r[f"recall@{k}"] for r in records])
-        for key in ("tv_error", "tv_error_seen", "examples_per_second", "wall_seconds", "train_seconds", "eval_seconds", "peak_rss_mb"):
-            if key in records[0]:
-                put_stats(numbers, f"{name}/{key}", [r[key] for r in records])
-        if "collisions" in records[0]:
-            for key, value in records[0]["collisions"].items():
+        records = sorted(rows.get(name, []), key=lambda r: r["settings"]["seed"])
+        seeds = [seed for n in earlier for seed in n.get(f"{name}/seeds", [])] + [r["settings"]["seed"] for r in records]
+        if len(set(seeds)) < len(seeds):
+            raise ValueError(f"scale study: row {name} has seeds {sorted(seeds)}: a seed is in a summary and in a row file.")
+        numbers[f"{name}/seeds"] = sorted(seeds)
+        for key in [f"recall@{k}" for k in numbers["ks"]] + list(MEASURED):
+            stats = _pooled(summaries, name, key, [r.get(key) for r in records])
+            if stats is not None:
+                numbers[f"{name}/{key}/mean"], numbers[f"{name}/{key}/sd"], numbers[f"{name}/{key}/n"] = stats
+        collisions = next((r["collisions"] for r in records if "collisions" in r), None)
+        if collisions is not None:
+            for key, value in collisions.items():
                 numbers[f"{name}/collisions/{key}"] = value
+        else:
+            numbers.update({key: value for n in earlier for key, value in n.items() if key.startswith(f"{name}/collisions/")})
         if name in ROWS:
             numbers[f"{name}/hash_size"], numbers[f"{name}/num_hashes"] = ROWS[name][1], ROWS[name][2]
-        commands[name] = [r["command"] for r in records]
-        machines[name] = [dict(r["machine"], load_average_end=r.get("load_average_end"), started=r.get("started")) for r in records]
+        commands[name] = [c for s in summaries for c in s["commands"].get(name, [])] + [r["command"] for r in records]
+        machines[name] = [m for s in summaries for m in s["machines"].get(name, [])] + [
+            dict(r["machine"], load_average_end=r.get("load_average_end"), started=r.get("started")) for r in records]
     hosts = [m for records in machines.values() for m in records]
     numbers["machine"] = {key: sorted({str(m.get(key)) for m in hosts}) for key in ("host", "cpus", "processor", "tensorflow")}
     loads = [m["load_average"][0] for m in hosts if m.get("load_average")]
@@ -96,6 +150,9 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
         if "fit_fixed_seconds" in epoch:  # measured since the one-batch fit mode exists
             numbers["epoch"]["fit_fixed_seconds"] = epoch["fit_fixed_seconds"]
         commands["epoch"] = ["python " + epoch["argv"]]
+    elif any("epoch" in n for n in earlier):
+        numbers["epoch"] = next(n["epoch"] for n in earlier if "epoch" in n)
+        commands["epoch"] = next(s["commands"]["epoch"] for s in summaries if "epoch" in s["commands"])
     table = write_table(out_dir, NAME, _table(numbers, commands))
     figure = save_png(out_dir, NAME, _figure(numbers))
     return SectionResult(
