@@ -182,3 +182,12 @@ def test_a_summary_of_earlier_seeds_pools_exactly_with_new_row_files(shards, tmp
     (later / "study" / "summary_seeds_0_1.json").write_text(json.dumps(summary))
     with pytest.raises(ValueError, match="batch_size"):
         render(later)
+
+
+def test_the_report_command_shows_committed_results_and_hides_machine_paths():
+    from yt_bias.report.base import Settings, command_for
+
+    assert command_for("scale_study", Settings(scale_results="docs/scale_study/"), "docs/report").endswith(
+        "--only scale_study --scale-results docs/scale_study")
+    for elsewhere in ("/work/runs/scale", "../runs/scale"):
+        assert command_for("scale_study", Settings(scale_results=elsewhere)).endswith("--scale-results BENCH_SCALE_DIR")

@@ -28,6 +28,7 @@ from yt_bias.report.base import (
     git_commit,
     machine,
     read_report,
+    shown_scale_results,
     stamp,
     write_report,
 )
@@ -79,7 +80,7 @@ def run_report(
         report["full_run"] = {
             "command": f"yt-bias report --out {out_dir}" + (" --quick" if settings.quick else "")
             + (" --movielens ML100K_DIR" if settings.movielens else "")
-            + (" --scale-results BENCH_SCALE_DIR" if settings.scale_results else ""),
+            + (f" --scale-results {shown_scale_results(settings.scale_results)}" if settings.scale_results else ""),
             "wall_seconds": round(time.perf_counter() - began_all, 1),
             "cpu_seconds": round(cpu_seconds() - cpu_all, 1),
             "commit": git_commit(),

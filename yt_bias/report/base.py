@@ -152,8 +152,15 @@ def command_for(name: str, settings: Settings, out_dir: str = "OUT") -> str:
     if settings.movielens and name in MOVIELENS_SECTIONS:
         parts += ["--movielens", "ML100K_DIR"]
     if settings.scale_results and name in ("scale", "scale_study"):
-        parts += ["--scale-results", "BENCH_SCALE_DIR"]
+        parts += ["--scale-results", shown_scale_results(settings.scale_results)]
     return " ".join(parts)
+
+
+def shown_scale_results(path: str) -> str:
+    """``--scale-results`` as a command shows it: a folder given relative to the checkout (the
+    committed results, ``docs/scale_study``) as it is; any other as ``BENCH_SCALE_DIR``."""
+    relative = not os.path.isabs(path) and not os.path.normpath(path).startswith("..")
+    return os.path.normpath(path) if relative else "BENCH_SCALE_DIR"
 
 
 def read_report(out_dir: str) -> dict[str, Any]:

@@ -160,7 +160,8 @@ def run(settings: Settings, out_dir: str) -> SectionResult:
         tables=[table],
         figures=[figure],
         config={"scale_results": "SCALE_RESULTS_DIR", "settings": shared, "commands": commands, "machines": machines},
-        summary=f"read from the row files of yt-bias experiment scale ({len(order)} rows; each row's command, wall time and machine in report.json)",
+        summary=f"read from the row files of yt-bias experiment scale ({len(order)} rows; each row's command, wall time and machine in report.json)"
+        + "".join(f"; pooled with {x['file']} (seeds whose row files were not kept)" for x in summaries),
     )
 
 
