@@ -186,11 +186,6 @@ def blockwise_softmax_loss(
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be an integer >= 1; received {block_size!r}.")
     inputs = prepare_inputs(query_embeddings, candidate_embeddings, temperature, log_q, **options)
-    return reward_weighted(blockwise_per_example_loss(inputs, block_size), rewards, reduce)
-
-
-def blockwise_per_example_loss(inputs: LossInputs, block_size: int) -> tf.Tensor:
-    """``lse_i - s_c(i, pos_i)`` [batch_size] of checked inputs, over candidate blocks."""
     query, candidates, log_q, positive_index = inputs.query, inputs.candidates, inputs.log_q, inputs.positive_index
     blocks = _Blocks(inputs, block_size)
     log_normaliser = _logsumexp(blocks, query, candidates, log_q if log_q is None or log_q.shape.rank == 1 else None)
@@ -200,4 +195,4 @@ def blockwise_per_example_loss(inputs: LossInputs, block_size: int) -> tf.Tensor
             positive_logit -= tf.gather(log_q, positive_index)
         else:  # (no gradient for a [B, N] log_q at all, rather than one for the positives only)
             positive_logit -= tf.gather(tf.stop_gradient(log_q), positive_index, axis=1, batch_dims=1)
-    return log_normaliser - positive_logit
+    return reward_weighted(log_normaliser - positive_logit, rewards, reduce)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from yt_bias._keras import tf
 from yt_bias.config import LOSS_IMPLEMENTATIONS
 from yt_bias.core.blockwise_softmax import DEFAULT_BLOCK_SIZE, blockwise_softmax_loss
-from yt_bias.core.loss_inputs import MASKED_LOGIT, LossInputs, checked_positive_index, prepare_inputs, reward_weighted
+from yt_bias.core.loss_inputs import MASKED_LOGIT, checked_positive_index, prepare_inputs, reward_weighted
 from yt_bias.estimands import MIN_PROBABILITY
 
 
@@ -54,11 +54,6 @@ def corrected_softmax_logits(
       (logits [batch_size, num_candidates], positive_index [batch_size] int32).
     """
     inputs = prepare_inputs(query_embeddings, candidate_embeddings, temperature, log_q, **options)
-    return _dense_logits(inputs), inputs.positive_index
-
-
-def _dense_logits(inputs: LossInputs) -> tf.Tensor:
-    """The [batch_size, num_candidates] corrected, masked logits of checked inputs."""
     positive_index, log_q = inputs.positive_index, inputs.log_q
     num_candidates = tf.shape(inputs.candidates)[0]
     needs_mask = inputs.candidate_ids is not None or inputs.candidate_mask is not None
@@ -81,7 +76,7 @@ def _dense_logits(inputs: LossInputs) -> tf.Tensor:
             keep = other_id if keep is None else tf.logical_and(keep, other_id)
         keep = tf.logical_or(keep, is_positive)  # the positive always stays
         logits = tf.where(keep, logits, tf.fill(tf.shape(logits), tf.constant(MASKED_LOGIT, logits.dtype)))
-    return logits
+    return logits, positive_index
 
 
 # "auto": the blockwise loss from this many candidates per query on (measured crossover, docs/performance.md).

@@ -29,23 +29,25 @@ SUMMARY_FORMAT = "yt_bias.scale_study.summary/1"
 MEASURED = ("tv_error", "tv_error_seen", "examples_per_second", "wall_seconds", "train_seconds", "eval_seconds", "peak_rss_mb")
 
 
-def read_study(folder: str) -> dict[str, list[dict]]:
-    """Row name -> its records over the seed folders ``folder/study/seed*``.
+def read_study(folder: str) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Row name -> its records over the seed folders ``folder/study/seed*``, and the summaries beside them.
 
     Raises:
-      FileNotFoundError: no row file.
-      ValueError: two rows differ in a shared setting (the message names the setting and both rows).
+      FileNotFoundError: no row file and no summary.
+      ValueError: two rows (or a row and a summary) differ in a shared setting (the message names
+        the setting and both).
     """
     rows: dict[str, list[dict]] = {}
     for seed_dir in sorted(glob.glob(os.path.join(folder, STUDY_DIR, "seed*"))):
         for name, record in load_rows(seed_dir).items():
             rows.setdefault(name, []).append(record)
-    if not rows and not read_summaries(folder):
+    summaries = read_summaries(folder)
+    if not rows and not summaries:
         raise FileNotFoundError(
             f"--scale-results {folder}: no {STUDY_DIR}/seed*/row_*.json; run `yt-bias experiment scale --out {folder}/{STUDY_DIR}/seed0` first."
         )
     labelled = [(f"row {name} (seed {r['settings']['seed']})", r["settings"]) for name, records in rows.items() for r in records]
-    labelled += [(f"summary {s['file']}", s["settings"]) for s in read_summaries(folder)]
+    labelled += [(f"summary {s['file']}", s["settings"]) for s in summaries]
     first_label, first = labelled[0]
     for label, settings in labelled:
         for key in SHARED:
@@ -54,7 +56,7 @@ def read_study(folder: str) -> dict[str, list[dict]]:
                     f"scale study: {label} has {key}={settings[key]!r}; {first_label} has {first[key]!r}: "
                     "the rows were not trained alike."
                 )
-    return rows
+    return rows, summaries
 
 
 def read_summaries(folder: str) -> list[dict]:
@@ -102,8 +104,7 @@ def _pooled(summaries: list[dict], name: str, key: str, values: list[float]) -> 
 def run(settings: Settings, out_dir: str) -> SectionResult:
     if not settings.scale_results:
         return skipped("needs --scale-results DIR (DIR/study/seed*/ from yt-bias experiment scale; an hour or more on 2 cores)")
-    rows = read_study(settings.scale_results)
-    summaries = read_summaries(settings.scale_results)
+    rows, summaries = read_study(settings.scale_results)
     shared = next(iter(rows.values()))[0]["settings"] if rows else summaries[0]["settings"]
     numbers: dict = {f"settings/{k}": shared[k] for k in ("train_rows", "epochs", "batch_size", "eval_queries")}
     numbers["ks"] = list(shared["ks"])
